@@ -1,0 +1,393 @@
+"""Typed configuration: YAML files with `extends`, `--set` overrides, a declared schema.
+
+The schema is the dataclasses below. Every field's type, range and choices are declared
+next to it, so validation, error messages ("did you mean ...?") and documentation all come
+from one place. An unknown key is an error, never ignored.
+
+A config file may name the files it builds on:
+
+    extends: petridish.yaml        # or a list; paths relative to this file
+    dataset: {name: digits}
+
+Later files win, key by key. Overrides (`a.b.c=value`) are applied last and parsed as YAML
+scalars, so `--set search.max_trials=20` gives an int and `--set eval.enabled=true` a bool.
+String values may contain `${run_dir}`, which `Config.with_run_dir` fills in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from petrinas.errors import ConfigError
+
+CONFS_DIR = Path(__file__).resolve().parent.parent / "confs"
+DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "npz")
+RUN_DIR_VAR = "${run_dir}"
+
+
+def spec(default: Any = dataclasses.MISSING, *, lo: float | None = None,
+         hi: float | None = None, lo_open: bool = False, hi_open: bool = False,
+         choices: Iterable[str] | None = None, factory: Any = None, doc: str = "") -> Any:
+    """A dataclass field with its valid range or choices declared beside it."""
+    meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open,
+            "choices": tuple(choices) if choices else None, "doc": doc}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """One training phase (seed, search, post-train or eval)."""
+    epochs: int = spec(10, lo=0, doc="passes over the train split")
+    batch_size: int = spec(64, lo=1)
+    lr: float = spec(0.025, lo=0, lo_open=True, doc="peak SGD learning rate")
+    lr_min: float = spec(0.0, lo=0, doc="cosine schedule floor")
+    warmup_epochs: int = spec(0, lo=0)
+    momentum: float = spec(0.9, lo=0, hi=1, hi_open=True)
+    nesterov: bool = spec(False)
+    weight_decay: float = spec(3e-4, lo=0)
+    label_smoothing: float = spec(0.0, lo=0, hi=1, hi_open=True)
+    grad_clip: float = spec(5.0, lo=0, doc="max gradient norm; 0 turns clipping off")
+    drop_path: float = spec(0.0, lo=0, hi=1, hi_open=True)
+    aux_weight: float = spec(0.0, lo=0, doc="auxiliary-head loss weight (needs model.aux_head)")
+    augment: bool = spec(False, doc="random crop (padding 4) and horizontal flip")
+    cutout: int = spec(0, lo=0, doc="cutout square side in pixels; 0 turns it off")
+    amp: bool = spec(True, doc="mixed precision on CUDA (ignored on CPU)")
+    channels_last: bool = spec(True, doc="channels_last memory format on CUDA")
+
+
+@dataclass
+class DatasetConfig:
+    name: str = spec("digits", choices=DATASETS)
+    root: str = spec("", doc="folder (cifar, imagefolder) or file (npz); never downloaded")
+    val_fraction: float = spec(0.1, lo=0, hi=0.9, lo_open=True,
+                               doc="share of the non-test data held out for validation")
+    test_fraction: float = spec(0.2, lo=0, hi=0.9, lo_open=True,
+                                doc="fixed test share for datasets without a test split")
+    image_size: int = spec(0, lo=0, doc="imagefolder: resize to this square; 0 keeps size")
+    max_train: int = spec(0, lo=0, doc="cap on training examples; 0 uses all")
+
+
+@dataclass
+class ModelConfig:
+    init_channels: int = spec(16, lo=1, doc="channels of the first cell")
+    stem_multiplier: int = spec(3, lo=1)
+    seed_op: str = spec("sep_conv_3x3", doc="op of the seed cells' nodes")
+    candidate_ops: list[str] = spec(factory=lambda: [
+        "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3",
+        "avg_pool_3x3", "skip_connect", "mbconv_e1", "mbconv_e2", "mbconv_e3", "none"])
+    top_k: int = spec(3, lo=1, doc="(input, op) pairs kept when a candidate is finalized")
+    aux_head: bool = spec(False, doc="auxiliary classifier at 2/3 depth")
+
+
+@dataclass
+class SeedRanges:
+    """Inclusive [min, max] ranges of the seed models' macro parameters."""
+    cells: list[int] = spec(factory=lambda: [3, 5])
+    reductions: list[int] = spec(factory=lambda: [1, 2])
+    nodes: list[int] = spec(factory=lambda: [1, 3])
+
+
+@dataclass
+class SearchConfig:
+    max_trials: int = spec(100, lo=1, doc="trained models (seeds + children), never exceeded")
+    max_hours: float = spec(24.0, lo=0, lo_open=True)
+    max_macs: float = spec(0.0, lo=0, doc="stop once a pool model exceeds it; 0: no limit")
+    max_pool: int = spec(1000, lo=1)
+    convex_hull_eps: float = spec(0.025, lo=0)
+    l1: float = spec(0.001, lo=0, doc="weight of sum(|alpha|) in the search-phase loss")
+    seeds: SeedRanges = spec(factory=SeedRanges)
+    seed_train: TrainConfig = spec(factory=TrainConfig)
+    search_train: TrainConfig = spec(factory=TrainConfig)
+    post_train: TrainConfig = spec(factory=TrainConfig)
+    plot_interval_s: float = spec(30.0, lo=0, doc="least seconds between plot refreshes")
+
+
+@dataclass
+class EvalConfig:
+    enabled: bool = spec(False, doc="run the eval stage right after the search")
+    cell_count_scale: float = spec(2.0, lo=1)
+    max_cells: int = spec(20, lo=1, doc="cap on eval cells")
+    init_channels: int = spec(36, lo=1)
+    max_models: int = spec(0, lo=0, doc="train at most this many gallery models; 0: all")
+    train: TrainConfig = spec(factory=TrainConfig)
+
+
+@dataclass
+class ResourcesConfig:
+    gpus_per_job: float = spec(0.0, lo=0)
+    cpus_per_job: float = spec(1.0, lo=0, lo_open=True)
+    max_retries: int = spec(2, lo=0, doc="retries after a system failure (a dead worker)")
+    memory_per_job_mb: int = spec(0, lo=0, doc="Ray memory reservation per job; 0: none")
+    max_concurrent: int = spec(0, lo=0, doc="cap on jobs at once; 0: every free slot")
+
+
+@dataclass
+class Config:
+    seed: int = spec(0, lo=0)
+    dataset: DatasetConfig = spec(factory=DatasetConfig)
+    model: ModelConfig = spec(factory=ModelConfig)
+    search: SearchConfig = spec(factory=SearchConfig)
+    eval: EvalConfig = spec(factory=EvalConfig)
+    resources: ResourcesConfig = spec(factory=ResourcesConfig)
+    name: str = spec("petridish", doc="configuration name; default run dir is runs/<name>")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Config":
+        config = _build(cls, data, "")
+        validate(config)
+        return config
+
+    def with_run_dir(self, run_dir: str | Path) -> "Config":
+        """A copy whose string values have `${run_dir}` replaced by `run_dir`."""
+        return Config.from_dict(_substitute(self.to_dict(), str(run_dir)))
+
+
+# ---------------------------------------------------------------------------- loading
+
+def resolve_config_path(path_or_name: str | Path) -> Path:
+    """A path as given, else a file name (with or without .yaml) under confs/."""
+    path = Path(path_or_name).expanduser()
+    if path.is_file():
+        return path
+    for candidate in (CONFS_DIR / path.name, CONFS_DIR / f"{path.name}.yaml"):
+        if not path.parent.parts and candidate.is_file():
+            return candidate
+    raise ConfigError(f"config file not found: {path_or_name}")
+
+
+def load_config(path_or_name: str | Path = "petridish_digits",
+                overrides: Iterable[str] = ()) -> Config:
+    """Read a config file (following `extends`), apply `a.b=value` overrides, validate."""
+    path = resolve_config_path(path_or_name)
+    data = _read_with_extends(path, chain=())
+    data.setdefault("name", path.stem)
+    for override in overrides:
+        key, value = parse_override(override)
+        _set_dotted(data, key, value)
+    return Config.from_dict(data)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not of the form key.sub=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({_first_line(exc)})")
+    return key.strip(), value
+
+
+def read_yaml_file(path: Path) -> Any:
+    """yaml.safe_load of a file; syntax errors and Python tags become one-line errors."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where}: invalid YAML ({_first_line(exc)})") from None
+
+
+def _first_line(exc: Exception) -> str:
+    problem = getattr(exc, "problem", None)
+    return str(problem or exc).strip().splitlines()[0]
+
+
+def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> dict:
+    path = path.resolve()
+    if path in chain:
+        raise ConfigError(f"{path}: extends itself through {' -> '.join(p.name for p in chain)}")
+    data = read_yaml_file(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, not {type(data).__name__}")
+    parents = data.pop("extends", None) or []
+    if isinstance(parents, str):
+        parents = [parents]
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise ConfigError(f"{path}: 'extends' must be a file name or a list of them")
+    merged: dict = {}
+    for parent in parents:
+        parent_path = (path.parent / parent)
+        if not parent_path.is_file():
+            parent_path = CONFS_DIR / parent
+        if not parent_path.is_file():
+            raise ConfigError(f"{path}: extended file not found: {parent}")
+        merged = _deep_merge(merged, _read_with_extends(parent_path, chain + (path,)))
+    return _deep_merge(merged, data)
+
+
+def _deep_merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key}: {'.'.join(parts[:i + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _substitute(value: Any, run_dir: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(RUN_DIR_VAR, run_dir)
+    if isinstance(value, dict):
+        return {k: _substitute(v, run_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, run_dir) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------------- validation
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    """Instantiate dataclass `cls` from `data`, checking every key, type and range."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {_kind(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            full = f"{prefix}{key}"
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise ConfigError(f"unknown config key {full}{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], f"{prefix}{name}", f.metadata)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str, meta: Mapping) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value if value is not None else {}, f"{key}.")
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple):
+        (item,) = typing.get_args(hint)[:1]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {_kind(value)}")
+        return [_coerce(item, v, f"{key}[{i}]", meta) for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if value is None else _coerce(args[0], value, key, meta)
+    return _check_scalar(hint, value, key, meta)
+
+
+def _check_scalar(hint: type, value: Any, key: str, meta: Mapping) -> Any:
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {_kind(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise ConfigError(f"{key}: expected an integer, got {_kind(value)}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {_kind(value)}")
+        value = float(value)
+    elif hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {_kind(value)}")
+    _check_range(value, key, meta)
+    return value
+
+
+def _check_range(value: Any, key: str, meta: Mapping) -> None:
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}{hint}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+        bound = f"> {lo}" if meta.get("lo_open") else f">= {lo}"
+        raise ConfigError(f"{key}: {value} is out of range (must be {bound})")
+    if hi is not None and (value > hi or (meta.get("hi_open") and value == hi)):
+        bound = f"< {hi}" if meta.get("hi_open") else f"<= {hi}"
+        raise ConfigError(f"{key}: {value} is out of range (must be {bound})")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def validate(config: Config) -> None:
+    """Checks that span several keys (single keys were checked while building)."""
+    from petrinas.model_desc.ops import PRIMITIVES  # the op registry is the source of truth
+
+    for key in ("cells", "reductions", "nodes"):
+        pair = getattr(config.search.seeds, key)
+        if len(pair) != 2 or pair[0] > pair[1] or pair[0] < (0 if key == "reductions" else 1):
+            raise ConfigError(f"search.seeds.{key}: expected [min, max] with min <= max, "
+                              f"got {pair}")
+    if not seed_macros(config):
+        raise ConfigError("search.seeds: no (cells, reductions, nodes) in these ranges "
+                          "satisfies cells >= 2*reductions + 1, so there is no seed model")
+    for key, name in [("model.seed_op", config.model.seed_op)] + [
+            (f"model.candidate_ops[{i}]", op) for i, op in enumerate(config.model.candidate_ops)]:
+        if name not in PRIMITIVES:
+            close = difflib.get_close_matches(name, list(PRIMITIVES), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{key}: unknown op {name!r}{hint}")
+    if not [op for op in config.model.candidate_ops if op != "none"]:
+        raise ConfigError("model.candidate_ops: needs at least one op other than none")
+    for phase in ("seed_train", "search_train"):
+        if getattr(config.search, phase).epochs < 1:
+            raise ConfigError(f"search.{phase}.epochs: must be >= 1")
+    if config.dataset.name in ("cifar10", "cifar100", "imagefolder", "npz") \
+            and not config.dataset.root:
+        raise ConfigError(f"dataset.root: required for dataset {config.dataset.name}")
+    for train_key, train in (("search.seed_train", config.search.seed_train),
+                             ("search.search_train", config.search.search_train),
+                             ("search.post_train", config.search.post_train),
+                             ("eval.train", config.eval.train)):
+        if train.aux_weight > 0 and not config.model.aux_head:
+            raise ConfigError(f"{train_key}.aux_weight: needs model.aux_head: true")
+
+
+def seed_macros(config: Config) -> list[tuple[int, int, int]]:
+    """Every valid (reductions, cells, nodes) of the seed ranges, cheapest first."""
+    seeds = config.search.seeds
+    return [(r, c, n)
+            for r in range(seeds.reductions[0], seeds.reductions[1] + 1)
+            for c in range(seeds.cells[0], seeds.cells[1] + 1)
+            for n in range(seeds.nodes[0], seeds.nodes[1] + 1)
+            if c >= 2 * r + 1]
+
+
+def config_to_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

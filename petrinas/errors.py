@@ -1,0 +1,27 @@
+"""Error types that the command-line scripts map to exit codes.
+
+`InputError` (and its subclasses) means the user gave something we cannot use: a bad
+config key, a missing dataset folder, a run directory of another configuration. The
+scripts print its message on one line and exit with code 2. Everything else is a bug or
+an environment failure and exits with code 1.
+"""
+
+
+class InputError(Exception):
+    """Bad input from the user: exit code 2, one line, no traceback."""
+
+
+class ConfigError(InputError):
+    """An invalid configuration file, key, type or value."""
+
+
+class DataError(InputError):
+    """A dataset that cannot be read: missing folder, wrong arrays, unknown name."""
+
+
+class UntrustedFileError(InputError):
+    """A file from a run directory that would need code execution to load."""
+
+
+class TrainingError(RuntimeError):
+    """A training job that cannot produce a model (a NaN loss, say)."""

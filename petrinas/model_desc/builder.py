@@ -1,0 +1,49 @@
+"""Descriptions from macro parameters: seed models for the search, scaled models for eval."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from petrinas.config import Config
+from petrinas.errors import ConfigError
+from petrinas.model_desc.desc import CellDesc, EdgeDesc, ModelDesc, NodeDesc, OpDesc
+
+
+def seed_cell(nodes: int, seed_op: str) -> CellDesc:
+    """A chain of `nodes` nodes: node 0 reads s1 through `seed_op` plus s0 through a skip
+    connection; node k reads node k-1 through `seed_op`. Cheap, and every state is used."""
+    chain = [NodeDesc(edges=(EdgeDesc(1, OpDesc(seed_op)), EdgeDesc(0, OpDesc("skip_connect"))))]
+    for k in range(1, nodes):
+        chain.append(NodeDesc(edges=(EdgeDesc(k + 1, OpDesc(seed_op)),)))
+    return CellDesc(nodes=tuple(chain))
+
+
+def build_seed(config: Config, cells: int, reductions: int, nodes: int) -> ModelDesc:
+    """The seed model of one macro combination, for the config's dataset and model keys."""
+    from petrinas.data import dataset_info  # data imports torch; keep builder import light
+
+    if reductions < 0 or nodes < 1 or cells < 2 * reductions + 1:
+        raise ConfigError(f"invalid seed shape cells={cells}, reductions={reductions}, "
+                          f"nodes={nodes}: needs nodes >= 1 and cells >= 2*reductions + 1")
+    info = dataset_info(config.dataset)
+    cell = seed_cell(nodes, config.model.seed_op)
+    return ModelDesc(cells=cells, reductions=reductions,
+                     init_channels=config.model.init_channels,
+                     stem_multiplier=config.model.stem_multiplier,
+                     num_classes=info.num_classes, input_shape=tuple(info.input_shape),
+                     normal=cell, reduce=cell, aux_head=config.model.aux_head,
+                     meta={"seed": {"cells": cells, "reductions": reductions, "nodes": nodes}})
+
+
+def build_eval(desc: ModelDesc, config: Config) -> ModelDesc:
+    """A gallery model for final training: the same cells, repeated over
+    `cell_count_scale` times as many cells (capped by `eval.max_cells`), at the eval width.
+    Reductions keep their count; the candidate (if any) is dropped."""
+    scaled = round(desc.cells * config.eval.cell_count_scale)
+    cells = max(min(scaled, config.eval.max_cells), 2 * desc.reductions + 1)
+    strip = lambda cell: replace(cell, candidate=None)  # noqa: E731
+    return replace(desc, cells=cells, init_channels=config.eval.init_channels,
+                   normal=strip(desc.normal), reduce=strip(desc.reduce),
+                   aux_head=config.model.aux_head,
+                   meta={**desc.meta, "eval_of": {"cells": desc.cells,
+                                                  "init_channels": desc.init_channels}})

@@ -1,0 +1,124 @@
+"""Growth: add a candidate node to a trained parent, then finalize it into a plain node.
+
+Both steps work on (description, state_dict) pairs so that a child always starts from
+its parent's trained weights and computes exactly the parent's function:
+- `add_candidate` keeps every parent weight; the candidate's output is stop-forwarded.
+- `finalize` turns the top-k (input, op) pairs of the candidate into a node that keeps
+  their trained weights; the cell projection's new input columns start at zero, so the
+  node joins the cell without changing its output, and still learns (its output is not
+  zero once stop-forward is gone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from petrinas.model_desc.desc import CandidateDesc, CellDesc, EdgeDesc, ModelDesc, NodeDesc, OpDesc
+from petrinas.model_desc.model import CellNetwork, build_model
+
+CELL_KINDS = ("normal", "reduce")
+
+
+def add_candidate(desc: ModelDesc, candidate_ops: Sequence[str]) -> ModelDesc:
+    """The description with a candidate node in each cell type, reading every state."""
+    def grow(cell: CellDesc) -> CellDesc:
+        if cell.candidate is not None:
+            raise ValueError("the model already has a candidate node; finalize it first")
+        return replace(cell, candidate=CandidateDesc(inputs=tuple(range(cell.n_states)),
+                                                     ops=tuple(candidate_ops)))
+    return desc.with_cells(grow(desc.normal), grow(desc.reduce))
+
+
+def grow_model(parent: ModelDesc, parent_state: dict[str, torch.Tensor],
+               candidate_ops: Sequence[str]) -> CellNetwork:
+    """The parent with a candidate node, holding all of the parent's trained weights."""
+    model = build_model(add_candidate(parent, candidate_ops))
+    missing = [k for k in parent_state if k not in model.state_dict()]
+    if missing:
+        raise ValueError(f"parent weights do not fit its description: {missing[:3]}")
+    model.load_state_dict(parent_state, strict=False)
+    return model
+
+
+def alphas(model: nn.Module) -> list[nn.Parameter]:
+    """Every candidate's alpha vector (the parameters the L1 term acts on)."""
+    return [p for name, p in model.named_parameters() if name.endswith("candidate.alpha")]
+
+
+def l1_penalty(model: nn.Module) -> torch.Tensor:
+    return sum(p.abs().sum() for p in alphas(model))
+
+
+def select_pairs(desc: ModelDesc, state: dict[str, torch.Tensor], k: int
+                 ) -> dict[str, list[int]]:
+    """Per cell kind, the indices into candidate.pairs of the top-k |alpha|, summed over
+    the cells of that kind (every cell of a kind grows the same node); never `none`."""
+    chosen = {}
+    for kind in CELL_KINDS:
+        cand = getattr(desc, kind).candidate
+        score = torch.zeros(len(cand.pairs), dtype=torch.float64)
+        for i in range(desc.cells):
+            if _is_kind(desc, i, kind):
+                score += state[f"cells.{i}.candidate.alpha"].detach().double().abs()
+        usable = [m for m, (_, op) in enumerate(cand.pairs) if op != "none"]
+        usable.sort(key=lambda m: (-float(score[m]), m))
+        chosen[kind] = sorted(usable[:k])
+    return chosen
+
+
+def _is_kind(desc: ModelDesc, index: int, kind: str) -> bool:
+    return (index in desc.reduction_indices) == (kind == "reduce")
+
+
+def finalize(desc: ModelDesc, state: dict[str, torch.Tensor], k: int
+             ) -> tuple[ModelDesc, dict[str, torch.Tensor]]:
+    """Turn each cell's candidate into an ordinary node of its top-k (input, op) pairs.
+
+    Returns the finalized description and a state_dict for it in which the new node's
+    ops hold the candidate's trained weights and the projection's new columns are zero."""
+    chosen = select_pairs(desc, state, k)
+    cells = {}
+    for kind in CELL_KINDS:
+        cell = getattr(desc, kind)
+        pairs = cell.candidate.pairs
+        node = NodeDesc(edges=tuple(EdgeDesc(pairs[m][0], OpDesc(pairs[m][1]))
+                                    for m in chosen[kind]))
+        cells[kind] = CellDesc(nodes=cell.nodes + (node,))
+    new_desc = desc.with_cells(cells["normal"], cells["reduce"])
+    new_state = {}
+    for key, value in state.items():
+        new_key = _map_key(desc, key, chosen)
+        if new_key is not None:
+            new_state[new_key] = value
+    for i in range(desc.cells):
+        _widen_projection(new_state, i, desc.cell_desc(i))
+    return new_desc, new_state
+
+
+def _map_key(desc: ModelDesc, key: str, chosen: dict[str, list[int]]) -> str | None:
+    """Candidate op m of cell i -> edge j of the new node; alphas and unchosen ops vanish."""
+    parts = key.split(".")
+    if len(parts) < 4 or parts[0] != "cells" or parts[2] != "candidate":
+        return key
+    if parts[3] != "ops":
+        return None  # the alpha vector
+    i, m = int(parts[1]), int(parts[4])
+    kind = "reduce" if i in desc.reduction_indices else "normal"
+    if m not in chosen[kind]:
+        return None
+    node = len(desc.cell_desc(i).nodes)
+    edge = chosen[kind].index(m)
+    return ".".join(["cells", str(i), "nodes", str(node), "edges", str(edge)] + parts[5:])
+
+
+def _widen_projection(state: dict[str, torch.Tensor], index: int, old_cell: CellDesc) -> None:
+    key = f"cells.{index}.proj.conv.weight"
+    weight = state[key]
+    channels = weight.shape[0]
+    assert weight.shape[1] == channels * len(old_cell.nodes), key
+    zeros = weight.new_zeros(channels, channels, *weight.shape[2:])
+    state[key] = torch.cat([weight, zeros], dim=1)

@@ -1,0 +1,197 @@
+"""Ray behind one adapter: remote trial tasks and the executor that keeps slots busy.
+
+This is the only module of the package that imports ray. Tasks receive plain data (a
+config, a description as a dict, weights as an object reference) and return a
+`TrialOutput`; nothing is read from or written to a shared filesystem. A system failure
+(a dead worker or node) is retried by Ray up to `resources.max_retries` times; an
+exception raised by the job itself is not retried and comes back as the trial's error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayError, RayTaskError, TaskCancelledError
+
+from petrinas.config import Config
+from petrinas.errors import InputError
+
+log = logging.getLogger(__name__)
+
+# Parent weights kept in the object store for reuse by later children of the same parent.
+WEIGHT_CACHE_SIZE = 16
+
+
+@ray.remote
+def _trial_task(kind: str, config: Config, payload: Any, weights: bytes | None,
+                seed: int, want_gpu: bool, cpu_threads: int):
+    """Runs in a Ray worker. Explicit imports: a worker needs no set-up step."""
+    from petrinas.train import pipeline
+
+    ctx = pipeline.JobContext(seed=seed, device=pipeline.pick_device(want_gpu),
+                              cpu_threads=cpu_threads)
+    if kind == "seed":
+        return pipeline.run_seed(config, tuple(payload), ctx)
+    if kind == "search":
+        return pipeline.run_search(config, payload, weights, ctx)
+    if kind == "eval":
+        return pipeline.run_eval(config, payload, ctx)
+    raise ValueError(f"unknown job kind {kind!r}")
+
+
+@dataclass
+class Completion:
+    trial_id: str
+    output: Any = None          # a pipeline.TrialOutput when the job succeeded
+    error: str | None = None    # one line: why it failed
+    detail: str = ""            # the full traceback, for the trial folder
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None,
+              num_gpus: int | None = None) -> bool:
+    """Join `address` (or RAY_ADDRESS), else start a local instance sized to this machine.
+
+    Returns True when this call started Ray (and so should shut it down)."""
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    quiet = dict(logging_level=logging.WARNING, log_to_driver=False, configure_logging=True)
+    address = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            if num_gpus is None:
+                import torch
+                num_gpus = torch.cuda.device_count()
+            ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus,
+                     include_dashboard=False, **quiet)
+    except ConnectionError as exc:
+        raise InputError(f"--address {address}: cannot join the Ray cluster ({exc})") from None
+    return True
+
+
+def cluster_slots(gpus_per_job: float, cpus_per_job: float) -> int:
+    """How many jobs the cluster can run at once, by its GPUs (if jobs use them) or CPUs."""
+    total = ray.cluster_resources()
+    by_cpu = int(total.get("CPU", 0) // cpus_per_job) if cpus_per_job else 0
+    if gpus_per_job > 0:
+        by_gpu = int(round(total.get("GPU", 0) / gpus_per_job, 6))
+        return min(by_gpu, by_cpu) if cpus_per_job else by_gpu
+    return by_cpu
+
+
+class RayExecutor:
+    """Submits trials as Ray tasks and reports them as they finish."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        res = config.resources
+        options: dict[str, Any] = dict(num_cpus=res.cpus_per_job, num_gpus=res.gpus_per_job,
+                                       max_retries=res.max_retries, retry_exceptions=False)
+        if res.memory_per_job_mb:
+            options["memory"] = res.memory_per_job_mb * 1024 * 1024
+        self._task = _trial_task.options(**options)
+        self._running: dict[ray.ObjectRef, str] = {}
+        self._weights: OrderedDict[str, ray.ObjectRef] = OrderedDict()
+
+    # ----------------------------------------------------------------- capacity
+    def slots(self) -> int:
+        res = self.config.resources
+        slots = cluster_slots(res.gpus_per_job, res.cpus_per_job)
+        if slots < 1:
+            raise InputError(
+                f"resources.gpus_per_job={res.gpus_per_job}, resources.cpus_per_job="
+                f"{res.cpus_per_job}: the Ray cluster ({_describe_cluster()}) cannot run "
+                "even one job")
+        return min(slots, res.max_concurrent) if res.max_concurrent else slots
+
+    def free_slots(self) -> int:
+        return max(self.slots() - len(self._running), 0)
+
+    @property
+    def running(self) -> list[str]:
+        return list(self._running.values())
+
+    # ------------------------------------------------------------------ submit
+    def submit(self, trial_id: str, kind: str, payload: Any, *, seed: int,
+               weights_key: str | None = None, weights: bytes | None = None) -> None:
+        """Start a trial. `weights` (a parent's) go into the object store once per
+        `weights_key` and travel to every child of that parent as a reference."""
+        ref = self._weights_ref(weights_key, weights) if weights is not None else None
+        res = self.config.resources
+        task_ref = self._task.remote(kind, self.config, payload, ref, seed,
+                                     res.gpus_per_job > 0, max(1, int(res.cpus_per_job)))
+        self._running[task_ref] = trial_id
+
+    def _weights_ref(self, key: str | None, weights: bytes) -> ray.ObjectRef:
+        if key is not None and key in self._weights:
+            self._weights.move_to_end(key)
+            return self._weights[key]
+        ref = ray.put(weights)
+        if key is not None:
+            self._weights[key] = ref
+            while len(self._weights) > WEIGHT_CACHE_SIZE:
+                self._weights.popitem(last=False)
+        return ref
+
+    # -------------------------------------------------------------------- wait
+    def wait(self, timeout: float) -> list[Completion]:
+        """Completions of the trials that finished within `timeout` seconds."""
+        if not self._running:
+            time.sleep(min(timeout, 0.05))
+            return []
+        ready, _ = ray.wait(list(self._running), num_returns=len(self._running),
+                            timeout=timeout)
+        return [self._collect(ref) for ref in ready]
+
+    def _collect(self, ref: ray.ObjectRef) -> Completion:
+        trial_id = self._running.pop(ref)
+        try:
+            return Completion(trial_id, output=ray.get(ref, timeout=60))
+        except RayTaskError as exc:
+            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+            return Completion(trial_id, error=_one_line(cause), detail=str(exc))
+        except (RayError, GetTimeoutError) as exc:
+            return Completion(trial_id, error=f"system failure: {_one_line(exc)}",
+                              detail=str(exc))
+
+    def cancel_all(self) -> list[str]:
+        """Cancel every running trial; returns their ids."""
+        cancelled = []
+        for ref, trial_id in list(self._running.items()):
+            try:
+                ray.cancel(ref, force=True)
+            except (RayError, ValueError):
+                pass
+            cancelled.append(trial_id)
+        for ref in list(self._running):
+            try:
+                ray.get(ref, timeout=10)
+            except (RayError, GetTimeoutError, TaskCancelledError):
+                pass
+        self._running.clear()
+        return cancelled
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    message = text[-1] if isinstance(exc, RayError) and text else (text[0] if text else "")
+    return f"{type(exc).__name__}: {message}"[:500]
+
+
+def _describe_cluster() -> str:
+    total = ray.cluster_resources()
+    return f"{total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs"
+
+
+def shutdown_ray() -> None:
+    if ray.is_initialized():
+        ray.shutdown()

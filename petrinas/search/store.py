@@ -1,0 +1,276 @@
+"""The run directory: resolved config, write-ahead journal, trial folders, lock.
+
+Every decision is durable before the loop acts on it:
+- a submission (trial id, job spec, the strategy's RNG state) is appended to
+  `journal.jsonl` and fsync'ed before the job starts;
+- a result is written to `trials/<id>/` (weights, desc, then metrics.json last, each
+  through a temp file and a rename) and then journaled, before the strategy sees it.
+
+Re-opening the directory replays the journal into a fresh strategy, so the same command
+resumes the run: trials that were in flight are resubmitted under their ids, or, if their
+folder was completed before the kill, adopted without retraining. A torn last line (killed
+mid-write) is dropped. A lock held by the live driver (flock, so it dies with its
+process) keeps a second driver out.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from petrinas.config import Config, config_to_yaml
+from petrinas.errors import ConfigError, InputError
+from petrinas.fileio import write_bytes_atomic, write_text_atomic
+from petrinas.model_desc.desc import ModelDesc
+from petrinas.search.strategy import JobSpec, PetridishStrategy
+
+JOURNAL = "journal.jsonl"
+LOCK = ".lock"
+# Keys that may change when a run is resumed: budgets, resources and reporting do not
+# change what a finished trial means.
+RESUMABLE_KEYS = ("search.max_trials", "search.max_hours", "search.plot_interval_s",
+                  "resources", "eval")
+
+
+class RunStore:
+    def __init__(self, run_dir: Path, lock_fd: int):
+        self.dir = run_dir
+        self._lock_fd = lock_fd
+        self.records: list[dict] = []
+        self.rows: dict[str, dict] = {}         # trial id -> pool.tsv row (ok or failed)
+        self.specs: dict[str, JobSpec] = {}     # trial id -> what it trains
+        self._elapsed_before = 0.0
+        self._opened_at = time.monotonic()
+        self._journal = None
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, run_dir: str | Path, config: Config, *, overwrite: bool = False
+             ) -> "RunStore":
+        """Lock the directory, check its config, and load its journal (creating it)."""
+        run_dir = Path(run_dir)
+        created = not run_dir.exists()
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            fd = _acquire_lock(run_dir)
+        except PermissionError:
+            raise InputError(f"--out {run_dir}: not writable") from None
+        except OSError as exc:
+            raise InputError(f"--out {run_dir}: cannot use it ({exc.strerror or exc})") from None
+        store = cls(run_dir, fd)
+        try:
+            store._check_config(config, overwrite)
+            write_text_atomic(run_dir / "config.yaml", config_to_yaml(config))
+            store._load_journal()
+        except BaseException:
+            store.close()
+            if created:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        return store
+
+    def _check_config(self, config: Config, overwrite: bool) -> None:
+        path = self.dir / "config.yaml"
+        if not path.exists() or overwrite:
+            if overwrite:
+                self._clear()
+            return
+        try:
+            old = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            raise ConfigError(f"{path}: unreadable; use --overwrite to start afresh") from None
+        diff = _config_diff(old, config.to_dict())
+        if diff:
+            raise ConfigError(f"{self.dir} holds a run of another configuration "
+                              f"({diff}); use another --out or --overwrite")
+
+    def _clear(self) -> None:
+        for child in self.dir.iterdir():
+            if child.name == LOCK:
+                continue
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+    def _load_journal(self) -> None:
+        path = self.dir / JOURNAL
+        if path.exists():
+            self.records = list(_read_journal(path))
+        if self.records:
+            self._elapsed_before = float(self.records[-1].get("elapsed", 0.0))
+        self._journal = open(path, "a")
+
+    def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # ------------------------------------------------------------------- replay
+    def replay(self, strategy: PetridishStrategy) -> list[str]:
+        """Feed the journal to `strategy`; returns the ids still in flight, in order."""
+        for record in self.records:
+            self._apply(record, strategy)
+        return list(strategy.in_flight)
+
+    def _apply(self, record: dict, strategy: PetridishStrategy) -> None:
+        event, trial_id = record["event"], record.get("trial_id")
+        if event == "submit":
+            spec = JobSpec.from_dict(record["spec"])
+            self.specs[trial_id] = spec
+            strategy.restore_submission(trial_id, spec, record["rng"])
+        elif event == "result":
+            self.rows[trial_id] = record["row"]
+            strategy.on_trial_complete(trial_id, result=record["row"])
+        elif event == "failed":
+            self.rows[trial_id] = record["row"]
+            strategy.on_trial_complete(trial_id, error=record["row"]["error"])
+        elif event == "cancelled":
+            strategy.on_trial_cancelled(trial_id)
+
+    # ----------------------------------------------------------------- trial ids
+    def next_trial_id(self) -> str:
+        """Ids are t0000, t0001, ...: unique within the run, never reused."""
+        return f"t{len(self.specs):04d}"
+
+    # ------------------------------------------------------------------ writing
+    def elapsed(self) -> float:
+        """Seconds of driver time spent on this run, over every session."""
+        return self._elapsed_before + time.monotonic() - self._opened_at
+
+    def _append(self, record: dict) -> None:
+        record = {"seq": len(self.records), "elapsed": round(self.elapsed(), 3), **record}
+        self._journal.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+        self.records.append(record)
+
+    def record_submit(self, trial_id: str, spec: JobSpec, rng_state: dict) -> None:
+        if trial_id in self.specs:
+            raise ValueError(f"trial id {trial_id} is already used")
+        self._append({"event": "submit", "trial_id": trial_id, "spec": spec.to_dict(),
+                      "rng": rng_state})
+        self.specs[trial_id] = spec
+
+    def record_result(self, trial_id: str, output: Any) -> dict:
+        """Write the trial folder, then journal its row; returns the row."""
+        row = self._row(trial_id, output.row, status="ok")
+        folder = self.trial_dir(trial_id)
+        write_bytes_atomic(folder / "weights.pt", output.weights)
+        ModelDesc.from_dict(output.desc).save(folder / "desc.yaml")
+        metrics = {**row, "history": output.history, "notes": output.notes}
+        write_text_atomic(folder / "metrics.json", json.dumps(metrics, indent=1))
+        self._append({"event": "result", "trial_id": trial_id, "row": row})
+        self.rows[trial_id] = row
+        return row
+
+    def record_failure(self, trial_id: str, error: str, detail: str = "") -> dict:
+        row = self._row(trial_id, {}, status="failed", error=error)
+        folder = self.trial_dir(trial_id)
+        write_text_atomic(folder / "error.txt", (detail or error) + "\n")
+        write_text_atomic(folder / "metrics.json", json.dumps(row, indent=1))
+        self._append({"event": "failed", "trial_id": trial_id, "row": row})
+        self.rows[trial_id] = row
+        return row
+
+    def record_cancelled(self, trial_id: str) -> None:
+        self._append({"event": "cancelled", "trial_id": trial_id})
+
+    def adopt_finished(self, trial_id: str) -> dict | None:
+        """A trial whose folder was completed before a kill but never journaled: its
+        metrics.json (written last) holds the row, so it is recorded without retraining."""
+        path = self.trial_dir(trial_id) / "metrics.json"
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if metrics.get("status") != "ok" or metrics.get("trial_id") != trial_id:
+            return None
+        row = {k: metrics[k] for k in self._row_keys() if k in metrics}
+        self._append({"event": "result", "trial_id": trial_id, "row": row})
+        self.rows[trial_id] = row
+        return row
+
+    def _row(self, trial_id: str, measured: dict, *, status: str, error: str = "") -> dict:
+        spec = self.specs[trial_id]
+        row = {"trial_id": trial_id, "parent_id": spec.parent_id or "", "stage": spec.stage}
+        if spec.macro:
+            row.update(cells=spec.macro[0], reductions=spec.macro[1], nodes=spec.macro[2])
+        row.update(measured)
+        row.update(status=status, error=error, elapsed_s=round(self.elapsed(), 1))
+        return row
+
+    @staticmethod
+    def _row_keys() -> tuple[str, ...]:
+        return ("trial_id", "parent_id", "stage", "cells", "reductions", "nodes", "macs",
+                "params", "val_top1", "test_top1", "train_top1", "epochs", "wall_s",
+                "device", "status", "error", "elapsed_s")
+
+    def trial_dir(self, trial_id: str) -> Path:
+        return self.dir / "trials" / trial_id
+
+
+# ------------------------------------------------------------------------ helpers
+
+def _acquire_lock(run_dir: Path) -> int:
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise InputError(f"{run_dir} is in use by a running search ({holder}); "
+                         "wait for it or stop it first") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    return fd
+
+
+def _read_journal(path: Path) -> Iterator[dict]:
+    """Journal records; a torn final line (killed mid-write) is dropped and cut off."""
+    with open(path, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    good_bytes = 0
+    for i, line in enumerate(lines):
+        if not line.strip():
+            good_bytes += len(line) + 1
+            continue
+        last = i == len(lines) - 1 or all(not rest.strip() for rest in lines[i + 1:])
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if last:
+                break  # torn tail
+            raise ConfigError(f"{path}: corrupt record on line {i + 1}") from None
+        if last and not data.endswith(b"\n"):
+            break  # complete JSON but no newline: treat as torn too
+        good_bytes += len(line) + 1
+        yield record
+    if good_bytes < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(min(good_bytes, len(data)))
+
+
+def _config_diff(old: dict, new: dict, prefix: str = "") -> str:
+    """The first key whose value differs (ignoring RESUMABLE_KEYS), as text; '' if none."""
+    for key in sorted(set(old) | set(new)):
+        full = f"{prefix}{key}"
+        if any(full == k or full.startswith(k + ".") for k in RESUMABLE_KEYS):
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _config_diff(a, b, f"{full}.")
+            if inner:
+                return inner
+        elif a != b:
+            return f"{full}: {a!r} there, {b!r} now"
+    return ""

@@ -1,0 +1,305 @@
+"""One training loop for every phase: seed, search, post-train and eval.
+
+Batches are sliced out of tensors that live on the device (no DataLoader), losses and
+accuracies are summed on the device, and the host reads them once per epoch, so a CUDA
+step never waits on the CPU.
+
+Learning rate: linear warmup over `warmup_epochs`, then cosine from `lr` to `lr_min`,
+both updated every step (not every epoch) so short runs get a smooth schedule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from petrinas.config import TrainConfig
+from petrinas.errors import TrainingError
+from petrinas.train.data import TensorData, augment_batch
+
+CROP_PADDING = 4
+
+
+@dataclass
+class EpochMetrics:
+    """One epoch. `epoch` counts completed epochs (1-based); `lr` is the rate at its start.
+
+    Accuracies are fractions in [0, 1]. train_loss is the label-smoothed cross entropy of
+    the main head (no aux or L1 terms), averaged over the epoch while the weights moved.
+    """
+    epoch: int
+    lr: float
+    train_loss: float
+    train_top1: float
+    val_loss: float
+    val_top1: float
+    test_loss: float | None
+    test_top1: float | None
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    history: list[EpochMetrics]
+    final: dict  # asdict(last epoch) plus 'wall_s'
+
+    def to_dict(self) -> dict:
+        """Plain lists, dicts and numbers, ready for JSON."""
+        return {"history": [asdict(m) for m in self.history], "final": dict(self.final)}
+
+
+# ------------------------------------------------------------------------- evaluation
+
+def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    if amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _prepare_input(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    if channels_last and device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: TensorData, *, batch_size: int = 256,
+             device: str | torch.device = "cpu", amp: bool = False,
+             channels_last: bool = False) -> tuple[float, float]:
+    """(mean cross-entropy loss, top-1 fraction) of `model` on `data`, in eval mode.
+
+    `amp` and `channels_last` only apply on CUDA.
+    """
+    device = torch.device(device)
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    for start in range(0, len(data), batch_size):
+        x = _prepare_input(data.x[start:start + batch_size], device, channels_last)
+        y = data.y[start:start + batch_size].to(device, non_blocking=True)
+        with _autocast(device, amp):
+            logits = model(x)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(dim=1) == y).sum()
+    n = max(len(data), 1)
+    loss, hits = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()  # one sync
+    return loss / n, hits / n
+
+
+# --------------------------------------------------------------------------- schedule
+
+def lr_factor(cfg: TrainConfig, step: int, total_steps: int, warmup_steps: int) -> float:
+    """Learning rate at `step` relative to cfg.lr: linear warmup, then cosine to lr_min."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+    floor = cfg.lr_min / cfg.lr
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig, l1_params: Sequence[torch.Tensor],
+                    extra_params_lr: float | None) -> torch.optim.SGD:
+    """SGD with the L1-regularized parameters (architecture alphas) in their own group.
+
+    The alphas get no weight decay: L1 is their regularizer, and decay would fight it.
+    """
+    l1_ids = {id(p) for p in l1_params}
+    weights = [p for p in model.parameters() if p.requires_grad and id(p) not in l1_ids]
+    groups = [{"params": weights}]
+    if l1_params:
+        groups.append({"params": list(l1_params), "weight_decay": 0.0,
+                       "lr": extra_params_lr if extra_params_lr is not None else cfg.lr})
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay,
+                           nesterov=cfg.nesterov and cfg.momentum > 0)  # SGD rejects the rest
+
+
+def _batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """Slices covering all n examples; a lone last example joins the previous batch,
+    because BatchNorm cannot train on a batch of one."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    ends = starts[1:] + [n]
+    return list(zip(starts, ends))
+
+
+# ---------------------------------------------------------------------------- training
+
+@dataclass
+class _Setup:
+    """What one call to `train` fixes before the first step."""
+    device: torch.device
+    amp: bool
+    channels_last: bool
+    generator: torch.Generator
+    optimizer: torch.optim.SGD
+    base_lrs: list[float]
+    params: list[torch.Tensor]
+    l1_params: list[torch.Tensor]
+    l1: float
+
+
+def train(model: nn.Module, splits: dict[str, TensorData], cfg: TrainConfig, *,
+          device: str | torch.device = "cpu", seed: int = 0,
+          l1_params: Sequence[torch.Tensor] = (), l1: float = 0.0,
+          extra_params_lr: float | None = None,
+          epoch_callback: Callable[[EpochMetrics], None] | None = None,
+          cpu_threads: int | None = None, eval_test: bool = True) -> TrainResult:
+    """Train `model` on splits["train"] for cfg.epochs, evaluating on "val" (and "test").
+
+    Deterministic for a given seed on the CPU. Raises TrainingError if the loss stops
+    being finite, so a diverged run never yields a model. Leaves the model in eval mode.
+    With cfg.epochs == 0 it only evaluates: `final` has val/test metrics, train ones None.
+    """
+    started = time.perf_counter()
+    if cpu_threads:
+        torch.set_num_threads(cpu_threads)
+    torch.manual_seed(seed)
+    if "train" not in splits or "val" not in splits:
+        raise ValueError(f"train needs 'train' and 'val' splits, got {sorted(splits)}")
+    setup = _setup(model, cfg, device, seed, l1_params, l1, extra_params_lr)
+    on_device = {name: data.to(setup.device) for name, data in splits.items()
+                 if name in ("train", "val") or (name == "test" and eval_test)}
+    history: list[EpochMetrics] = []
+    try:
+        for epoch in range(cfg.epochs):
+            metrics = _run_epoch(model, on_device, cfg, setup, epoch)
+            history.append(metrics)
+            if epoch_callback is not None:
+                epoch_callback(metrics)
+        final = asdict(history[-1]) if history else _untrained_final(model, on_device, setup)
+    finally:
+        if hasattr(model, "drop_path_prob"):
+            model.drop_path_prob = 0.0
+        model.eval()
+    final["wall_s"] = time.perf_counter() - started
+    return TrainResult(history, final)
+
+
+def _setup(model: nn.Module, cfg: TrainConfig, device: str | torch.device, seed: int,
+           l1_params: Sequence[torch.Tensor], l1: float,
+           extra_params_lr: float | None) -> _Setup:
+    device = torch.device(device)
+    on_cuda = device.type == "cuda"
+    channels_last = cfg.channels_last and on_cuda
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    optimizer = _make_optimizer(model, cfg, l1_params, extra_params_lr)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    return _Setup(device, cfg.amp and on_cuda, channels_last, generator, optimizer,
+                  [group["lr"] for group in optimizer.param_groups], params,
+                  list(l1_params), l1)
+
+
+def _evaluate_splits(model: nn.Module, splits: dict[str, TensorData],
+                     setup: _Setup) -> dict[str, float | None]:
+    out: dict[str, float | None] = {"test_loss": None, "test_top1": None}
+    for name in ("val", "test"):
+        if name in splits:
+            loss, top1 = evaluate(model, splits[name], device=setup.device, amp=setup.amp,
+                                  channels_last=setup.channels_last)
+            out[f"{name}_loss"], out[f"{name}_top1"] = loss, top1
+    return out
+
+
+def _untrained_final(model: nn.Module, splits: dict[str, TensorData], setup: _Setup) -> dict:
+    started = time.perf_counter()
+    evaluated = _evaluate_splits(model, splits, setup)
+    return {"epoch": 0, "lr": None, "train_loss": None, "train_top1": None,
+            "val_loss": evaluated["val_loss"], "val_top1": evaluated["val_top1"],
+            "test_loss": evaluated["test_loss"], "test_top1": evaluated["test_top1"],
+            "seconds": time.perf_counter() - started}
+
+
+def _run_epoch(model: nn.Module, splits: dict[str, TensorData], cfg: TrainConfig,
+               setup: _Setup, epoch: int) -> EpochMetrics:
+    started = time.perf_counter()
+    if hasattr(model, "drop_path_prob"):  # DARTS schedule: 0 in the first epoch, rising
+        model.drop_path_prob = cfg.drop_path * epoch / cfg.epochs
+    loss, objective, top1, lr = _train_one_epoch(model, splits["train"], cfg, setup, epoch)
+    if not math.isfinite(objective):
+        raise TrainingError(f"loss became {objective} in epoch {epoch + 1}")
+    evaluated = _evaluate_splits(model, splits, setup)
+    return EpochMetrics(epoch=epoch + 1, lr=lr, train_loss=loss, train_top1=top1,
+                        val_loss=evaluated["val_loss"], val_top1=evaluated["val_top1"],
+                        test_loss=evaluated["test_loss"], test_top1=evaluated["test_top1"],
+                        seconds=time.perf_counter() - started)
+
+
+def _train_one_epoch(model: nn.Module, data: TensorData, cfg: TrainConfig, setup: _Setup,
+                     epoch: int) -> tuple[float, float, float, float]:
+    """(mean loss, mean objective, top-1, lr at the first step) of one pass over `data`.
+
+    The sums stay on the device; the single .tolist() at the end is the epoch's only sync.
+    """
+    model.train()
+    n = len(data)
+    bounds = _batch_bounds(n, cfg.batch_size)
+    total_steps, warmup_steps = cfg.epochs * len(bounds), cfg.warmup_epochs * len(bounds)
+    loss_sum = torch.zeros((), device=setup.device)
+    objective_sum = torch.zeros((), device=setup.device)
+    correct = torch.zeros((), device=setup.device, dtype=torch.int64)
+    order = torch.randperm(n, generator=setup.generator, device=setup.device)
+    first_lr = cfg.lr * lr_factor(cfg, epoch * len(bounds), total_steps, warmup_steps)
+    for i, (start, end) in enumerate(bounds):
+        factor = lr_factor(cfg, epoch * len(bounds) + i, total_steps, warmup_steps)
+        for group, base_lr in zip(setup.optimizer.param_groups, setup.base_lrs):
+            group["lr"] = base_lr * factor
+        index = order[start:end]
+        x, y = _training_batch(data, index, cfg, setup)
+        loss, objective, logits = _step(model, x, y, cfg, setup)
+        batch = end - start
+        loss_sum += loss.detach() * batch
+        objective_sum += objective.detach() * batch
+        correct += (logits.detach().argmax(dim=1) == y).sum()
+    loss_total, objective_total, hits = torch.stack(
+        [loss_sum, objective_sum, correct.to(loss_sum.dtype)]).tolist()
+    return loss_total / n, objective_total / n, hits / n, first_lr
+
+
+def _training_batch(data: TensorData, index: torch.Tensor, cfg: TrainConfig,
+                    setup: _Setup) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = data.x[index], data.y[index]
+    if cfg.augment or cfg.cutout > 0:
+        x = augment_batch(x, crop_padding=CROP_PADDING if cfg.augment else 0,
+                          flip=cfg.augment, cutout=cfg.cutout, generator=setup.generator)
+    if setup.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
+def _step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+          setup: _Setup) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One SGD step; returns (main-head loss, full objective, logits)."""
+    with _autocast(setup.device, setup.amp):
+        if cfg.aux_weight > 0:
+            logits, aux_logits = model(x, with_aux=True)
+        else:
+            logits, aux_logits = model(x), None
+    logits = logits.float()  # the loss in float32 even under bf16 autocast
+    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+    objective = loss
+    if aux_logits is not None:
+        objective = objective + cfg.aux_weight * F.cross_entropy(
+            aux_logits.float(), y, label_smoothing=cfg.label_smoothing)
+    if setup.l1 > 0 and setup.l1_params:
+        objective = objective + setup.l1 * sum(p.abs().sum() for p in setup.l1_params)
+    setup.optimizer.zero_grad(set_to_none=True)
+    objective.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(setup.params, cfg.grad_clip)
+    setup.optimizer.step()
+    return loss, objective, logits

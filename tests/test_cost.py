@@ -1,0 +1,91 @@
+"""MAC and parameter counts checked against hand-computed values."""
+
+import pytest
+import torch
+from torch import nn
+
+from petrinas.model_desc.cost import cost, mac_count_tensorwatch
+
+
+def test_conv_macs_and_params():
+    model = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    result = cost(model, (3, 8, 8))
+    assert result["macs"] == 3 * 8 * 9 * 64
+    assert result["params"] == 3 * 8 * 9
+    assert "latency_ms" not in result
+
+
+def test_linear_macs_and_params():
+    # cost() takes image shapes, so the features arrive as 10 x 1 x 1 and are flattened.
+    model = nn.Sequential(nn.Flatten(), nn.Linear(10, 5))
+    result = cost(model, (10, 1, 1))
+    assert result["macs"] == 50
+    assert result["params"] == 10 * 5 + 5
+
+
+def test_depthwise_conv_counts_one_filter_per_channel():
+    c = 6
+    model = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False)
+    result = cost(model, (c, 5, 5))
+    assert result["macs"] == c * 9 * 25
+    assert result["params"] == c * 9
+
+
+def test_stack_sums_layers_and_ignores_elementwise_ops():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 2, 3, stride=2, padding=1, bias=False))
+    result = cost(model, (3, 6, 6))
+    assert result["macs"] == 3 * 4 * 36 + 4 * 2 * 9 * 9
+    assert result["params"] == 12 + 8 + 72
+
+
+def test_batch_gives_per_example_macs():
+    model = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    assert cost(model, (4, 3, 8, 8))["macs"] == cost(model, (3, 8, 8))["macs"]
+
+
+def test_params_include_frozen_parameters():
+    model = nn.Linear(4, 3)
+    model.bias.requires_grad_(False)
+    assert cost(nn.Sequential(nn.Flatten(), model), (4, 1, 1))["params"] == 15
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_training_mode_is_restored(training):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4))
+    model.train(training)
+    model[1].eval()  # a frozen BN inside a training model stays frozen
+    cost(model, (3, 8, 8))
+    assert model.training is training
+    assert model[0].training is training
+    assert model[1].training is False
+
+
+def test_eval_mode_during_count_leaves_bn_statistics_alone():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4)).train()
+    before = model[1].running_mean.clone()
+    cost(model, (3, 8, 8), latency=True, repeats=2)
+    assert torch.equal(model[1].running_mean, before)
+
+
+def test_latency_when_requested():
+    model = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    result = cost(model, (3, 8, 8), latency=True, repeats=3)
+    assert result["latency_ms"] > 0
+    assert isinstance(result["latency_ms"], float)
+    assert set(result) == {"macs", "params", "latency_ms"}
+
+
+def test_bad_input_shape():
+    with pytest.raises(ValueError, match="input_shape"):
+        cost(nn.Identity(), (8, 8))
+
+
+def test_tensorwatch_missing_gives_install_hint():
+    try:
+        import tensorwatch  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"petrinas\[tensorwatch\]"):
+            mac_count_tensorwatch(nn.Identity(), (3, 8, 8))
+    else:
+        pytest.skip("tensorwatch is installed")

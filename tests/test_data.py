@@ -1,0 +1,255 @@
+"""Dataset loading: split rules, normalization, file formats, augmentation."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from petrinas.config import Config, DatasetConfig
+from petrinas.data import TensorData, dataset_info, load_dataset, load_splits
+from petrinas.errors import DataError
+from petrinas.train.data import augment_batch
+
+DIGITS = 1797
+
+
+@pytest.fixture(scope="module")
+def digits_seed0():
+    return load_splits(DatasetConfig(name="digits"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def digits_seed1():
+    return load_splits(DatasetConfig(name="digits"), seed=1)
+
+
+# ----------------------------------------------------------------------------- digits
+
+def test_digits_splits_cover_everything_once(digits_seed0):
+    ids = {name: set(split.indices.tolist()) for name, split in digits_seed0.items()}
+    assert sum(len(split) for split in digits_seed0.values()) == DIGITS
+    assert set().union(*ids.values()) == set(range(DIGITS))
+    assert not ids["train"] & ids["val"]
+    assert not ids["train"] & ids["test"]
+    assert not ids["val"] & ids["test"]
+    assert len(digits_seed0["test"]) == round(DIGITS * 0.2)
+
+
+def test_digits_tensors(digits_seed0):
+    train = digits_seed0["train"]
+    assert isinstance(train, torch.utils.data.Dataset)
+    assert train.x.dtype == torch.float32 and train.y.dtype == torch.int64
+    assert train.input_shape == (1, 8, 8) and train.num_classes == 10
+    x, y = train[3]
+    assert x.shape == (1, 8, 8) and y.dim() == 0
+    assert dataset_info(DatasetConfig(name="digits")).input_shape == train.input_shape
+
+
+def test_test_split_fixed_train_val_follow_seed(digits_seed0, digits_seed1):
+    assert torch.equal(digits_seed0["test"].x, digits_seed1["test"].x)
+    assert torch.equal(digits_seed0["test"].y, digits_seed1["test"].y)
+    assert not torch.equal(digits_seed0["val"].indices, digits_seed1["val"].indices)
+    assert not torch.equal(digits_seed0["train"].indices, digits_seed1["train"].indices)
+
+
+def test_normalization_over_train_and_val(digits_seed0):
+    pool = torch.cat([digits_seed0["train"].x, digits_seed0["val"].x])
+    assert abs(pool.mean().item()) < 1e-4
+    assert abs(pool.std().item() - 1.0) < 1e-2
+
+
+def test_rows_are_raw_digits_normalized_with_pool_stats(digits_seed0):
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    raw = torch.from_numpy(digits.images).unsqueeze(1)
+    pool_ids = torch.cat([digits_seed0["train"].indices, digits_seed0["val"].indices])
+    mean, std = raw[pool_ids].mean(), raw[pool_ids].std(unbiased=False)
+    for split in digits_seed0.values():
+        expected = ((raw[split.indices] - mean) / std).float()
+        assert torch.allclose(split.x, expected, atol=1e-5)
+        assert torch.equal(split.y, torch.from_numpy(digits.target)[split.indices])
+
+
+def test_load_dataset_equals_load_splits(digits_seed0):
+    test = load_dataset("digits", split="test")
+    assert torch.equal(test.x, digits_seed0["test"].x)
+    assert torch.equal(test.y, digits_seed0["test"].y)
+    val = load_dataset(Config(seed=1), split="val")
+    reference = load_splits(DatasetConfig(name="digits"), seed=1)["val"]
+    assert torch.equal(val.x, reference.x)
+    train = load_dataset(DatasetConfig(name="digits", max_train=100), split="train", seed=0)
+    assert len(train) == 100
+    assert set(train.indices.tolist()) <= set(digits_seed0["train"].indices.tolist())
+
+
+def test_unknown_dataset_and_split():
+    with pytest.raises(DataError, match="mnist"):
+        load_dataset("mnist")
+    with pytest.raises(DataError, match="bogus"):
+        load_dataset("digits", split="bogus")
+
+
+def test_tensor_data_to_device(digits_seed0):
+    moved = digits_seed0["val"].to("cpu")
+    assert moved is not digits_seed0["val"] and torch.equal(moved.x, digits_seed0["val"].x)
+
+
+# -------------------------------------------------------------------------------- npz
+
+@pytest.mark.parametrize("shape", [(60, 5, 6), (60, 2, 5, 6)])
+def test_npz_round_trip(tmp_path, shape):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, size=shape).astype(np.uint8)
+    y = np.arange(60) % 3
+    path = tmp_path / "data.npz"
+    np.savez(path, x=x, y=y)
+    cfg = DatasetConfig(name="npz", root=str(path))
+    channels = 1 if len(shape) == 3 else shape[1]
+    info = dataset_info(cfg)
+    assert info.input_shape == (channels, 5, 6) and info.num_classes == 3
+    splits = load_splits(cfg, seed=0)
+    assert sum(len(s) for s in splits.values()) == 60
+    test = splits["test"]
+    assert test.input_shape == (channels, 5, 6) and test.num_classes == 3
+    assert torch.equal(test.y, torch.from_numpy(y)[test.indices])
+    # Normalization must be affine per channel: correlation with the raw pixels is 1.
+    raw = torch.from_numpy(x.reshape(60, channels, 5, 6)[test.indices.numpy()]).float()
+    corr = np.corrcoef(raw[:, 0].flatten().numpy(), test.x[:, 0].flatten().numpy())[0, 1]
+    assert corr > 0.9999
+
+
+def _bad_npz(tmp_path, **arrays):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing_file", "missing_y", "bad_rank", "length",
+                                  "not_npz"])
+def test_npz_errors_name_the_file(tmp_path, case):
+    x = np.zeros((10, 4, 4), np.float32)
+    y = np.zeros(10, np.int64)
+    if case == "missing_file":
+        path = tmp_path / "nothing.npz"
+    elif case == "missing_y":
+        path = _bad_npz(tmp_path, x=x)
+    elif case == "bad_rank":
+        path = _bad_npz(tmp_path, x=np.zeros((10, 16)), y=y)
+    elif case == "length":
+        path = _bad_npz(tmp_path, x=x, y=y[:7])
+    else:
+        path = tmp_path / "garbage.npz"
+        path.write_bytes(b"not a zip file")
+    cfg = DatasetConfig(name="npz", root=str(path))
+    for call in (lambda: load_splits(cfg, seed=0), lambda: dataset_info(cfg)):
+        with pytest.raises(DataError) as info:
+            call()
+        assert str(path) in str(info.value)
+        assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------ imagefolder
+
+def _write_images(root, sizes):
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (root / cls).mkdir(parents=True)
+        for i, (w, h) in enumerate(sizes):
+            pixels = rng.integers(0, 255, size=(h, w, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / cls / f"{i}.png")
+
+
+def test_imagefolder(tmp_path):
+    _write_images(tmp_path, [(6, 5)] * 10)
+    cfg = DatasetConfig(name="imagefolder", root=str(tmp_path))
+    assert dataset_info(cfg).input_shape == (3, 5, 6)
+    assert dataset_info(cfg).num_classes == 2
+    splits = load_splits(cfg, seed=0)
+    assert sum(len(s) for s in splits.values()) == 20
+    assert splits["train"].input_shape == (3, 5, 6)
+    # Sorted class folders: files 0..9 are "cat" (0), 10..19 "dog" (1).
+    for split in splits.values():
+        assert torch.equal(split.y, (split.indices >= 10).long())
+    resized = DatasetConfig(name="imagefolder", root=str(tmp_path), image_size=4)
+    assert dataset_info(resized).input_shape == (3, 4, 4)
+    assert load_splits(resized, seed=0)["test"].input_shape == (3, 4, 4)
+
+
+def test_imagefolder_errors(tmp_path):
+    with pytest.raises(DataError, match="missing"):
+        load_splits(DatasetConfig(name="imagefolder", root=str(tmp_path / "missing")), 0)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty"):
+        load_splits(DatasetConfig(name="imagefolder", root=str(tmp_path / "empty")), 0)
+    _write_images(tmp_path / "mixed", [(6, 5), (4, 4)] * 5)
+    with pytest.raises(DataError, match="image_size"):
+        load_splits(DatasetConfig(name="imagefolder", root=str(tmp_path / "mixed")), 0)
+    assert load_dataset("imagefolder", root=str(tmp_path / "mixed"), image_size=3).x.shape[1:] \
+        == (3, 3, 3)
+
+
+# ------------------------------------------------------------------------------ cifar
+
+@pytest.mark.parametrize("name,label", [("cifar10", "CIFAR-10"), ("cifar100", "CIFAR-100")])
+def test_cifar_missing_root(tmp_path, name, label):
+    root = tmp_path / "nowhere"
+    with pytest.raises(DataError) as info:
+        load_splits(DatasetConfig(name=name, root=str(root)), seed=0)
+    message = str(info.value)
+    assert str(root) in message and label in message and "\n" not in message
+    assert dataset_info(DatasetConfig(name=name)).num_classes == (10 if name == "cifar10" else 100)
+
+
+# ----------------------------------------------------------------------- augmentation
+
+def _generator(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_augment_shape_and_determinism():
+    x = torch.randn(32, 3, 8, 8)
+    a = augment_batch(x, cutout=3, generator=_generator())
+    b = augment_batch(x, cutout=3, generator=_generator())
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert not torch.equal(a, augment_batch(x, cutout=3, generator=_generator(1)))
+
+
+def test_augment_identity_without_ops():
+    x = torch.randn(4, 3, 8, 8)
+    assert torch.equal(augment_batch(x, crop_padding=0, flip=False), x)
+
+
+def test_flip_flips_some_samples():
+    x = torch.randn(64, 2, 5, 7)
+    out = augment_batch(x, crop_padding=0, flip=True, generator=_generator())
+    flipped = [torch.equal(o, s.flip(-1)) for o, s in zip(out, x)]
+    kept = [torch.equal(o, s) for o, s in zip(out, x)]
+    assert all(f or k for f, k in zip(flipped, kept))
+    assert 0 < sum(flipped) < 64
+
+
+def test_crop_is_a_shifted_window():
+    x = torch.arange(2 * 6 * 6, dtype=torch.float32).view(1, 2, 6, 6).repeat(16, 1, 1, 1) + 1
+    out = augment_batch(x, crop_padding=2, flip=False, generator=_generator())
+    padded = torch.nn.functional.pad(x[0], (2, 2, 2, 2))
+    for sample in out:
+        windows = [(dy, dx) for dy in range(5) for dx in range(5)
+                   if torch.equal(sample, padded[:, dy:dy + 6, dx:dx + 6])]
+        assert windows, "every output must be some window of the padded image"
+    assert not all(torch.equal(o, x[0]) for o in out)
+
+
+def test_cutout_zeroes_a_square():
+    x = torch.ones(64, 3, 10, 10)
+    out = augment_batch(x, crop_padding=0, flip=False, cutout=4, generator=_generator())
+    assert torch.equal(out[:, 0], out[:, 1])  # the same square in every channel
+    full_squares = 0
+    for sample in out[:, 0]:
+        rows = (sample == 0).any(dim=1).nonzero().flatten()
+        cols = (sample == 0).any(dim=0).nonzero().flatten()
+        assert 0 < len(rows) <= 4 and 0 < len(cols) <= 4
+        # Zeros fill exactly the rectangle they span (clipped at the border).
+        assert (sample == 0).sum() == len(rows) * len(cols)
+        assert rows.max() - rows.min() + 1 == len(rows)
+        full_squares += len(rows) == 4 and len(cols) == 4
+    assert full_squares > 0

@@ -1,0 +1,147 @@
+"""The training loop, run for real on digits."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from petrinas.config import DatasetConfig, TrainConfig
+from petrinas.data import load_splits
+from petrinas.errors import TrainingError
+from petrinas.train.trainer import EpochMetrics, TrainResult, evaluate, lr_factor, train
+
+
+class SmallCNN(nn.Module):
+    """A tiny conv net with BatchNorm, an optional aux head and a drop_path_prob knob."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1, stride=2, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+        )
+        self.head = nn.Linear(32, num_classes)
+        self.aux = nn.Linear(32 * 4 * 4, num_classes)
+        self.drop_path_prob = 0.0
+        self.seen_drop_path: list[float] = []
+
+    def forward(self, x, with_aux=False):
+        if self.training:
+            self.seen_drop_path.append(self.drop_path_prob)
+        features = self.features(x)
+        logits = self.head(features.mean(dim=(2, 3)))
+        return (logits, self.aux(features.flatten(1))) if with_aux else logits
+
+
+class NaNNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)) * float("nan")
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return load_splits(DatasetConfig(name="digits"), seed=0)
+
+
+def _cfg(**overrides) -> TrainConfig:
+    return TrainConfig(**{"epochs": 3, "batch_size": 64, "lr": 0.05, **overrides})
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return SmallCNN()
+
+
+def test_learns_digits(splits):
+    model = _model()
+    result = train(model, splits, _cfg(epochs=8, lr=0.1), seed=0, cpu_threads=2)
+    assert isinstance(result, TrainResult) and len(result.history) == 8
+    assert result.final["val_top1"] > 0.9
+    assert result.final["test_top1"] > 0.85
+    assert not model.training
+    assert [m.epoch for m in result.history] == list(range(1, 9))
+    for m in result.history:
+        assert 0 <= m.train_top1 <= 1 and 0 <= m.val_top1 <= 1
+    assert result.final["wall_s"] >= result.history[-1].seconds
+    # The final metrics are the model's real state.
+    assert evaluate(model, splits["val"]) == pytest.approx(
+        (result.final["val_loss"], result.final["val_top1"]))
+
+
+def test_same_seed_same_history(splits):
+    cfg = _cfg(epochs=2, augment=True, cutout=2, drop_path=0.2, label_smoothing=0.1)
+    runs = [train(_model(), splits, cfg, seed=3).to_dict() for _ in range(2)]
+    for run in runs:
+        for epoch in run["history"]:
+            epoch["seconds"] = 0.0
+        run["final"]["seconds"] = run["final"]["wall_s"] = 0.0
+    assert runs[0] == runs[1]
+    other = train(_model(), splits, cfg, seed=4).history[0].train_loss
+    assert other != runs[0]["history"][0]["train_loss"]
+
+
+def test_nan_loss_raises(splits):
+    with pytest.raises(TrainingError, match="nan.*epoch 1"):
+        train(NaNNet(), splits, _cfg(epochs=2))
+
+
+def test_epoch_callback_and_drop_path(splits):
+    seen: list[EpochMetrics] = []
+    model = _model()
+    train(model, splits, _cfg(epochs=3, drop_path=0.3), epoch_callback=seen.append,
+          eval_test=False)
+    assert [m.epoch for m in seen] == [1, 2, 3]
+    assert all(m.test_top1 is None and m.test_loss is None for m in seen)
+    assert sorted(set(model.seen_drop_path)) == pytest.approx([0.0, 0.1, 0.2])
+    assert model.drop_path_prob == 0.0
+
+
+def test_l1_pulls_parameters_to_zero(splits):
+    alpha = nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
+    start = alpha.detach().clone()
+    model = _model()
+    train(model, splits, _cfg(epochs=1), l1_params=[alpha], l1=0.1, extra_params_lr=0.01)
+    # Used only through the L1 term: every entry moves toward 0 and none flips sign.
+    assert torch.all(alpha.detach().abs() < start.abs())
+    assert torch.equal(torch.sign(alpha.detach()), torch.sign(start))
+
+
+def test_l1_params_inside_model_have_own_group(splits):
+    model = _model()
+    alpha = nn.Parameter(torch.tensor([1.0]))
+    model.alpha = alpha  # registered on the model: must not be in two groups
+    train(model, splits, _cfg(epochs=1, weight_decay=0.1), l1_params=[alpha], l1=0.0)
+    assert alpha.item() == 1.0  # no weight decay on the L1 group and no gradient
+
+
+def test_aux_head_is_used(splits):
+    model = _model()
+    before = model.aux.weight.detach().clone()
+    train(model, splits, _cfg(epochs=1, aux_weight=0.4))
+    assert not torch.equal(model.aux.weight.detach(), before)
+
+
+def test_zero_epochs_only_evaluates(splits):
+    model = _model()
+    before = [p.detach().clone() for p in model.parameters()]
+    result = train(model, splits, _cfg(epochs=0))
+    assert result.history == []
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    final = result.final
+    assert final["train_loss"] is None and final["train_top1"] is None
+    assert 0 <= final["val_top1"] <= 1 and 0 <= final["test_top1"] <= 1
+    assert math.isfinite(final["val_loss"]) and "wall_s" in final
+    assert (final["val_loss"], final["val_top1"]) == pytest.approx(evaluate(model, splits["val"]))
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(lr=0.1, lr_min=0.01, warmup_epochs=1)
+    assert lr_factor(cfg, 0, 100, 10) == pytest.approx(0.1)
+    assert lr_factor(cfg, 9, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(cfg, 10, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(cfg, 100, 100, 10) == pytest.approx(0.1)  # lr_min / lr
