@@ -37,7 +37,7 @@ def test_digits_splits_cover_everything_once(digits_seed0):
 
 def test_digits_tensors(digits_seed0):
     train = digits_seed0["train"]
-    assert isinstance(train, torch.utils.data.Dataset)
+    assert isinstance(train, TensorData) and isinstance(train, torch.utils.data.Dataset)
     assert train.x.dtype == torch.float32 and train.y.dtype == torch.int64
     assert train.input_shape == (1, 8, 8) and train.num_classes == 10
     x, y = train[3]

@@ -72,7 +72,8 @@ class TensorData(torch.utils.data.Dataset):
         return int(c), int(h), int(w)
 
     def to(self, device: str | torch.device) -> "TensorData":
-        """A copy with x and y on `device` (indices stay on the CPU: they are bookkeeping)."""
+        """A new TensorData with x and y on `device` (tensors already there are shared;
+        indices stay on the CPU: they are bookkeeping)."""
         return dataclasses.replace(self, x=self.x.to(device), y=self.y.to(device))
 
 

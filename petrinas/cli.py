@@ -1,0 +1,100 @@
+"""Command-line entry points (scripts/search.py and scripts/eval.py call these).
+
+Exit codes: 0 done, 2 bad input (one line, no traceback), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from petrinas.errors import InputError
+
+DEFAULT_CONF = "petridish_digits"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too, but with usage noise
+        raise InputError(message)
+
+
+def search_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="search.py", description="Run or resume a Petridish search.")
+    p.add_argument("--conf", default=DEFAULT_CONF,
+                   help="config file, or a name under confs/ (default: petridish_digits)")
+    p.add_argument("--out", help="run directory (default: runs/<conf name>)")
+    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
+                   metavar="KEY=VALUE", help="override config keys, e.g. search.max_trials=20")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard a run of another configuration in --out")
+    p.add_argument("--address", default=None,
+                   help="join this Ray cluster (default: $RAY_ADDRESS, else start one)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def _run(main, argv: Sequence[str] | None) -> int:
+    try:
+        main(argv)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def search_main(argv: Sequence[str] | None = None) -> int:
+    return _run(_search, argv)
+
+
+def _search(argv: Sequence[str] | None) -> None:
+    from petrinas.config import load_config
+    from petrinas.search.progress import Progress
+    from petrinas.search.runner import run_search
+
+    args = search_parser().parse_args(argv)
+    config = load_config(args.conf, args.overrides)
+    out = Path(args.out or Path("runs") / config.name)
+    config = config.with_run_dir(out)
+    progress = Progress(enabled=not args.quiet)
+    summary = run_search(config, out, address=args.address, overwrite=args.overwrite,
+                         progress=progress)
+    best = f"{summary.best_error * 100:.2f}%" if summary.best_error is not None else "-"
+    if not args.quiet:
+        print(f"search finished ({summary.finish_reason}): {summary.trials} trials, "
+              f"{summary.failed} failed, pool {summary.pool}, frontier {summary.frontier}, "
+              f"best val error {best}; outputs in {summary.run_dir}")
+    if config.eval.enabled:
+        from petrinas.evaluate import run_eval
+        run_eval(summary.run_dir, address=args.address, progress=progress)
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="eval.py", description="Train the gallery of a finished search fully.")
+    p.add_argument("--run", required=True, help="run directory of a search")
+    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
+                   metavar="KEY=VALUE", help="override config keys (eval.*, resources.*)")
+    p.add_argument("--address", default=None)
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def eval_main(argv: Sequence[str] | None = None) -> int:
+    return _run(_eval, argv)
+
+
+def _eval(argv: Sequence[str] | None) -> None:
+    from petrinas.evaluate import run_eval
+    from petrinas.search.progress import Progress
+
+    args = eval_parser().parse_args(argv)
+    run_eval(Path(args.run), overrides=args.overrides, address=args.address,
+             progress=Progress(enabled=not args.quiet))
+
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -1,0 +1,61 @@
+"""Progress on screen: one live status line on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else \
+        f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+def eta(done: int, max_trials: int, elapsed: float, max_seconds: float) -> float | None:
+    """Seconds left: the sooner of the trial budget (at the pace so far) and the time one."""
+    left = [max_seconds - elapsed]
+    if done:
+        left.append(elapsed / done * max(max_trials - done, 0))
+    return max(min(left), 0.0)
+
+
+class Progress:
+    def __init__(self, enabled: bool = True, stream: TextIO | None = None,
+                 interval_s: float = 30.0):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.live = enabled and self.stream.isatty()
+        self.interval_s = interval_s
+        self._last_line = ""
+        self._last_print = 0.0
+        self._width = 0
+
+    def update(self, *, done: int, running: int, failed: int, pool: int, frontier: int,
+               best_error: float | None, elapsed: float, max_trials: int,
+               max_seconds: float) -> None:
+        if not self.enabled:
+            return
+        best = f"{best_error * 100:.2f}%" if best_error is not None else "-"
+        left = eta(done, max_trials, elapsed, max_seconds)
+        line = (f"trials {done} done, {running} running, {failed} failed | pool {pool}, "
+                f"frontier {frontier}, best error {best} | {format_duration(elapsed)} elapsed"
+                + (f", ETA {format_duration(left)}" if left is not None and done else ""))
+        if self.live:
+            self.stream.write("\r" + line.ljust(self._width))
+            self._width = len(line)
+            self.stream.flush()
+        elif line.split("|")[:2] != self._last_line.split("|")[:2] or \
+                time.monotonic() - self._last_print > self.interval_s:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+            self._last_print = time.monotonic()
+        self._last_line = line
+
+    def close(self) -> None:
+        if self.live and self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._width = 0

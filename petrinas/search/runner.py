@@ -1,0 +1,200 @@
+"""The search loop: strategy <-> executor <-> store, with the stop rules of the design.
+
+Whenever a job ends, the loop asks the strategy for as many new jobs as there are free
+slots, so every slot of the cluster stays busy. Every decision is journaled before it is
+acted on (see store.py); killing the driver at any moment loses nothing, and running the
+same command again resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from petrinas.config import Config
+from petrinas.search.jobs import Completion, RayExecutor, shutdown_ray, start_ray
+from petrinas.search.progress import Progress
+from petrinas.search.report import Reporter
+from petrinas.search.store import RunStore
+from petrinas.search.strategy import SEARCH, JobSpec, PetridishStrategy, strategy_from_config
+
+log = logging.getLogger("petrinas.search")
+
+WAIT_S = 1.0
+
+
+@dataclass
+class SearchSummary:
+    run_dir: Path
+    trials: int
+    failed: int
+    pool: int
+    frontier: int
+    best_error: float | None
+    finish_reason: str
+    elapsed_s: float
+
+
+def trial_seed(run_seed: int, trial_id: str) -> int:
+    """Each trial's own seed: a resubmitted trial trains exactly as the first time."""
+    return (run_seed * 1_000_003 + int(trial_id.lstrip("t"))) % (2 ** 31)
+
+
+class SearchLoop:
+    def __init__(self, config: Config, store: RunStore, strategy: PetridishStrategy,
+                 executor: RayExecutor, reporter: Reporter, progress: Progress):
+        self.config = config
+        self.store = store
+        self.strategy = strategy
+        self.executor = executor
+        self.reporter = reporter
+        self.progress = progress
+        self.finish_reason = ""
+
+    def run(self, in_flight: list[str]) -> str:
+        self._resume(in_flight)
+        try:
+            while not self._should_stop():
+                self._fill()
+                if not self.executor.running:
+                    self.finish_reason = self.strategy.finish_reason() or "nothing to run"
+                    break
+                for completion in self.executor.wait(WAIT_S):
+                    self._handle(completion)
+                self._show()
+        finally:
+            self.progress.close()
+        self._cancel_running()
+        return self.finish_reason
+
+    # --------------------------------------------------------------------- steps
+    def _resume(self, in_flight: list[str]) -> None:
+        """Trials in flight at the last stop: adopt a completed folder, else resubmit."""
+        for trial_id in in_flight:
+            row = self.store.adopt_finished(trial_id)
+            if row is not None:
+                log.info("%s: adopted the result written before the last stop", trial_id)
+                self.strategy.on_trial_complete(trial_id, result=row)
+            else:
+                log.info("%s: resubmitted (in flight at the last stop)", trial_id)
+                self._submit(trial_id, self.store.specs[trial_id])
+        if in_flight:
+            self._report()
+
+    def _should_stop(self) -> bool:
+        budget = self.config.search.max_hours * 3600
+        if self.store.elapsed() >= budget:
+            self.finish_reason = "max_hours"
+            return True
+        if self.strategy.stop_reason:
+            self.finish_reason = self.strategy.stop_reason
+            return True
+        return False
+
+    def _fill(self) -> None:
+        for _ in range(self.executor.free_slots()):
+            trial_id = self.store.next_trial_id()
+            spec = self.strategy.suggest(trial_id)
+            if not isinstance(spec, JobSpec):
+                return
+            self.store.record_submit(trial_id, spec, self.strategy.rng_state())
+            self._submit(trial_id, spec)
+
+    def _submit(self, trial_id: str, spec: JobSpec) -> None:
+        seed = trial_seed(self.config.seed, trial_id)
+        if spec.stage == SEARCH:
+            parent = self.store.trial_dir(spec.parent_id)
+            from petrinas.model_desc.desc import ModelDesc
+            payload = ModelDesc.load(parent / "desc.yaml").to_dict()
+            self.executor.submit(trial_id, SEARCH, payload, seed=seed,
+                                 weights_key=spec.parent_id,
+                                 weights=(parent / "weights.pt").read_bytes())
+        else:
+            self.executor.submit(trial_id, spec.stage, list(spec.macro), seed=seed)
+        log.info("%s: submitted %s", trial_id, _describe(spec))
+
+    def _handle(self, done: Completion) -> None:
+        if done.error is None:
+            row = self.store.record_result(done.trial_id, done.output)
+            self.strategy.on_trial_complete(done.trial_id, result=row)
+            log.info("%s: done, val top-1 %.4f, %.2fM MACs, %.0fs", done.trial_id,
+                     row["val_top1"], row["macs"] / 1e6, row["wall_s"])
+        else:
+            self.store.record_failure(done.trial_id, done.error, done.detail)
+            self.strategy.on_trial_complete(done.trial_id, error=done.error)
+            log.warning("%s: failed: %s", done.trial_id, done.error)
+        self._report()
+
+    def _cancel_running(self) -> None:
+        for trial_id in self.executor.cancel_all():
+            self.store.record_cancelled(trial_id)
+            self.strategy.on_trial_cancelled(trial_id)
+            log.info("%s: cancelled (%s)", trial_id, self.finish_reason)
+
+    # ------------------------------------------------------------------- output
+    def _report(self) -> None:
+        self.summary = self.reporter.refresh(list(self.store.rows.values()))
+
+    def _show(self) -> None:
+        summary = getattr(self, "summary", None) or {}
+        done = sum(1 for r in self.store.rows.values() if r["status"] == "ok")
+        self.progress.update(
+            done=done, running=len(self.executor.running), failed=self.strategy.failed,
+            pool=summary.get("pool", 0), frontier=summary.get("frontier", 0),
+            best_error=summary.get("best_error"), elapsed=self.store.elapsed(),
+            max_trials=self.config.search.max_trials,
+            max_seconds=self.config.search.max_hours * 3600)
+
+
+def _describe(spec: JobSpec) -> str:
+    if spec.stage == SEARCH:
+        return f"child of {spec.parent_id}"
+    cells, reductions, nodes = spec.macro
+    return f"seed cells={cells} reductions={reductions} nodes={nodes}"
+
+
+def run_search(config: Config, run_dir: str | Path, *, address: str | None = None,
+               overwrite: bool = False, progress: Progress | None = None) -> SearchSummary:
+    """Run (or resume) the search of `config` in `run_dir`; returns when it is finished."""
+    store = RunStore.open(run_dir, config, overwrite=overwrite)
+    handler = _log_to_file(store.dir / "logs" / "search.log")
+    started_ray = False
+    try:
+        strategy = strategy_from_config(config)
+        in_flight = store.replay(strategy)
+        reporter = Reporter(store.dir, config.search.convex_hull_eps,
+                            config.search.plot_interval_s)
+        reason = strategy.finish_reason() if strategy.is_finished() else ""
+        if not reason or in_flight:
+            started_ray = start_ray(address)
+            executor = RayExecutor(config)
+            executor.slots()  # refuse a cluster that cannot run a single job, up front
+            loop = SearchLoop(config, store, strategy, executor, reporter,
+                              progress or Progress(enabled=False))
+            log.info("search in %s: %d trials journaled, %d in flight", store.dir,
+                     len(store.specs), len(in_flight))
+            reason = loop.run(in_flight)
+        summary = reporter.refresh(list(store.rows.values()), final=True)
+        log.info("search finished (%s) after %.0fs", reason, store.elapsed())
+        return SearchSummary(run_dir=store.dir, trials=len(store.specs),
+                             failed=summary["failed"], pool=summary["pool"],
+                             frontier=summary["frontier"], best_error=summary["best_error"],
+                             finish_reason=reason, elapsed_s=store.elapsed())
+    finally:
+        store.close()
+        logging.getLogger("petrinas").removeHandler(handler)
+        handler.close()
+        if started_ray:
+            shutdown_ray()
+
+
+def _log_to_file(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("petrinas")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return handler
