@@ -97,4 +97,47 @@ def _eval(argv: Sequence[str] | None) -> None:
              progress=Progress(enabled=not args.quiet))
 
 
+def export_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="export.py",
+                description="Export a model folder (desc.yaml + weights.pt) to a .pt2 file "
+                            "that loads with torch alone.")
+    p.add_argument("dir", help="gallery or eval model folder")
+    p.add_argument("--out", help="output folder (default: DIR/export)")
+    return p
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    return _run(_export, argv)
+
+
+def _export(argv: Sequence[str] | None) -> None:
+    from petrinas.export import export_folder
+
+    args = export_parser().parse_args(argv)
+    result = export_folder(Path(args.dir), Path(args.out) if args.out else None)
+    print(f"exported {result.artifact} (max |diff| vs. petrinas {result.max_abs_diff:.2g})")
+
+
+def draw_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="draw.py",
+                description="Draw a model's normal and reduction cells (PNG and PDF).")
+    p.add_argument("dir", help="model folder holding desc.yaml (or the desc.yaml itself)")
+    p.add_argument("--out", metavar="STEM",
+                   help="output path stem: writes STEM_normal.{png,pdf} and "
+                        "STEM_reduce.{png,pdf} (default: DIR/cell)")
+    return p
+
+
+def draw_main(argv: Sequence[str] | None = None) -> int:
+    return _run(_draw, argv)
+
+
+def _draw(argv: Sequence[str] | None) -> None:
+    from petrinas.draw import draw_folder
+
+    args = draw_parser().parse_args(argv)
+    for path in draw_folder(Path(args.dir), Path(args.out) if args.out else None):
+        print(path)
+
+
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

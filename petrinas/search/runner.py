@@ -9,9 +9,10 @@ same command again resumes.
 from __future__ import annotations
 
 import logging
-import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 from petrinas.config import Config
 from petrinas.search.jobs import Completion, RayExecutor, shutdown_ray, start_ray
@@ -37,15 +38,41 @@ class SearchSummary:
     elapsed_s: float
 
 
+@dataclass
+class JobRequest:
+    """How to run one spec: the job kind, its payload, and a parent's weights if any."""
+    kind: str
+    payload: object
+    weights_key: str | None = None
+    weights: bytes | None = None
+
+
+def search_request(store: RunStore, spec: JobSpec) -> JobRequest:
+    """A seed trains from its macro shape; a child gets its parent's desc and weights."""
+    if spec.stage != SEARCH:
+        return JobRequest(spec.stage, list(spec.macro))
+    parent = store.trial_dir(spec.parent_id)
+    from petrinas.model_desc.desc import ModelDesc
+    return JobRequest(SEARCH, ModelDesc.load(parent / "desc.yaml").to_dict(),
+                      weights_key=spec.parent_id, weights=(parent / "weights.pt").read_bytes())
+
+
 def trial_seed(run_seed: int, trial_id: str) -> int:
     """Each trial's own seed: a resubmitted trial trains exactly as the first time."""
     return (run_seed * 1_000_003 + int(trial_id.lstrip("t"))) % (2 ** 31)
 
 
-class SearchLoop:
+class TrialLoop:
+    """Keeps every slot busy with the strategy's suggestions until it is finished or a
+    budget runs out. Used by the search and by the eval stage."""
+
     def __init__(self, config: Config, store: RunStore, strategy: PetridishStrategy,
-                 executor: RayExecutor, reporter: Reporter, progress: Progress):
+                 executor: RayExecutor, reporter: Callable[[list[dict]], dict],
+                 progress: Progress, request: Callable[[JobSpec], JobRequest],
+                 max_seconds: float):
         self.config = config
+        self.request = request
+        self.max_seconds = max_seconds
         self.store = store
         self.strategy = strategy
         self.executor = executor
@@ -84,8 +111,7 @@ class SearchLoop:
             self._report()
 
     def _should_stop(self) -> bool:
-        budget = self.config.search.max_hours * 3600
-        if self.store.elapsed() >= budget:
+        if self.store.elapsed() >= self.max_seconds:
             self.finish_reason = "max_hours"
             return True
         if self.strategy.stop_reason:
@@ -103,16 +129,10 @@ class SearchLoop:
             self._submit(trial_id, spec)
 
     def _submit(self, trial_id: str, spec: JobSpec) -> None:
-        seed = trial_seed(self.config.seed, trial_id)
-        if spec.stage == SEARCH:
-            parent = self.store.trial_dir(spec.parent_id)
-            from petrinas.model_desc.desc import ModelDesc
-            payload = ModelDesc.load(parent / "desc.yaml").to_dict()
-            self.executor.submit(trial_id, SEARCH, payload, seed=seed,
-                                 weights_key=spec.parent_id,
-                                 weights=(parent / "weights.pt").read_bytes())
-        else:
-            self.executor.submit(trial_id, spec.stage, list(spec.macro), seed=seed)
+        job = self.request(spec)
+        self.executor.submit(trial_id, job.kind, job.payload,
+                             seed=trial_seed(self.config.seed, trial_id),
+                             weights_key=job.weights_key, weights=job.weights)
         log.info("%s: submitted %s", trial_id, _describe(spec))
 
     def _handle(self, done: Completion) -> None:
@@ -135,7 +155,7 @@ class SearchLoop:
 
     # ------------------------------------------------------------------- output
     def _report(self) -> None:
-        self.summary = self.reporter.refresh(list(self.store.rows.values()))
+        self.summary = self.reporter(list(self.store.rows.values()))
 
     def _show(self) -> None:
         summary = getattr(self, "summary", None) or {}
@@ -145,12 +165,14 @@ class SearchLoop:
             pool=summary.get("pool", 0), frontier=summary.get("frontier", 0),
             best_error=summary.get("best_error"), elapsed=self.store.elapsed(),
             max_trials=self.config.search.max_trials,
-            max_seconds=self.config.search.max_hours * 3600)
+            max_seconds=self.max_seconds)
 
 
 def _describe(spec: JobSpec) -> str:
     if spec.stage == SEARCH:
         return f"child of {spec.parent_id}"
+    if spec.macro is None:
+        return f"{spec.stage} of {spec.parent_id}"
     cells, reductions, nodes = spec.macro
     return f"seed cells={cells} reductions={reductions} nodes={nodes}"
 
@@ -159,42 +181,61 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
                overwrite: bool = False, progress: Progress | None = None) -> SearchSummary:
     """Run (or resume) the search of `config` in `run_dir`; returns when it is finished."""
     store = RunStore.open(run_dir, config, overwrite=overwrite)
-    handler = _log_to_file(store.dir / "logs" / "search.log")
-    started_ray = False
+    with logging_to(store.dir / "logs" / "search.log"):
+        try:
+            strategy = strategy_from_config(config)
+            reporter = Reporter(store.dir, config.search.convex_hull_eps,
+                                config.search.plot_interval_s)
+            reason = run_stage(config, store, strategy, reporter.refresh,
+                               lambda spec: search_request(store, spec),
+                               max_seconds=config.search.max_hours * 3600,
+                               address=address, progress=progress)
+            summary = reporter.refresh(list(store.rows.values()), final=True)
+            log.info("search finished (%s) after %.0fs", reason, store.elapsed())
+            return SearchSummary(run_dir=store.dir, trials=len(store.specs),
+                                 failed=summary["failed"], pool=summary["pool"],
+                                 frontier=summary["frontier"],
+                                 best_error=summary["best_error"],
+                                 finish_reason=reason, elapsed_s=store.elapsed())
+        finally:
+            store.close()
+
+
+def run_stage(config: Config, store: RunStore, strategy, reporter: Callable[[list[dict]], dict],
+              request: Callable[[JobSpec], JobRequest], *, max_seconds: float,
+              address: str | None, progress: Progress | None) -> str:
+    """Replay the journal into `strategy`, then run trials on Ray until it is finished.
+
+    Ray is started (or joined) only when there is work left. Returns the finish reason."""
+    in_flight = store.replay(strategy)
+    if strategy.is_finished() and not in_flight:
+        return strategy.finish_reason()
+    started_ray = start_ray(address)
     try:
-        strategy = strategy_from_config(config)
-        in_flight = store.replay(strategy)
-        reporter = Reporter(store.dir, config.search.convex_hull_eps,
-                            config.search.plot_interval_s)
-        reason = strategy.finish_reason() if strategy.is_finished() else ""
-        if not reason or in_flight:
-            started_ray = start_ray(address)
-            executor = RayExecutor(config)
-            executor.slots()  # refuse a cluster that cannot run a single job, up front
-            loop = SearchLoop(config, store, strategy, executor, reporter,
-                              progress or Progress(enabled=False))
-            log.info("search in %s: %d trials journaled, %d in flight", store.dir,
-                     len(store.specs), len(in_flight))
-            reason = loop.run(in_flight)
-        summary = reporter.refresh(list(store.rows.values()), final=True)
-        log.info("search finished (%s) after %.0fs", reason, store.elapsed())
-        return SearchSummary(run_dir=store.dir, trials=len(store.specs),
-                             failed=summary["failed"], pool=summary["pool"],
-                             frontier=summary["frontier"], best_error=summary["best_error"],
-                             finish_reason=reason, elapsed_s=store.elapsed())
+        executor = RayExecutor(config)
+        executor.slots()  # refuse a cluster that cannot run a single job, up front
+        loop = TrialLoop(config, store, strategy, executor, reporter,
+                         progress or Progress(enabled=False), request=request,
+                         max_seconds=max_seconds)
+        log.info("%s: %d trials journaled, %d in flight", store.dir, len(store.specs),
+                 len(in_flight))
+        return loop.run(in_flight)
     finally:
-        store.close()
-        logging.getLogger("petrinas").removeHandler(handler)
-        handler.close()
         if started_ray:
             shutdown_ray()
 
 
-def _log_to_file(path: Path) -> logging.Handler:
+@contextmanager
+def logging_to(path: Path) -> Iterator[None]:
+    """Full logs of the petrinas loggers into `path` while the block runs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("petrinas")
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    return handler
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()

@@ -104,6 +104,10 @@ def _output(desc: ModelDesc, model: torch.nn.Module, phases: dict[str, TrainResu
            "train_top1": final.get("train_top1"),
            "epochs": sum(len(r.history) for r in phases.values()),
            "wall_s": round(time.perf_counter() - start, 3), "device": ctx.device}
+    # Wall-clock start and end let a reader check how jobs overlapped on the cluster.
+    finished_at = time.time()
+    timing = {"started_at": finished_at - (time.perf_counter() - start),
+              "finished_at": finished_at}
     return TrialOutput(desc=desc.to_dict(), weights=weights_to_bytes(model.state_dict()),
                        row=row, history={k: r.to_dict() for k, r in phases.items()},
-                       notes=notes or {})
+                       notes={**(notes or {}), **timing})

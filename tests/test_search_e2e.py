@@ -1,0 +1,167 @@
+"""End-to-end searches on digits: real local Ray, real training, real files."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from petrinas import load_model
+from petrinas.cli import search_main
+from petrinas.config import load_config
+from petrinas.data import load_dataset
+from petrinas.model_desc import ModelDesc
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = ["search.seeds.cells=[1, 2]", "search.seeds.reductions=[0, 0]",
+        "search.seeds.nodes=[1, 1]", "search.seed_train.epochs=2",
+        "search.search_train.epochs=1", "search.post_train.epochs=1",
+        "model.candidate_ops=[sep_conv_3x3, max_pool_3x3, skip_connect, none]",
+        "model.init_channels=4", "search.plot_interval_s=0"]
+CONTRACT_COLUMNS = ["trial_id", "parent_id", "stage", "cells", "reductions", "nodes", "macs",
+                    "params", "val_top1", "test_top1"]
+
+
+def read_tsv(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("search") / "run"
+    code = search_main(["--out", str(out), "--quiet", "--set", "search.max_trials=6", *TINY])
+    assert code == 0
+    return out
+
+
+def test_search_writes_every_contract_file(finished_run):
+    for name in ["config.yaml", "pool.tsv", "frontier.tsv", "frontier_eps.tsv",
+                 "frontier.png", "frontier.pdf", "journal.jsonl", "logs/search.log"]:
+        assert (finished_run / name).is_file(), name
+    rows = read_tsv(finished_run / "pool.tsv")
+    assert set(CONTRACT_COLUMNS) <= set(rows[0])
+    assert len(rows) == 6 and len({r["trial_id"] for r in rows}) == 6
+    for row in rows:
+        trial = finished_run / "trials" / row["trial_id"]
+        assert {"desc.yaml", "weights.pt", "metrics.json"} <= {p.name for p in trial.iterdir()}
+        assert 0 <= float(row["val_top1"]) <= 1 and 0 <= float(row["test_top1"]) <= 1
+    for name in ("frontier.tsv", "frontier_eps.tsv"):
+        assert set(CONTRACT_COLUMNS) <= set(read_tsv(finished_run / name)[0])
+
+
+def test_grown_children_have_parents_in_the_pool(finished_run):
+    rows = read_tsv(finished_run / "pool.tsv")
+    ids = {r["trial_id"] for r in rows}
+    children = [r for r in rows if r["stage"] == "search"]
+    assert len(children) >= 2
+    for child in children:
+        assert child["parent_id"] in ids
+        parent = next(r for r in rows if r["trial_id"] == child["parent_id"])
+        assert int(child["nodes"]) == int(parent["nodes"]) + 1
+        assert int(child["macs"]) > int(parent["macs"])
+
+
+def test_gallery_models_load_and_score_what_the_pool_says(finished_run):
+    band = read_tsv(finished_run / "frontier_eps.tsv")
+    gallery = sorted(p.name for p in (finished_run / "gallery").iterdir())
+    assert gallery == sorted(r["trial_id"] for r in band)
+    config = load_config(finished_run / "config.yaml")
+    test = load_dataset(config, split="test")
+    for row in band:
+        folder = finished_run / "gallery" / row["trial_id"]
+        assert json.loads((folder / "metrics.json").read_text())["trial_id"] == row["trial_id"]
+        model = load_model(folder / "desc.yaml")
+        with_logits = model(test.x).argmax(1)
+        accuracy = (with_logits == test.y).float().mean().item()
+        assert accuracy == pytest.approx(float(row["test_top1"]), abs=1e-5)
+
+
+def test_rerunning_a_finished_search_changes_nothing(finished_run):
+    before = (finished_run / "pool.tsv").read_text()
+    code = search_main(["--out", str(finished_run), "--quiet", "--set",
+                        "search.max_trials=6", *TINY])
+    assert code == 0
+    assert (finished_run / "pool.tsv").read_text() == before
+
+
+def test_another_configuration_in_the_same_directory_exits_2(finished_run, capsys):
+    code = search_main(["--out", str(finished_run), "--quiet", "--set",
+                        "search.max_trials=6", *TINY, "model.init_channels=6"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "model.init_channels" in err and "\n" not in err
+
+
+def test_bad_config_key_exits_2_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert search_main(["--out", str(out), "--set", "search.max_trails=3"]) == 2
+    assert "did you mean search.max_trials" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.fixture
+def eight_gpu_ray():
+    import ray
+    ray.init(num_cpus=8, num_gpus=8, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_eight_declared_gpus_run_eight_jobs_at_once(tmp_path, eight_gpu_ray):
+    from petrinas.search.runner import run_search
+
+    config = load_config("petridish_digits", [
+        *TINY, "search.seeds.cells=[1, 4]", "search.seeds.nodes=[1, 2]",
+        "search.max_trials=8", "search.seed_train.epochs=3",
+        "resources.gpus_per_job=1", "resources.cpus_per_job=1"])
+    summary = run_search(config, tmp_path / "run")
+    assert summary.trials == 8 and summary.failed == 0
+    spans = []
+    for trial in (tmp_path / "run" / "trials").iterdir():
+        notes = json.loads((trial / "metrics.json").read_text())["notes"]
+        spans.append((notes["started_at"], notes["finished_at"]))
+    latest_start = max(start for start, _ in spans)
+    earliest_end = min(end for _, end in spans)
+    assert latest_start < earliest_end, "all 8 jobs were running at one moment"
+
+
+def test_sigkill_mid_run_then_resume_loses_nothing(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(REPO / "scripts" / "search.py"), "--out", str(out),
+           "--quiet", "--set", "search.max_trials=10", *TINY]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, start_new_session=True, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pool = out / "pool.tsv"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        rows = read_tsv(pool) if pool.exists() else []
+        if sum(r["status"] == "ok" for r in rows) >= 4:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {r["trial_id"]: r for r in read_tsv(pool)}
+    assert len(before) >= 4
+    submitted_before = [json.loads(line)["trial_id"] for line in
+                        (out / "journal.jsonl").read_text().splitlines()
+                        if '"event":"submit"' in line]
+
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    after = {r["trial_id"]: r for r in read_tsv(pool)}
+    for trial_id, row in before.items():
+        assert after[trial_id] == row  # nothing that was computed is lost or changed
+    records = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    submitted = [r["trial_id"] for r in records if r["event"] == "submit"]
+    assert len(submitted) == len(set(submitted)) <= 10  # ids unique, budget kept
+    assert submitted[:len(submitted_before)] == submitted_before
+    assert len(after) == 10 and all(r["status"] == "ok" for r in after.values())
+    for trial_id in after:
+        ModelDesc.load(out / "trials" / trial_id / "desc.yaml")

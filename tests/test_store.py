@@ -1,0 +1,154 @@
+"""The run directory: journal, torn records, lock, configuration checks. Real files."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from petrinas.config import load_config
+from petrinas.errors import ConfigError, InputError
+from petrinas.search.store import JOURNAL, RunStore
+from petrinas.search.strategy import JobSpec, strategy_from_config
+
+
+@pytest.fixture
+def config():
+    return load_config("petridish_digits", ["search.max_trials=10"])
+
+
+def submit(store, strategy, n):
+    ids = []
+    for _ in range(n):
+        tid = store.next_trial_id()
+        spec = strategy.suggest(tid)
+        store.record_submit(tid, spec, strategy.rng_state())
+        ids.append(tid)
+    return ids
+
+
+def test_submissions_are_journaled_and_replayed(tmp_path, config):
+    store = RunStore.open(tmp_path / "run", config)
+    strategy = strategy_from_config(config)
+    ids = submit(store, strategy, 3)
+    store.record_failure(ids[1], "ValueError: bad op", "Traceback ...")
+    strategy.on_trial_complete(ids[1], error="ValueError: bad op")
+    store.close()
+
+    reopened = RunStore.open(tmp_path / "run", config)
+    fresh = strategy_from_config(config)
+    in_flight = reopened.replay(fresh)
+    assert in_flight == [ids[0], ids[2]]
+    assert fresh.state_dict() == strategy.state_dict()
+    assert reopened.next_trial_id() == "t0003"
+    assert reopened.rows[ids[1]]["status"] == "failed"
+    assert (tmp_path / "run" / "trials" / ids[1] / "error.txt").read_text().startswith("Trace")
+    reopened.close()
+
+
+def test_a_torn_last_record_is_dropped(tmp_path, config):
+    store = RunStore.open(tmp_path / "run", config)
+    submit(store, strategy_from_config(config), 2)
+    store.close()
+    journal = tmp_path / "run" / JOURNAL
+    with open(journal, "a") as f:
+        f.write('{"seq": 2, "event": "subm')  # killed mid-write
+    reopened = RunStore.open(tmp_path / "run", config)
+    assert [r["trial_id"] for r in reopened.records] == ["t0000", "t0001"]
+    assert journal.read_text().endswith("}\n")
+    reopened.close()
+
+
+def test_a_corrupt_record_in_the_middle_is_an_error(tmp_path, config):
+    store = RunStore.open(tmp_path / "run", config)
+    submit(store, strategy_from_config(config), 2)
+    store.close()
+    journal = tmp_path / "run" / JOURNAL
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join([lines[0], "garbage", lines[1]]) + "\n")
+    with pytest.raises(ConfigError, match="corrupt record on line 2"):
+        RunStore.open(tmp_path / "run", config)
+
+
+def test_a_second_driver_is_refused(tmp_path, config):
+    store = RunStore.open(tmp_path / "run", config)
+    with pytest.raises(InputError, match="in use by a running search"):
+        RunStore.open(tmp_path / "run", config)
+    store.close()
+    RunStore.open(tmp_path / "run", config).close()
+
+
+def test_a_stale_lock_of_a_killed_driver_is_taken_over(tmp_path, config):
+    code = ("import sys, time; from petrinas.config import load_config;"
+            "from petrinas.search.store import RunStore;"
+            "RunStore.open(sys.argv[1], load_config('petridish_digits',"
+            " ['search.max_trials=10'])); print('locked', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    with pytest.raises(InputError, match=f"pid {proc.pid}"):
+        RunStore.open(tmp_path / "run", config)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    RunStore.open(tmp_path / "run", config).close()
+
+
+def test_another_configuration_is_refused_unless_overwrite(tmp_path, config):
+    RunStore.open(tmp_path / "run", config).close()
+    other = load_config("petridish_digits", ["search.max_trials=10", "model.init_channels=4"])
+    with pytest.raises(ConfigError, match="model.init_channels"):
+        RunStore.open(tmp_path / "run", other)
+    store = RunStore.open(tmp_path / "run", other, overwrite=True)
+    assert store.records == []
+    store.close()
+
+
+def test_budgets_and_resources_may_change_on_resume(tmp_path, config):
+    RunStore.open(tmp_path / "run", config).close()
+    bigger = load_config("petridish_digits", ["search.max_trials=50", "resources.cpus_per_job=2"])
+    RunStore.open(tmp_path / "run", bigger).close()
+
+
+def test_a_result_written_before_a_kill_is_adopted_not_retrained(tmp_path, config):
+    store = RunStore.open(tmp_path / "run", config)
+    strategy = strategy_from_config(config)
+    (tid,) = submit(store, strategy, 1)
+    row = {"macs": 1000, "params": 10, "val_top1": 0.9, "test_top1": 0.9,
+           "train_top1": 0.95, "epochs": 1, "wall_s": 1.0, "cells": 1, "reductions": 0,
+           "nodes": 1}
+    from petrinas.model_desc import build_model, build_seed
+    from petrinas.model_desc.model import weights_to_bytes
+    desc = build_seed(config, cells=1, reductions=0, nodes=1)
+    output = SimpleNamespace(row=row, desc=desc.to_dict(), history={}, notes={},
+                             weights=weights_to_bytes(build_model(desc).state_dict()))
+    store.record_result(tid, output)
+    # Simulate a kill between the trial folder and the journal record.
+    store.records.pop()
+    journal = tmp_path / "run" / JOURNAL
+    journal.write_text("".join(json.dumps(r) + "\n" for r in store.records))
+    store.close()
+
+    reopened = RunStore.open(tmp_path / "run", config)
+    assert reopened.replay(strategy_from_config(config)) == [tid]
+    adopted = reopened.adopt_finished(tid)
+    assert adopted["val_top1"] == 0.9 and adopted["status"] == "ok"
+    reopened.close()
+
+
+def test_unwritable_directory_is_an_input_error(tmp_path, config):
+    if os.geteuid() == 0:
+        target = "/proc/petrinas-run"  # root ignores permissions; /proc refuses anyway
+    else:
+        locked = tmp_path / "ro"
+        locked.mkdir(mode=0o500)
+        target = locked / "run"
+    with pytest.raises(InputError, match="--out"):
+        RunStore.open(target, config)
+
+
+def test_specs_round_trip():
+    spec = JobSpec(stage="seed", macro=(3, 1, 2))
+    assert JobSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
