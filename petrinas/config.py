@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,6 +32,21 @@ from petrinas.errors import ConfigError
 CONFS_DIR = Path(__file__).resolve().parent.parent / "confs"
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "npz")
 RUN_DIR_VAR = "${run_dir}"
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader (no Python tags), which also reads `1e-3` as a float:
+    YAML 1.1 needs a dot (`1.0e-3`) and would give the string '1e-3'."""
+
+
+_YamlLoader.add_implicit_resolver(  # copies SafeLoader's resolvers; SafeLoader is untouched
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def _safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def spec(default: Any = dataclasses.MISSING, *, lo: float | None = None,
@@ -185,7 +201,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} is not of the form key.sub=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: value is not valid YAML ({_first_line(exc)})")
     return key.strip(), value
@@ -198,7 +214,7 @@ def read_yaml_file(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        return yaml.safe_load(text)
+        return _safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

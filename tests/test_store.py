@@ -152,3 +152,31 @@ def test_unwritable_directory_is_an_input_error(tmp_path, config):
 def test_specs_round_trip():
     spec = JobSpec(stage="seed", macro=(3, 1, 2))
     assert JobSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_compaction_snapshot_replays_to_the_same_state(tmp_path, config, monkeypatch):
+    import petrinas.search.store as store_module
+    monkeypatch.setattr(store_module, "SNAPSHOT_EVERY", 4)
+    config = load_config("petridish_digits", ["search.max_trials=30"])
+    store = RunStore.open(tmp_path / "run", config)
+    strategy = strategy_from_config(config)
+    ids = submit(store, strategy, 9)
+    for tid in ids[:5]:
+        store.record_failure(tid, "boom")
+        strategy.on_trial_complete(tid, error="boom")
+        store.maybe_compact(strategy)
+    assert (tmp_path / "run" / "snapshot.json").exists()
+    archived = sorted((tmp_path / "run" / "journal-archive").iterdir())
+    assert archived  # the history is kept, not thrown away
+    submit(store, strategy, 1)  # a record after the snapshot
+    store.close()
+
+    reopened = RunStore.open(tmp_path / "run", config)
+    fresh = strategy_from_config(config)
+    in_flight = reopened.replay(fresh)
+    assert fresh.state_dict() == strategy.state_dict()
+    assert in_flight == list(strategy.in_flight)
+    assert reopened.next_trial_id() == "t0010"
+    assert len(reopened.records) < 4
+    assert {r["trial_id"] for r in store_module.read_rows(tmp_path / "run")} == set(ids[:5])
+    reopened.close()

@@ -34,15 +34,20 @@ def _trial_task(kind: str, config: Config, payload: Any, weights: bytes | None,
     """Runs in a Ray worker. Explicit imports: a worker needs no set-up step."""
     from petrinas.train import pipeline
 
-    ctx = pipeline.JobContext(seed=seed, device=pipeline.pick_device(want_gpu),
-                              cpu_threads=cpu_threads)
+    device = pipeline.pick_device(want_gpu)
+    ctx = pipeline.JobContext(
+        seed=seed, device=device, cpu_threads=cpu_threads,
+        memory_limit_mb=config.resources.memory_per_job_mb if device == "cpu" else 0)
     if kind == "seed":
-        return pipeline.run_seed(config, tuple(payload), ctx)
-    if kind == "search":
-        return pipeline.run_search(config, payload, weights, ctx)
-    if kind == "eval":
-        return pipeline.run_eval(config, payload, ctx)
-    raise ValueError(f"unknown job kind {kind!r}")
+        output = pipeline.run_seed(config, tuple(payload), ctx)
+    elif kind == "search":
+        output = pipeline.run_search(config, payload, weights, ctx)
+    elif kind == "eval":
+        output = pipeline.run_eval(config, payload, ctx)
+    else:
+        raise ValueError(f"unknown job kind {kind!r}")
+    output.notes["node_id"] = ray.get_runtime_context().get_node_id()
+    return output
 
 
 @dataclass
@@ -78,14 +83,16 @@ def start_ray(address: str | None = None, num_cpus: int | None = None,
     return True
 
 
-def cluster_slots(gpus_per_job: float, cpus_per_job: float) -> int:
-    """How many jobs the cluster can run at once, by its GPUs (if jobs use them) or CPUs."""
+def cluster_slots(gpus_per_job: float, cpus_per_job: float, memory_mb: int = 0) -> int:
+    """How many jobs the cluster can run at once: by its CPUs, its GPUs (if jobs use
+    them) and its memory (if jobs reserve some), whichever is scarcest."""
     total = ray.cluster_resources()
-    by_cpu = int(total.get("CPU", 0) // cpus_per_job) if cpus_per_job else 0
+    limits = [int(total.get("CPU", 0) // cpus_per_job)]
     if gpus_per_job > 0:
-        by_gpu = int(round(total.get("GPU", 0) / gpus_per_job, 6))
-        return min(by_gpu, by_cpu) if cpus_per_job else by_gpu
-    return by_cpu
+        limits.append(int(round(total.get("GPU", 0) / gpus_per_job, 6)))
+    if memory_mb > 0:
+        limits.append(int(total.get("memory", 0) // (memory_mb * 1024 * 1024)))
+    return min(limits)
 
 
 class RayExecutor:
@@ -105,12 +112,12 @@ class RayExecutor:
     # ----------------------------------------------------------------- capacity
     def slots(self) -> int:
         res = self.config.resources
-        slots = cluster_slots(res.gpus_per_job, res.cpus_per_job)
+        slots = cluster_slots(res.gpus_per_job, res.cpus_per_job, res.memory_per_job_mb)
         if slots < 1:
             raise InputError(
-                f"resources.gpus_per_job={res.gpus_per_job}, resources.cpus_per_job="
-                f"{res.cpus_per_job}: the Ray cluster ({_describe_cluster()}) cannot run "
-                "even one job")
+                f"resources.gpus_per_job={res.gpus_per_job:g}, resources.cpus_per_job="
+                f"{res.cpus_per_job:g}, resources.memory_per_job_mb={res.memory_per_job_mb}: "
+                f"the Ray cluster ({_describe_cluster()}) cannot run even one job")
         return min(slots, res.max_concurrent) if res.max_concurrent else slots
 
     def free_slots(self) -> int:
@@ -189,7 +196,8 @@ def _one_line(exc: BaseException) -> str:
 
 def _describe_cluster() -> str:
     total = ray.cluster_resources()
-    return f"{total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs"
+    return (f"{total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs, "
+            f"{total.get('memory', 0) / 2**30:.1f} GiB memory")
 
 
 def shutdown_ray() -> None:

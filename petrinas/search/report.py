@@ -311,7 +311,7 @@ def _up_to_date(src: Path, dest: Path, metrics: bytes) -> bool:
         return False
 
 
-def _install(gallery: Path, trial_id: str, src: Path, metrics: bytes) -> None:
+def install_folder(gallery: Path, trial_id: str, src: Path, metrics: bytes) -> None:
     """Build the folder beside its place, then swap it in, so a reader sees either the
     old complete folder or the new one."""
     tmp, old, dest = (gallery / f".{trial_id}.tmp", gallery / f".{trial_id}.old",
@@ -348,7 +348,7 @@ def sync_gallery(run_dir: Path, band_ids: list[str], rows_by_id: dict[str, dict]
                 keep.append(trial_id)
             continue
         if not _up_to_date(src, dest, metrics):
-            _install(gallery, trial_id, src, metrics)
+            install_folder(gallery, trial_id, src, metrics)
         keep.append(trial_id)
     wanted = set(keep)
     for child in gallery.iterdir():

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from petrinas.config import Config
+from petrinas.errors import InputError
 from petrinas.search.jobs import Completion, RayExecutor, shutdown_ray, start_ray
 from petrinas.search.progress import Progress
 from petrinas.search.report import Reporter
@@ -145,6 +146,7 @@ class TrialLoop:
             self.store.record_failure(done.trial_id, done.error, done.detail)
             self.strategy.on_trial_complete(done.trial_id, error=done.error)
             log.warning("%s: failed: %s", done.trial_id, done.error)
+        self.store.maybe_compact(self.strategy)
         self._report()
 
     def _cancel_running(self) -> None:
@@ -180,6 +182,7 @@ def _describe(spec: JobSpec) -> str:
 def run_search(config: Config, run_dir: str | Path, *, address: str | None = None,
                overwrite: bool = False, progress: Progress | None = None) -> SearchSummary:
     """Run (or resume) the search of `config` in `run_dir`; returns when it is finished."""
+    check_data(config)
     store = RunStore.open(run_dir, config, overwrite=overwrite)
     with logging_to(store.dir / "logs" / "search.log"):
         try:
@@ -197,8 +200,18 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
                                  frontier=summary["frontier"],
                                  best_error=summary["best_error"],
                                  finish_reason=reason, elapsed_s=store.elapsed())
+        except InputError:
+            store.discard_if_empty()
+            raise
         finally:
             store.close()
+
+
+def check_data(config: Config) -> None:
+    """Load the dataset once in the driver: a missing or malformed dataset is a one-line
+    input error before anything is written, not a failure in every job."""
+    from petrinas.data import load_splits
+    load_splits(config.dataset, config.seed)
 
 
 def run_stage(config: Config, store: RunStore, strategy, reporter: Callable[[list[dict]], dict],
@@ -219,7 +232,9 @@ def run_stage(config: Config, store: RunStore, strategy, reporter: Callable[[lis
                          max_seconds=max_seconds)
         log.info("%s: %d trials journaled, %d in flight", store.dir, len(store.specs),
                  len(in_flight))
-        return loop.run(in_flight)
+        reason = loop.run(in_flight)
+        store.compact(strategy)  # only after a clean finish: state and journal agree
+        return reason
     finally:
         if started_ray:
             shutdown_ray()

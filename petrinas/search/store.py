@@ -33,7 +33,11 @@ from petrinas.model_desc.desc import ModelDesc
 from petrinas.search.strategy import JobSpec, PetridishStrategy
 
 JOURNAL = "journal.jsonl"
+SNAPSHOT = "snapshot.json"
+ARCHIVE = "journal-archive"
 LOCK = ".lock"
+# Records between snapshots: a restart replays at most this many journal lines.
+SNAPSHOT_EVERY = 200
 # Keys that may change when a run is resumed: budgets, resources and reporting do not
 # change what a finished trial means.
 RESUMABLE_KEYS = ("search.max_trials", "search.max_hours", "search.plot_interval_s",
@@ -44,18 +48,24 @@ class RunStore:
     def __init__(self, run_dir: Path, lock_fd: int):
         self.dir = run_dir
         self._lock_fd = lock_fd
-        self.records: list[dict] = []
+        self.records: list[dict] = []         # journal records since the snapshot
+        self.snapshot: dict | None = None
+        self._seq = 0                           # sequence number of the next record
         self.rows: dict[str, dict] = {}         # trial id -> pool.tsv row (ok or failed)
         self.specs: dict[str, JobSpec] = {}     # trial id -> what it trains
         self._elapsed_before = 0.0
         self._opened_at = time.monotonic()
         self._journal = None
+        self.created = False
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, run_dir: str | Path, config: Config, *, overwrite: bool = False
-             ) -> "RunStore":
-        """Lock the directory, check its config, and load its journal (creating it)."""
+    def open(cls, run_dir: str | Path, config: Config, *, overwrite: bool = False,
+             resumable_keys: tuple[str, ...] = RESUMABLE_KEYS) -> "RunStore":
+        """Lock the directory, check its config, and load its journal (creating it).
+
+        A config that differs from the one there in any key outside `resumable_keys` is
+        refused unless `overwrite`, which discards the old run."""
         run_dir = Path(run_dir)
         created = not run_dir.exists()
         try:
@@ -66,8 +76,9 @@ class RunStore:
         except OSError as exc:
             raise InputError(f"--out {run_dir}: cannot use it ({exc.strerror or exc})") from None
         store = cls(run_dir, fd)
+        store.created = created
         try:
-            store._check_config(config, overwrite)
+            store._check_config(config, overwrite, resumable_keys)
             write_text_atomic(run_dir / "config.yaml", config_to_yaml(config))
             store._load_journal()
         except BaseException:
@@ -77,7 +88,8 @@ class RunStore:
             raise
         return store
 
-    def _check_config(self, config: Config, overwrite: bool) -> None:
+    def _check_config(self, config: Config, overwrite: bool,
+                      resumable_keys: tuple[str, ...]) -> None:
         path = self.dir / "config.yaml"
         if not path.exists() or overwrite:
             if overwrite:
@@ -87,7 +99,7 @@ class RunStore:
             old = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError:
             raise ConfigError(f"{path}: unreadable; use --overwrite to start afresh") from None
-        diff = _config_diff(old, config.to_dict())
+        diff = _config_diff(old, config.to_dict(), resumable_keys)
         if diff:
             raise ConfigError(f"{self.dir} holds a run of another configuration "
                               f"({diff}); use another --out or --overwrite")
@@ -99,12 +111,26 @@ class RunStore:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
 
     def _load_journal(self) -> None:
+        """The snapshot (if any) and the journal records written after it."""
+        snapshot_path = self.dir / SNAPSHOT
+        if snapshot_path.exists():
+            self.snapshot = json.loads(snapshot_path.read_text())
+            self._seq = self.snapshot["seq"] + 1
+            self._elapsed_before = float(self.snapshot["elapsed"])
         path = self.dir / JOURNAL
         if path.exists():
-            self.records = list(_read_journal(path))
+            # Records up to the snapshot may remain if a stop came before the rotation.
+            self.records = [r for r in _read_journal(path) if r["seq"] >= self._seq]
         if self.records:
+            self._seq = self.records[-1]["seq"] + 1
             self._elapsed_before = float(self.records[-1].get("elapsed", 0.0))
         self._journal = open(path, "a")
+
+    def discard_if_empty(self) -> None:
+        """Remove a directory this run created and never journaled into (refused start)."""
+        if self.created and not self.records and self.snapshot is None:
+            self.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def close(self) -> None:
         if self._journal is not None:
@@ -116,7 +142,12 @@ class RunStore:
 
     # ------------------------------------------------------------------- replay
     def replay(self, strategy: PetridishStrategy) -> list[str]:
-        """Feed the journal to `strategy`; returns the ids still in flight, in order."""
+        """Restore `strategy` from the snapshot and the journal after it; returns the ids
+        still in flight, in order."""
+        if self.snapshot is not None:
+            strategy.load_state_dict(self.snapshot["strategy"])
+            self.rows = dict(self.snapshot["rows"])
+            self.specs = {t: JobSpec.from_dict(s) for t, s in self.snapshot["specs"].items()}
         for record in self.records:
             self._apply(record, strategy)
         return list(strategy.in_flight)
@@ -147,7 +178,8 @@ class RunStore:
         return self._elapsed_before + time.monotonic() - self._opened_at
 
     def _append(self, record: dict) -> None:
-        record = {"seq": len(self.records), "elapsed": round(self.elapsed(), 3), **record}
+        record = {"seq": self._seq, "elapsed": round(self.elapsed(), 3), **record}
+        self._seq += 1
         self._journal.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._journal.flush()
         os.fsync(self._journal.fileno())
@@ -183,6 +215,35 @@ class RunStore:
 
     def record_cancelled(self, trial_id: str) -> None:
         self._append({"event": "cancelled", "trial_id": trial_id})
+
+    # ---------------------------------------------------------------- compaction
+    def maybe_compact(self, strategy: PetridishStrategy) -> bool:
+        """Compact once SNAPSHOT_EVERY records have gathered since the last snapshot."""
+        if len(self.records) < SNAPSHOT_EVERY:
+            return False
+        self.compact(strategy)
+        return True
+
+    def compact(self, strategy: PetridishStrategy) -> None:
+        """Write the whole state as one atomic snapshot, then move the journal segment it
+        covers into journal-archive/ (kept: the history is never thrown away).
+
+        A stop between the two steps is harmless: records the snapshot already covers
+        are skipped by their sequence numbers when the run is opened again."""
+        if not self.records:
+            return
+        last = self.records[-1]["seq"]
+        state = {"seq": last, "elapsed": self.records[-1]["elapsed"],
+                 "strategy": strategy.state_dict(), "rows": self.rows,
+                 "specs": {t: s.to_dict() for t, s in self.specs.items()}}
+        write_text_atomic(self.dir / SNAPSHOT, json.dumps(state, separators=(",", ":")))
+        self._journal.close()
+        archive = self.dir / ARCHIVE
+        archive.mkdir(exist_ok=True)
+        first = self.records[0]["seq"]
+        os.replace(self.dir / JOURNAL, archive / f"{first:08d}-{last:08d}.jsonl")
+        self._journal = open(self.dir / JOURNAL, "a")
+        self.snapshot, self.records = state, []
 
     def adopt_finished(self, trial_id: str) -> dict | None:
         """A trial whose folder was completed before a kill but never journaled: its
@@ -220,6 +281,37 @@ class RunStore:
 
 # ------------------------------------------------------------------------ helpers
 
+def read_rows(run_dir: Path) -> list[dict]:
+    """The pool rows of `run_dir` (snapshot, then journal), without locking it."""
+    rows: dict[str, dict] = {}
+    seq = 0
+    snapshot = Path(run_dir) / SNAPSHOT
+    if snapshot.exists():
+        state = json.loads(snapshot.read_text())
+        rows, seq = dict(state["rows"]), state["seq"] + 1
+    path = Path(run_dir) / JOURNAL
+    if path.exists():
+        for record in _read_journal(path, repair=False):
+            if record["seq"] >= seq and record["event"] in ("result", "failed"):
+                rows[record["trial_id"]] = record["row"]
+    return list(rows.values())
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether a live driver holds `run_dir`."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def _acquire_lock(run_dir: Path) -> int:
     fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -234,8 +326,9 @@ def _acquire_lock(run_dir: Path) -> int:
     return fd
 
 
-def _read_journal(path: Path) -> Iterator[dict]:
-    """Journal records; a torn final line (killed mid-write) is dropped and cut off."""
+def _read_journal(path: Path, repair: bool = True) -> Iterator[dict]:
+    """Journal records; a torn final line (killed mid-write) is dropped (and, with
+    `repair`, cut off the file so appends start on a clean line)."""
     with open(path, "rb") as f:
         data = f.read()
     lines = data.split(b"\n")
@@ -255,20 +348,20 @@ def _read_journal(path: Path) -> Iterator[dict]:
             break  # complete JSON but no newline: treat as torn too
         good_bytes += len(line) + 1
         yield record
-    if good_bytes < len(data):
+    if repair and good_bytes < len(data):
         with open(path, "r+b") as f:
             f.truncate(min(good_bytes, len(data)))
 
 
-def _config_diff(old: dict, new: dict, prefix: str = "") -> str:
-    """The first key whose value differs (ignoring RESUMABLE_KEYS), as text; '' if none."""
+def _config_diff(old: dict, new: dict, ignore: tuple[str, ...], prefix: str = "") -> str:
+    """The first key whose value differs (ignoring `ignore` keys), as text; '' if none."""
     for key in sorted(set(old) | set(new)):
         full = f"{prefix}{key}"
-        if any(full == k or full.startswith(k + ".") for k in RESUMABLE_KEYS):
+        if any(full == k or full.startswith(k + ".") for k in ignore):
             continue
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            inner = _config_diff(a, b, f"{full}.")
+            inner = _config_diff(a, b, ignore, f"{full}.")
             if inner:
                 return inner
         elif a != b:

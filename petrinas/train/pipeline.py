@@ -22,6 +22,7 @@ from petrinas.model_desc.cost import cost
 from petrinas.model_desc.desc import ModelDesc
 from petrinas.model_desc.grow import alphas, finalize, grow_model, select_pairs
 from petrinas.model_desc.model import build_model, weights_from_bytes, weights_to_bytes
+from petrinas.train.memory import MemoryGuard
 from petrinas.train.trainer import TrainResult, train
 
 
@@ -40,6 +41,7 @@ class JobContext:
     seed: int
     device: str = "cpu"
     cpu_threads: int | None = None
+    memory_limit_mb: int = 0        # enforced on CPU jobs; CUDA raises its own OOM
 
 
 def pick_device(want_gpu: bool) -> str:
@@ -89,8 +91,9 @@ def run_eval(config: Config, gallery_desc: dict, ctx: JobContext) -> TrialOutput
 
 def _train(model: torch.nn.Module, splits: dict[str, TensorData], cfg: TrainConfig,
            ctx: JobContext, **kwargs) -> TrainResult:
+    guard = MemoryGuard(ctx.memory_limit_mb) if ctx.memory_limit_mb else None
     return train(model, splits, cfg, device=ctx.device, seed=ctx.seed,
-                 cpu_threads=ctx.cpu_threads, **kwargs)
+                 cpu_threads=ctx.cpu_threads, epoch_callback=guard, **kwargs)
 
 
 def _output(desc: ModelDesc, model: torch.nn.Module, phases: dict[str, TrainResult],

@@ -1,0 +1,21 @@
+"""Shared fixtures.
+
+`one_thread`: the models in these tests are tiny, so one intra-op thread is as fast as
+two on an idle box, and far faster on a busy one (OpenMP workers spinning against other
+processes can make a step 50x slower). torch is imported lazily so that test files which
+must run without torch (the hull, the strategy) are unaffected.
+"""
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

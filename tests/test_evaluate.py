@@ -1,0 +1,103 @@
+"""The eval stage on a real (tiny) digits search: pipeline, outputs, kill and resume."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from petrinas import load_model
+from petrinas.cli import eval_main, search_main
+from petrinas.data import load_dataset
+from petrinas.config import load_config
+
+from test_search_e2e import REPO, TINY, read_tsv
+
+EVAL_TINY = ["eval.train.epochs=2", "eval.init_channels=4", "eval.max_cells=3",
+             "eval.cell_count_scale=1.5", "eval.max_models=2"]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    """A search with eval.enabled: the eval stage runs in the same command."""
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    code = search_main(["--out", str(out), "--quiet", "--set", "search.max_trials=4",
+                        "eval.enabled=true", *TINY, *EVAL_TINY])
+    assert code == 0
+    return out
+
+
+def test_pipeline_writes_the_eval_outputs(pipeline_run):
+    eval_dir = pipeline_run / "eval"
+    for name in ["pool.tsv", "frontier.tsv", "frontier.png", "frontier.pdf", "frontier.md",
+                 "frontier.tex", "config.yaml"]:
+        assert (eval_dir / name).is_file(), name
+    rows = read_tsv(eval_dir / "pool.tsv")
+    assert len(rows) == 2 and all(r["stage"] == "eval" and r["status"] == "ok" for r in rows)
+    gallery = {p.name for p in (pipeline_run / "gallery").iterdir()}
+    assert {r["parent_id"] for r in rows} <= gallery
+    assert "| name |" in (eval_dir / "frontier.md").read_text()
+    assert "\\toprule" in (eval_dir / "frontier.tex").read_text()
+
+
+def test_eval_models_are_rebuilt_bigger_and_load(pipeline_run):
+    config = load_config(pipeline_run / "config.yaml")
+    test = load_dataset(config, split="test")
+    for row in read_tsv(pipeline_run / "eval" / "pool.tsv"):
+        folder = pipeline_run / "eval" / row["parent_id"]
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert len(metrics["history"]["eval_train"]["history"]) == 2  # per-epoch curves
+        model = load_model(folder)
+        search_model = load_model(pipeline_run / "trials" / row["parent_id"])
+        assert model.desc.init_channels == 4
+        assert model.desc.cells == min(round(search_model.desc.cells * 1.5), 3) or \
+            model.desc.cells == 2 * model.desc.reductions + 1
+        assert model.desc.normal == search_model.desc.normal
+        accuracy = (model(test.x).argmax(1) == test.y).float().mean().item()
+        assert accuracy == pytest.approx(float(row["test_top1"]), abs=1e-5)
+
+
+def test_eval_again_retrains_nothing(pipeline_run):
+    journal = pipeline_run / "eval" / "journal.jsonl"
+    before = journal.read_text()
+    assert eval_main(["--run", str(pipeline_run), "--quiet"]) == 0
+    assert journal.read_text() == before
+
+
+def test_eval_of_a_missing_run_exits_2(tmp_path, capsys):
+    assert eval_main(["--run", str(tmp_path / "nothing")]) == 2
+    assert "no search run there" in capsys.readouterr().err
+
+
+def test_sigkill_mid_eval_then_resume_retrains_nothing_finished(pipeline_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(pipeline_run, run, ignore=shutil.ignore_patterns("eval"))
+    cmd = [sys.executable, str(REPO / "scripts" / "eval.py"), "--run", str(run), "--quiet",
+           "--set", "resources.cpus_per_job=2", "eval.train.epochs=3"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    pool = run / "eval" / "pool.tsv"
+    deadline = time.time() + 180
+    while time.time() < deadline and not (pool.exists() and read_tsv(pool)):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {r["parent_id"]: r for r in read_tsv(pool)}
+    assert finished
+
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in
+               (run / "eval" / "journal.jsonl").read_text().splitlines()]
+    submitted = [r["spec"]["parent_id"] for r in records if r["event"] == "submit"]
+    for model in finished:
+        assert submitted.count(model) == 1  # a finished model is never retrained
+    after = {r["parent_id"]: r for r in read_tsv(pool)}
+    assert len(after) == 2
+    for model, row in finished.items():
+        assert after[model] == row
