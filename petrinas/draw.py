@@ -12,9 +12,13 @@ sized to fit) so that text sizes known in points can be checked against the geom
 
 * nodes go in columns by depth (longest path from the inputs), so every edge points
   right; within a column, nodes are ordered by the mean height of their inputs;
-* each edge is a quadratic arc (FancyArrowPatch, connectionstyle arc3); its curvature
-  and the position of its label along it are chosen, edge by edge, from a few
-  candidates to keep labels off nodes and other labels and arcs off unrelated nodes.
+* each edge is a quadratic arc (FancyArrowPatch, connectionstyle arc3) with its label
+  on the arc in a white box; its curvature and the label's place along it are chosen
+  from a grid of candidates by a cost: hard for a label on a label or a node and for an
+  arc through an unrelated node, soft for crossings, arcs hidden under labels and
+  strong curvature. Edges are placed greedily, then re-placed against all the others a
+  few times; if hard conflicts remain, the columns and rows are spread wider and the
+  routing is redone.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ EDGE_COLOR, OUTPUT_EDGE_COLOR = "#333333", "#9a9a9a"
 RADS = (0.0, 0.1, -0.1, 0.2, -0.2, 0.3, -0.3, 0.4, -0.4, 0.55, -0.55)
 LABEL_TS = (0.5, 0.4, 0.6, 0.3, 0.7)
 HARD = 1000.0                 # cost of a label overlap or an arc through a node
+CROSSING_WINDOW = 12.0        # routes within this of the best also get crossings counted
 GROW = np.array([-1.0, -1.0, 1.0, 1.0])  # times a margin: grows an (x0, y0, x1, y1) rect
 # (column, row) gap multipliers tried in turn until labels and arcs fit.
 SPREADS = ((1.0, 1.0), (1.3, 1.0), (1.3, 1.3), (1.6, 1.4), (2.0, 1.6))
@@ -207,34 +212,58 @@ def _max_label_width(cell: CellDesc) -> float:
 
 # -------------------------------------------------------------------------- routing
 
-def bezier(p0: np.ndarray, p2: np.ndarray, rad: float, t: np.ndarray | float) -> np.ndarray:
-    """Points of matplotlib's arc3 curve: a quadratic Bezier whose control point is
-    `rad` times the chord length off the chord's midpoint (valid in data units because
-    the figure keeps 1 unit = 1 inch in x and y)."""
+def bezier(p0: np.ndarray, p2: np.ndarray, rad, t) -> np.ndarray:
+    """Points of matplotlib's arc3 curve from p0 to p2: a quadratic Bezier whose control
+    point is `rad` times the chord length off the chord's midpoint (valid in data units
+    because the figure keeps 1 unit = 1 inch in x and y). `rad` and `t` broadcast like
+    numpy arrays; the result has a trailing axis of 2 (x, y)."""
     d = p2 - p0
-    control = (p0 + p2) / 2 + rad * np.array([d[1], -d[0]])
+    rad = np.asarray(rad, dtype=float)[..., None]
     t = np.asarray(t, dtype=float)[..., None]
+    control = (p0 + p2) / 2 + rad * np.array([d[1], -d[0]])
     return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * control + t ** 2 * p2
 
 
-def _rect(center: np.ndarray, half: tuple[float, float], grow: float = 0.0) -> np.ndarray:
-    return np.array([center[0] - half[0] - grow, center[1] - half[1] - grow,
-                     center[0] + half[0] + grow, center[1] + half[1] + grow])
+def _rect(center: np.ndarray, half: tuple[float, float]) -> np.ndarray:
+    return np.array([center[0] - half[0], center[1] - half[1],
+                     center[0] + half[0], center[1] + half[1]])
 
 
-def _overlaps(rect: np.ndarray, rects: np.ndarray) -> np.ndarray:
-    """Overlap area of `rect` with each of `rects` (K x 4: x0, y0, x1, y1)."""
-    w = np.minimum(rect[2], rects[:, 2]) - np.maximum(rect[0], rects[:, 0])
-    h = np.minimum(rect[3], rects[:, 3]) - np.maximum(rect[1], rects[:, 1])
+def _overlaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Overlap areas of rects `a` (A x 4: x0, y0, x1, y1) with rects `b` (B x 4): A x B."""
+    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
     return np.clip(w, 0, None) * np.clip(h, 0, None)
 
 
 def _inside(points: np.ndarray, rects: np.ndarray) -> np.ndarray:
-    """For each of `rects` (K x 4), how many of `points` (P x 2) lie inside it."""
-    x, y = points[None, :, 0], points[None, :, 1]
-    hit = ((x > rects[:, None, 0]) & (x < rects[:, None, 2])
-           & (y > rects[:, None, 1]) & (y < rects[:, None, 3]))
-    return hit.sum(axis=1)
+    """Whether each of `points` (... x 2) lies inside each of `rects` (R x 4):
+    ... x R booleans."""
+    x, y = points[..., None, 0], points[..., None, 1]
+    return (x > rects[:, 0]) & (x < rects[:, 2]) & (y > rects[:, 1]) & (y < rects[:, 3])
+
+
+def _crossings(curves: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """For each polyline in `curves` (O x P x 2), how often it crosses the polylines
+    `others` (K x Q x 2)."""
+    a0, a1 = curves[:, :-1, None], curves[:, 1:, None]              # O x S x 1 x 2
+    b0 = others[:, :-1].reshape(1, 1, -1, 2)                         # 1 x 1 x T x 2
+    b1 = others[:, 1:].reshape(1, 1, -1, 2)
+
+    def cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+
+    da, db = a1 - a0, b1 - b0
+    straddle_a = cross(da, b0 - a0) * cross(da, b1 - a0) < 0
+    straddle_b = cross(db, a0 - b0) * cross(db, a1 - b0) < 0
+    return np.count_nonzero(straddle_a & straddle_b, axis=(1, 2))
+
+
+@dataclass(frozen=True)
+class _Shapes:
+    """The geometry of some candidate routes of one edge, for scoring."""
+    curves: np.ndarray                # O x SAMPLES x 2
+    labels: np.ndarray | None         # O x 4 label rects; None for an unlabelled edge
 
 
 class _Router:
@@ -243,9 +272,11 @@ class _Router:
 
     A greedy pass places the edges one by one; repair passes then re-place each edge
     against all the others, which lets an edge placed early step aside for a later one.
+    All candidate routes of an edge are scored at once, as arrays.
     """
 
     SAMPLES = np.linspace(0.04, 0.96, 40)
+    COARSE = 4  # every COARSE-th sample is enough to count crossings, and much cheaper
     REPAIR_PASSES = 3
 
     def __init__(self, vertices: dict[str, Vertex]):
@@ -255,73 +286,85 @@ class _Router:
         self._sizes: dict[str, tuple[float, float]] = {}  # label -> text size (inches)
 
     def route(self, edges: list[Edge], order: list[int]) -> tuple[list[Route], int]:
-        """Routes of `edges` (placed first in `order`) and how many of them could not
-        avoid a label overlap or an arc through a node."""
-        placed: dict[int, tuple[Route, np.ndarray, np.ndarray | None]] = {}
+        """Routes of `edges` (placed in `order`) and how many of them could not avoid a
+        label overlap or an arc through a node."""
+        placed: dict[int, tuple[Route, _Shapes]] = {}
         for _ in range(1 + self.REPAIR_PASSES):
             changed = False
             for i in order:
                 previous = placed.pop(i, None)
-                route, cost = self._best(edges[i], placed)
-                placed[i] = (route, *self._shapes(edges[i], route))
+                route = self._best(edges[i], placed)
+                placed[i] = (route, self._shapes(edges[i], [route]))
                 changed |= previous is None or previous[0] != route
             if not changed:
                 break
-        conflicts = sum(self._cost(edges[i], placed[i][0], _others(placed, i)) >= HARD
-                        for i in order)
+        conflicts = sum(
+            self._costs(edges[i], [placed[i][0]], _others(placed, skip=i))[0] >= HARD
+            for i in order)
         return [placed[i][0] for i in range(len(edges))], conflicts
 
-    def label_center(self, edge: Edge, route: Route) -> np.ndarray:
-        p0, p2 = self._ends(edge)
-        return bezier(p0, p2, route.rad, route.label_t)
-
     def label_rect(self, edge: Edge, route: Route) -> np.ndarray:
-        if edge.label not in self._sizes:  # measuring text is the slow part of routing
-            self._sizes[edge.label] = _text_size(edge.label, LABEL_FONT)
-        w, h = self._sizes[edge.label]
-        return _rect(self.label_center(edge, route), (w / 2 + LABEL_PAD, h / 2 + LABEL_PAD))
+        return self._shapes(edge, [route]).labels[0]
 
     def _ends(self, edge: Edge) -> tuple[np.ndarray, np.ndarray]:
         return np.array(self.vertices[edge.src].xy), np.array(self.vertices[edge.dst].xy)
 
-    def _shapes(self, edge: Edge, route: Route) -> tuple[np.ndarray, np.ndarray | None]:
+    def _shapes(self, edge: Edge, routes: list[Route]) -> _Shapes:
         p0, p2 = self._ends(edge)
-        curve = bezier(p0, p2, route.rad, self.SAMPLES)
-        return curve, (self.label_rect(edge, route) if edge.label else None)
+        rads = np.array([r.rad for r in routes])
+        curves = bezier(p0, p2, rads[:, None], self.SAMPLES)
+        if not edge.label:
+            return _Shapes(curves, None)
+        if edge.label not in self._sizes:  # measuring text is slow; labels repeat
+            self._sizes[edge.label] = _text_size(edge.label, LABEL_FONT)
+        w, h = self._sizes[edge.label]
+        centers = bezier(p0, p2, rads, np.array([r.label_t for r in routes]))
+        half = np.array([w / 2 + LABEL_PAD, h / 2 + LABEL_PAD])
+        return _Shapes(curves, np.hstack([centers - half, centers + half]))
 
-    def _best(self, edge: Edge, placed: dict) -> tuple[Route, float]:
-        others = _others(placed)
+    def _best(self, edge: Edge, placed: dict) -> Route:
         options = [Route(rad, t) for rad, t in product(RADS, LABEL_TS if edge.label else (0.5,))]
-        costs = [self._cost(edge, r, others) for r in options]
-        k = int(np.argmin(costs))
-        return options[k], costs[k]
+        return options[int(np.argmin(self._costs(edge, options, _others(placed))))]
 
-    def _cost(self, edge: Edge, route: Route, others: tuple[np.ndarray, np.ndarray]
-              ) -> float:
-        curves, labels = others
-        curve, mine = self._shapes(edge, route)
+    def _costs(self, edge: Edge, routes: list[Route], others: _Shapes) -> np.ndarray:
+        """The cost of each route: HARD per label overlap or arc through a node, plus
+        soft terms for crossings, hidden arcs, curvature and off-centre labels; infinite
+        for a route that is clearly worse than the best before crossings count."""
+        mine = self._shapes(edge, routes)
         # Straight arcs and centred labels read best; these terms only break ties.
-        cost = 3 * abs(route.rad) + 2 * abs(route.label_t - 0.5)
+        cost = np.array([3 * abs(r.rad) + 2 * abs(r.label_t - 0.5) for r in routes])
         apart = [i for i, k in enumerate(self.keys) if k not in (edge.src, edge.dst)]
-        through = _inside(curve, self.node_rects[apart] + CLEARANCE * GROW)
-        cost += HARD * np.count_nonzero(through)             # an arc through a node
-        cost += 2 * _inside(curve, labels).sum()             # an arc hidden by a label
-        if mine is not None:
-            area = (mine[2] - mine[0]) * (mine[3] - mine[1])
-            on_nodes = _overlaps(mine, self.node_rects + CLEARANCE * GROW).sum() / area
-            on_labels = _overlaps(mine, labels + CLEARANCE * GROW) / area
-            cost += HARD * (on_nodes > 0) + 100 * on_nodes
-            cost += HARD * np.count_nonzero(on_labels) + 100 * on_labels.sum()
-            cost += 0.5 * _inside(curves, mine[None]).sum()  # a label over an arc
-        return float(cost)
+        grown_nodes = self.node_rects + CLEARANCE * GROW
+        through = _inside(mine.curves, grown_nodes[apart]).any(axis=1)     # O x N
+        cost += HARD * through.sum(axis=1)                    # an arc through a node
+        cost += 2 * _inside(mine.curves, others.labels).sum(axis=(1, 2))  # arc under label
+        if mine.labels is not None:
+            box = mine.labels
+            area = ((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1]))[:, None]
+            on_nodes = _overlaps(box, grown_nodes) / area
+            on_labels = _overlaps(box, others.labels + CLEARANCE * GROW) / area
+            cost += HARD * np.count_nonzero(on_nodes, axis=1) + 100 * on_nodes.sum(axis=1)
+            cost += HARD * np.count_nonzero(on_labels, axis=1) + 100 * on_labels.sum(axis=1)
+            # A label over another arc: worst at a crossing, where it reads as either's.
+            cost += 3 * _inside(others.curves.reshape(-1, 2), box).sum(axis=0)
+        # Crossings are the costly term to count, so they are counted only for routes
+        # within CROSSING_WINDOW of the best; the others drop out (infinite cost).
+        close = cost <= cost.min() + CROSSING_WINDOW
+        if len(others.curves):
+            cost[close] += 2 * _crossings(mine.curves[close, ::self.COARSE],
+                                          others.curves[:, ::self.COARSE])
+        cost[~close] = np.inf
+        return cost
 
 
-def _others(placed: dict, skip: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """All placed curve samples (P x 2) and label rects (L x 4), but those of `skip`."""
-    items = [v for i, v in placed.items() if i != skip]
-    curves = np.vstack([c for _, c, _ in items]) if items else np.zeros((0, 2))
-    labels = [r for _, _, r in items if r is not None]
-    return curves, (np.vstack(labels) if labels else np.zeros((0, 4)))
+def _others(placed: dict, skip: int | None = None) -> _Shapes:
+    """All placed curves (K x SAMPLES x 2) and label rects (L x 4), but those of `skip`."""
+    shapes = [sh for i, (_, sh) in placed.items() if i != skip]
+    curves = [sh.curves for sh in shapes]
+    labels = [sh.labels for sh in shapes if sh.labels is not None]
+    return _Shapes(
+        np.concatenate(curves) if curves else np.zeros((0, len(_Router.SAMPLES), 2)),
+        np.concatenate(labels) if labels else np.zeros((0, 4)))
 
 
 def route_edges(vertices: dict[str, Vertex], edges: list[Edge]
@@ -352,27 +395,37 @@ def arrange(cell: CellDesc) -> tuple[dict[str, Vertex], list[tuple[Edge, Route]]
 
 # ----------------------------------------------------------------------- matplotlib
 
+def label_boxes(vertices: dict[str, Vertex], routed: list[tuple[Edge, Route]]
+                ) -> list[tuple[Edge, np.ndarray]]:
+    """Each labelled edge with the box (x0, y0, x1, y1, inches) its label occupies."""
+    router = _Router(vertices)
+    return [(edge, router.label_rect(edge, route)) for edge, route in routed if edge.label]
+
+
 def _render_matplotlib(cell: CellDesc) -> dict[str, bytes]:
     vertices, routed = arrange(cell)
-    router = _Router(vertices)  # geometry helper only: label centres and boxes
-    fig = _figure(_bounds(vertices, routed, router))
+    boxes = label_boxes(vertices, routed)
+    fig = _figure(_bounds(vertices, routed, [box for _, box in boxes]))
     ax = fig.axes[0]
     patches = {k: _add_vertex(ax, v) for k, v in vertices.items()}
     for edge, route in routed:
-        _add_edge(ax, edge, route, vertices, patches, router)
+        _add_arc(ax, edge, route, vertices, patches)
+    for edge, box in boxes:
+        ax.text((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, edge.label, ha="center",
+                va="center", fontsize=LABEL_FONT, zorder=4,
+                bbox=dict(boxstyle=f"square,pad={LABEL_PAD * 72 / LABEL_FONT:.3f}",
+                          facecolor="white", edgecolor="none"))
     return {fmt: _savefig(fig, fmt) for fmt in FORMATS}
 
 
 def _bounds(vertices: dict[str, Vertex], routed: list[tuple[Edge, Route]],
-            router: _Router) -> np.ndarray:
+            boxes: list[np.ndarray]) -> np.ndarray:
     """(xmin, ymin, xmax, ymax) of nodes, arcs and labels, plus a margin."""
-    rects = [_rect(np.array(v.xy), v.half) for v in vertices.values()]
+    rects = [_rect(np.array(v.xy), v.half) for v in vertices.values()] + boxes
     for edge, route in routed:
         p0, p2 = np.array(vertices[edge.src].xy), np.array(vertices[edge.dst].xy)
         pts = bezier(p0, p2, route.rad, _Router.SAMPLES)
         rects.append(np.array([*pts.min(axis=0), *pts.max(axis=0)]))
-        if edge.label:
-            rects.append(router.label_rect(edge, route))
     stacked = np.array(rects)
     margin = 0.08
     return np.array([stacked[:, 0].min() - margin, stacked[:, 1].min() - margin,
@@ -410,24 +463,22 @@ def _add_vertex(ax, vertex: Vertex):
     return patch
 
 
-def _add_edge(ax, edge: Edge, route: Route, vertices: dict[str, Vertex], patches: dict,
-              router: _Router) -> None:
-    color = EDGE_COLOR if edge.label else OUTPUT_EDGE_COLOR
+def _add_arc(ax, edge: Edge, route: Route, vertices: dict[str, Vertex],
+             patches: dict) -> None:
+    # Clipped to the node patches, so arrows start and end at the node outlines.
     ax.add_patch(FancyArrowPatch(
         vertices[edge.src].xy, vertices[edge.dst].xy,
         connectionstyle=f"arc3,rad={route.rad}", arrowstyle="-|>", mutation_scale=8,
-        linewidth=0.8, color=color, patchA=patches[edge.src], patchB=patches[edge.dst],
-        shrinkA=1, shrinkB=1, zorder=1))
-    if edge.label:
-        x, y = router.label_center(edge, route)
-        ax.text(x, y, edge.label, ha="center", va="center", fontsize=LABEL_FONT, zorder=4,
-                bbox=dict(boxstyle=f"square,pad={LABEL_PAD * 72 / LABEL_FONT:.3f}",
-                          facecolor="white", edgecolor="none"))
+        linewidth=0.8, color=EDGE_COLOR if edge.label else OUTPUT_EDGE_COLOR,
+        patchA=patches[edge.src], patchB=patches[edge.dst], shrinkA=1, shrinkB=1,
+        zorder=1))
 
 
 def _savefig(fig: Figure, fmt: str) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=fmt, dpi=DPI)
+    # No creation date in the PDF: redrawing an unchanged cell gives the same bytes.
+    metadata = {"CreationDate": None} if fmt == "pdf" else None
+    fig.savefig(buffer, format=fmt, dpi=DPI, metadata=metadata)
     return buffer.getvalue()
 
 
@@ -452,8 +503,9 @@ def _render_graphviz(cell: CellDesc) -> dict[str, bytes]:
                         fillcolor=INPUT_COLOR)
     for k in range(len(cell.nodes)):
         g.node(f"n{k}", str(k), shape="circle", fillcolor=NODE_COLOR)
-    g.node("out", GRAPHVIZ_LABELS["out"], shape="box", style="rounded,filled",
-           fillcolor=OUTPUT_COLOR)
+    with g.subgraph(graph_attr=dict(rank="sink")) as output:  # the output rightmost
+        output.node("out", GRAPHVIZ_LABELS["out"], shape="box", style="rounded,filled",
+                    fillcolor=OUTPUT_COLOR)
     for edge in cell_edges(cell):
         if edge.label:
             g.edge(edge.src, edge.dst, label=edge.label, color=EDGE_COLOR)

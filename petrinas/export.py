@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import yaml
 from petrinas.errors import InputError
 from petrinas.fileio import write_bytes_atomic, write_text_atomic
 from petrinas.model_desc.desc import ModelDesc
-from petrinas.model_desc.model import load_model
+from petrinas.model_desc.model import CellNetwork, load_model
 
 ARTIFACT = "model.pt2"
 EXPORT_DIR = "export"
@@ -66,15 +65,14 @@ def export_folder(model_dir: str | Path, out_dir: str | Path | None = None) -> E
     """Export the model in `model_dir` (desc.yaml + weights.pt) to `out_dir`
     (default `model_dir/export`). Raises InputError for a missing folder or file."""
     model_dir = Path(model_dir)
-    desc_path, weights_path = _require_inputs(model_dir)
+    desc_path = _require_inputs(model_dir)
     out = Path(out_dir) if out_dir is not None else model_dir / EXPORT_DIR
-    desc = ModelDesc.load(desc_path)
-    model = load_model(model_dir)
-    program = export_model(model, desc.input_shape)
-    diff = _check(program, model, desc.input_shape)
+    model = _load(model_dir)
+    program = export_model(model, model.desc.input_shape)
+    diff = _check(program, model, model.desc.input_shape)
     write_bytes_atomic(out / ARTIFACT, _program_bytes(program))
-    shutil.copyfile(desc_path, out / "desc.yaml")
-    info = export_info(desc, model_dir, diff)
+    write_bytes_atomic(out / "desc.yaml", desc_path.read_bytes())
+    info = export_info(model.desc, model_dir, diff)
     write_text_atomic(out / "export.json", json.dumps(info, indent=1) + "\n")
     write_text_atomic(out / "README.txt", readme_text(info))
     return ExportResult(out_dir=out, artifact=out / ARTIFACT, max_abs_diff=diff)
@@ -90,15 +88,25 @@ def export_model(model: torch.nn.Module, input_shape: tuple[int, int, int]
         return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
 
 
-def _require_inputs(model_dir: Path) -> tuple[Path, Path]:
+def _require_inputs(model_dir: Path) -> Path:
+    """The folder's desc.yaml, once it and weights.pt are known to exist."""
     if not model_dir.is_dir():
         raise InputError(f"{model_dir}: no such model folder")
-    paths = model_dir / "desc.yaml", model_dir / "weights.pt"
-    for path in paths:
+    for path in (model_dir / "desc.yaml", model_dir / "weights.pt"):
         if not path.is_file():
             raise InputError(f"{path}: missing (a model folder holds desc.yaml and "
                              "weights.pt)")
-    return paths
+    return model_dir / "desc.yaml"
+
+
+def _load(model_dir: Path) -> CellNetwork:
+    """The folder's model in eval mode; a description or weights that cannot be used
+    are bad input (exit 2), not a crash."""
+    try:
+        return load_model(model_dir)
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: weights that do not fit
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{model_dir}: cannot load the model: {first}") from None
 
 
 def _check(program: torch.export.ExportedProgram, model: torch.nn.Module,

@@ -142,7 +142,7 @@ def test_build_eval_with_the_digits_conf(config):
     digits = load_config("petridish_digits")
     desc = build_eval(gallery, digits)
     assert desc.cells == min(round(4 * digits.eval.cell_count_scale), digits.eval.max_cells)
-    assert desc.init_channels == digits.eval.init_channels == 16
+    assert desc.init_channels == digits.eval.init_channels
 
 
 def test_build_eval_never_breaks_the_macro_rule(config):

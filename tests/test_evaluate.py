@@ -15,6 +15,7 @@ from petrinas import load_model
 from petrinas.cli import eval_main, search_main
 from petrinas.data import load_dataset
 from petrinas.config import load_config
+from petrinas.search.store import history
 
 from test_search_e2e import REPO, TINY, read_tsv
 
@@ -63,10 +64,9 @@ def test_eval_models_are_rebuilt_bigger_and_load(pipeline_run):
 
 
 def test_eval_again_retrains_nothing(pipeline_run):
-    journal = pipeline_run / "eval" / "journal.jsonl"
-    before = journal.read_text()
+    before = history(pipeline_run / "eval")
     assert eval_main(["--run", str(pipeline_run), "--quiet"]) == 0
-    assert journal.read_text() == before
+    assert history(pipeline_run / "eval") == before
 
 
 def test_eval_of_a_missing_run_exits_2(tmp_path, capsys):
@@ -92,8 +92,7 @@ def test_sigkill_mid_eval_then_resume_retrains_nothing_finished(pipeline_run, tm
 
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    records = [json.loads(line) for line in
-               (run / "eval" / "journal.jsonl").read_text().splitlines()]
+    records = history(run / "eval")
     submitted = [r["spec"]["parent_id"] for r in records if r["event"] == "submit"]
     for model in finished:
         assert submitted.count(model) == 1  # a finished model is never retrained

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 import textwrap
@@ -14,11 +15,12 @@ import pytest
 import torch
 
 from petrinas.cli import export_main
-from petrinas.export import ARTIFACT, export_folder
+from petrinas.export import ARTIFACT
 from petrinas.model_desc.desc import CellDesc, EdgeDesc, ModelDesc, NodeDesc, OpDesc
 from petrinas.model_desc.model import build_model, load_model, save_weights
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.py
 
 
 def _cell(*nodes: list[tuple[int, str]]) -> CellDesc:
@@ -64,8 +66,9 @@ def exported(model_dir: Path) -> Path:
 
 
 def _torch_only_env() -> dict[str, str]:
-    """The environment minus any PYTHONPATH entry that would make the repo importable."""
-    env = dict(os.environ)
+    """The environment minus any PYTHONPATH entry that would make the repo importable;
+    one OpenMP thread, as in the `one_thread` fixture, for speed on a busy machine."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     paths = [p for p in env.pop("PYTHONPATH", "").split(os.pathsep)
              if p and Path(p).resolve() != REPO]
     if paths:
@@ -118,10 +121,19 @@ def test_export_folder_contents(exported: Path, model_dir: Path):
     assert "1 x 2 x 7 x 7" in readme and "load_dataset" in readme
 
 
-def test_export_to_out_path(model_dir: Path, tmp_path: Path):
-    result = export_folder(model_dir, tmp_path / "elsewhere")
-    assert result.artifact == tmp_path / "elsewhere" / ARTIFACT
-    assert result.artifact.is_file() and result.max_abs_diff < 1e-5
+def test_out_option_reaches_export(model_dir: Path, tmp_path: Path, monkeypatch):
+    """--out is passed through (a stub stands in for a second, slow export)."""
+    import petrinas.export
+
+    calls = []
+
+    def fake(folder, out):
+        calls.append((folder, out))
+        return petrinas.export.ExportResult(out, out / ARTIFACT, 0.0)
+
+    monkeypatch.setattr(petrinas.export, "export_folder", fake)
+    assert export_main([str(model_dir), "--out", str(tmp_path / "elsewhere")]) == 0
+    assert calls == [(model_dir, tmp_path / "elsewhere")]
 
 
 @pytest.mark.parametrize("missing", ["folder", "desc.yaml", "weights.pt"])
@@ -137,9 +149,20 @@ def test_missing_input_exits_2(missing: str, model_dir: Path, tmp_path: Path, ca
     assert missing in err or "no such model folder" in err
 
 
-def test_script_exits_2_for_missing_folder(tmp_path: Path):
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "export.py"),
-                           str(tmp_path / "nope")], capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("error: ") and "Traceback" not in proc.stderr
+def test_weights_that_do_not_fit_exit_2(model_dir: Path, tmp_path: Path, capsys):
+    (tmp_path / "desc.yaml").write_bytes((model_dir / "desc.yaml").read_bytes())
+    other = build_model(ModelDesc.from_dict({**_desc().to_dict(), "num_classes": 3}))
+    save_weights(other.state_dict(), tmp_path / "weights.pt")
+    assert export_main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "cannot load" in err and len(err.splitlines()) == 1
+
+
+def test_script_exits_2_for_missing_folder(tmp_path: Path, monkeypatch, capsys):
+    # runpy runs the script file as __main__ without the cost of a new interpreter.
+    monkeypatch.setattr(sys, "argv", ["export.py", str(tmp_path / "nope")])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(REPO / "scripts" / "export.py"), run_name="__main__")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err

@@ -16,6 +16,7 @@ from petrinas.cli import search_main
 from petrinas.config import load_config
 from petrinas.data import load_dataset
 from petrinas.model_desc import ModelDesc
+from petrinas.search.store import history
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["search.seeds.cells=[1, 2]", "search.seeds.reductions=[0, 0]",
@@ -42,7 +43,7 @@ def finished_run(tmp_path_factory):
 
 def test_search_writes_every_contract_file(finished_run):
     for name in ["config.yaml", "pool.tsv", "frontier.tsv", "frontier_eps.tsv",
-                 "frontier.png", "frontier.pdf", "journal.jsonl", "logs/search.log"]:
+                 "frontier.png", "frontier.pdf", "snapshot.json", "logs/search.log"]:
         assert (finished_run / name).is_file(), name
     rows = read_tsv(finished_run / "pool.tsv")
     assert set(CONTRACT_COLUMNS) <= set(rows[0])
@@ -149,17 +150,14 @@ def test_sigkill_mid_run_then_resume_loses_nothing(tmp_path):
     proc.wait()
     before = {r["trial_id"]: r for r in read_tsv(pool)}
     assert len(before) >= 4
-    submitted_before = [json.loads(line)["trial_id"] for line in
-                        (out / "journal.jsonl").read_text().splitlines()
-                        if '"event":"submit"' in line]
+    submitted_before = [r["trial_id"] for r in history(out) if r["event"] == "submit"]
 
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     after = {r["trial_id"]: r for r in read_tsv(pool)}
     for trial_id, row in before.items():
         assert after[trial_id] == row  # nothing that was computed is lost or changed
-    records = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
-    submitted = [r["trial_id"] for r in records if r["event"] == "submit"]
+    submitted = [r["trial_id"] for r in history(out) if r["event"] == "submit"]
     assert len(submitted) == len(set(submitted)) <= 10  # ids unique, budget kept
     assert submitted[:len(submitted_before)] == submitted_before
     assert len(after) == 10 and all(r["status"] == "ok" for r in after.values())

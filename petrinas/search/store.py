@@ -281,6 +281,19 @@ class RunStore:
 
 # ------------------------------------------------------------------------ helpers
 
+def history(run_dir: Path) -> list[dict]:
+    """Every journal record of `run_dir` ever written, archived segments included, in
+    order: the run's full history (for audits and tests; resuming needs less)."""
+    run_dir = Path(run_dir)
+    segments = sorted((run_dir / ARCHIVE).glob("*.jsonl")) if (run_dir / ARCHIVE).exists() \
+        else []
+    records: dict[int, dict] = {}
+    for path in segments + [run_dir / JOURNAL]:
+        if path.exists():
+            records.update((r["seq"], r) for r in _read_journal(path, repair=False))
+    return [records[seq] for seq in sorted(records)]
+
+
 def read_rows(run_dir: Path) -> list[dict]:
     """The pool rows of `run_dir` (snapshot, then journal), without locking it."""
     rows: dict[str, dict] = {}

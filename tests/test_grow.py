@@ -1,0 +1,415 @@
+"""Growth, the heart of Petridish: a candidate node that changes neither the parent's
+function nor its gradients, an L1 term on its alphas, and finalization into a plain node
+that again leaves the function unchanged. Finally, growth pays off on digits."""
+
+import copy
+import statistics
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from petrinas.config import load_config
+from petrinas.data import load_splits
+from petrinas.model_desc import ModelDesc, build_model, build_seed
+from petrinas.model_desc.grow import (add_candidate, alphas, finalize, grow_model, l1_penalty,
+                                      select_pairs)
+from petrinas.model_desc.model import weights_from_bytes
+from petrinas.train.pipeline import JobContext, run_search, run_seed
+from petrinas.train.trainer import evaluate, train
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads(one_thread):
+    pass
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config("petridish_digits", ["model.init_channels=4",
+                                            "search.seed_train.epochs=3"])
+
+
+@pytest.fixture(scope="module")
+def splits(config):
+    return load_splits(config.dataset, config.seed)
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# Macro shapes (cells, reductions, nodes) of the trained parents: one and two reductions.
+PARENTS = {"r1": (3, 1, 2), "r2": (5, 2, 1)}
+
+
+@pytest.fixture(scope="module")
+def trained_parents(config, splits):
+    """Parents trained three epochs on digits: weights and BN statistics are non-trivial."""
+    out = {}
+    for name, (cells, reductions, nodes) in PARENTS.items():
+        desc = build_seed(config, cells=cells, reductions=reductions, nodes=nodes)
+        torch.manual_seed(0)
+        model = build_model(desc)
+        result = train(model, splits, config.search.seed_train, seed=0, eval_test=False)
+        assert result.final["val_top1"] > 0.3  # it did learn something
+        model.zero_grad(set_to_none=True)      # the trainer leaves the last step's grads
+        out[name] = (desc, model)
+    return out
+
+
+def _batch(splits, n=96, split="val"):
+    return splits[split].x[:n], splits[split].y[:n]
+
+
+# ------------------------------------------------------------------------ the candidate
+
+def test_add_candidate_reads_every_state(config):
+    desc = build_seed(config, cells=3, reductions=1, nodes=2)
+    grown = add_candidate(desc, config.model.candidate_ops)
+    for cell in (grown.normal, grown.reduce):
+        assert cell.candidate.inputs == (0, 1, 2, 3)
+        assert cell.candidate.ops == tuple(config.model.candidate_ops)
+        assert len(cell.candidate.pairs) == 4 * len(config.model.candidate_ops)
+    assert grown.normal.nodes == desc.normal.nodes
+    with pytest.raises(ValueError, match="candidate"):
+        add_candidate(grown, config.model.candidate_ops)
+
+
+def test_grow_model_refuses_foreign_weights(config, trained_parents):
+    desc, _ = trained_parents["r1"]
+    _, other = trained_parents["r2"]
+    with pytest.raises(ValueError, match="do not fit"):
+        grow_model(desc, _state(other), config.model.candidate_ops)
+
+
+@pytest.mark.parametrize("name", list(PARENTS))
+def test_growth_preserves_the_function_exactly(config, splits, trained_parents, name):
+    desc, parent = trained_parents[name]
+    grown = grow_model(desc, _state(parent), config.model.candidate_ops)
+    # Every parent weight (and BN statistic) is carried over unchanged.
+    grown_state = grown.state_dict()
+    for key, value in parent.state_dict().items():
+        assert torch.equal(grown_state[key], value), key
+    assert any(".candidate." in key for key in grown_state)
+    x, _ = _batch(splits, 256)
+    parent.eval(), grown.eval()
+    with torch.no_grad():
+        want, got = parent(x), grown(x)
+    assert (want - got).abs().max().item() <= 1e-6
+    # Also on the whole test split, through the evaluation code path.
+    assert evaluate(parent, splits["test"]) == pytest.approx(evaluate(grown, splits["test"]),
+                                                            abs=1e-6)
+
+
+@pytest.mark.parametrize("name", list(PARENTS))
+def test_parent_gets_exactly_its_own_gradients(config, splits, trained_parents, name):
+    desc, trained = trained_parents[name]
+    parent = copy.deepcopy(trained).train()  # train-mode BN updates statistics: copies
+    grown = grow_model(desc, _state(trained), config.model.candidate_ops).train()
+    x, y = _batch(splits, 64, "train")
+    torch.manual_seed(7)
+    F.cross_entropy(parent(x), y).backward()
+    torch.manual_seed(7)
+    logits = grown(x)
+    F.cross_entropy(logits, y).backward()
+
+    parent_params = dict(parent.named_parameters())
+    compared = 0
+    for key, param in grown.named_parameters():
+        if key in parent_params:
+            want = parent_params[key].grad
+            assert want is not None and param.grad is not None, key
+            assert torch.equal(param.grad, want), (key, (param.grad - want).abs().max())
+            compared += 1
+    assert compared == len(parent_params)
+
+    # The candidate learns: every alpha of a non-`none` op, and every op parameter.
+    cells = grown.desc.cells
+    assert len(alphas(grown)) == cells
+    for i, cell in enumerate(grown.cells):
+        ops = [op for _, op in grown.desc.cell_desc(i).candidate.pairs]
+        grad = cell.candidate.alpha.grad
+        assert grad is not None
+        for m, op in enumerate(ops):
+            if op == "none":
+                assert grad[m] == 0  # zeros times anything
+            else:
+                assert grad[m] != 0, (i, m, op)
+    candidate_params = [(k, p) for k, p in grown.named_parameters()
+                        if ".candidate.ops." in k]
+    assert candidate_params
+    dead = [k for k, p in candidate_params if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead, dead
+
+
+def test_trainer_moves_parent_weights_as_without_candidate(config, splits, trained_parents):
+    """Through the trainer, the parent's parameters are updated exactly as they are
+    without the candidate. (Gradient clipping is off: its global norm includes the
+    candidate's gradients, which would rescale the parent's step.)"""
+    desc, trained = trained_parents["r1"]
+    train_cfg = load_config("petridish_digits", ["search.seed_train.epochs=1",
+                                                 "search.seed_train.grad_clip=0",
+                                                 "dataset.max_train=128"]).search.seed_train
+    small = load_splits(load_config("petridish_digits", ["dataset.max_train=128"]).dataset, 0)
+    parent = copy.deepcopy(trained)
+    grown = grow_model(desc, _state(trained), config.model.candidate_ops)
+    train(parent, small, train_cfg, seed=3, eval_test=False)
+    train(grown, small, train_cfg, seed=3, eval_test=False,
+          l1_params=alphas(grown), l1=0.01)
+    grown_state = grown.state_dict()
+    for key, value in parent.state_dict().items():
+        assert torch.equal(grown_state[key], value), key
+
+
+# ----------------------------------------------------------------------------------- L1
+
+def test_l1_penalty_is_sum_abs_alpha_with_sign_gradient(config):
+    desc = build_seed(config, cells=3, reductions=1, nodes=1)
+    torch.manual_seed(0)
+    grown = build_model(add_candidate(desc, config.model.candidate_ops))
+    params = alphas(grown)
+    assert len(params) == 3
+    # One alpha per (input, op): inputs s0, s1 and the one node.
+    assert all(p.shape == (3 * len(config.model.candidate_ops),) for p in params)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in params:
+            p.copy_(torch.randn(p.shape, generator=generator))
+    penalty = l1_penalty(grown)
+    want = sum(p.detach().abs().sum() for p in params)
+    assert torch.allclose(penalty, want, rtol=0, atol=1e-6)
+    penalty.backward()
+    for p in params:
+        assert torch.equal(p.grad, torch.sign(p.detach()))
+    assert all(p.grad is None for k, p in grown.named_parameters() if "alpha" not in k)
+
+
+# ------------------------------------------------------------------------------ finalize
+
+@pytest.fixture(scope="module")
+def searched(config, splits, trained_parents):
+    """The two-reduction parent grown and trained a few steps with the L1 term."""
+    desc, parent = trained_parents["r2"]
+    grown = grow_model(desc, _state(parent), config.model.candidate_ops)
+    torch.manual_seed(0)
+    optimizer = torch.optim.SGD(grown.parameters(), lr=0.05, momentum=0.9)
+    grown.train()
+    for step in range(6):
+        x = splits["train"].x[step * 64:(step + 1) * 64]
+        y = splits["train"].y[step * 64:(step + 1) * 64]
+        loss = F.cross_entropy(grown(x), y) + 0.01 * l1_penalty(grown)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    grown.eval()
+    return grown
+
+
+def test_search_training_moves_the_alphas(searched):
+    for alpha in alphas(searched):
+        values = alpha.detach()
+        assert len(set(values.tolist())) > len(values) // 2  # they differ now
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_finalize_preserves_the_function(config, splits, searched, k):
+    state = _state(searched)
+    desc, new_state = finalize(searched.desc, state, k)
+    child = build_model(desc)
+    child.load_state_dict(new_state)  # strict: every key fits, none is missing
+    child.eval()
+    assert desc.normal.candidate is None and desc.reduce.candidate is None
+    assert desc.nodes == searched.desc.nodes + 1
+    assert all(len(cell.nodes[-1].edges) == k for cell in (desc.normal, desc.reduce))
+    x, _ = _batch(splits, 256)
+    with torch.no_grad():
+        want, got = searched(x), child(x)
+    assert (want - got).abs().max().item() <= 1e-6
+    # finalize works on a copy: the grown state is untouched.
+    assert all(torch.equal(state[key], value) for key, value in searched.state_dict().items())
+
+
+def test_finalized_node_still_learns(config, splits, searched):
+    desc, new_state = finalize(searched.desc, _state(searched), 3)
+    child = build_model(desc)
+    child.load_state_dict(new_state)
+    child.train()
+    x, y = _batch(splits, 64, "train")
+    F.cross_entropy(child(x), y).backward()
+    channels = desc.cell_channels()
+    for i, cell in enumerate(child.cells):
+        c = channels[i]
+        new_columns = cell.proj.conv.weight.grad[:, -c:]
+        assert new_columns.abs().sum() > 0, i  # the zero columns get a gradient
+        node = cell.nodes[-1]
+        assert all(p.grad is not None for p in node.parameters())
+
+
+CAND_OPS = ("sep_conv_3x3", "max_pool_3x3", "skip_connect", "none")
+
+
+@pytest.fixture(scope="module")
+def hand_set(config, trained_parents):
+    """A grown two-reduction model (normal cells 0, 2, 4; reduction cells 1, 3) whose
+    alphas are set by hand. Pairs m = input * 4 + op index, inputs 0..2."""
+    desc, parent = trained_parents["r2"]
+    assert desc.reduction_indices == [1, 3] and desc.nodes == 1
+    grown = grow_model(desc, _state(parent), CAND_OPS)
+    # A few steps so the candidate ops' weights (BN included) are trained, not initial.
+    torch.manual_seed(0)
+    optimizer = torch.optim.SGD(grown.parameters(), lr=0.05)
+    grown.train()
+    x = torch.randn(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    for _ in range(2):
+        optimizer.zero_grad()
+        F.cross_entropy(grown(x), torch.arange(32) % 10).backward()
+        optimizer.step()
+    grown.eval()
+    state = _state(grown)
+    none_pairs = [m for m, (_, op) in enumerate(grown.desc.normal.candidate.pairs) if op == "none"]
+    assert none_pairs == [3, 7, 11]
+    # |alpha| summed over the normal cells: m=1 -> 1.2, m=8 -> 1.0, m=5 -> 0.6,
+    # m=6 -> 0.5; every `none` pair is far above them all.
+    normal = {0: {8: 1.0, 6: 0.1}, 2: {1: -0.6, 5: 0.6}, 4: {1: 0.6, 6: 0.4}}
+    # Reduction cells: m=2 -> 0.9, m=4 -> 0.8 (negative), m=10 -> 0.75, m=0 -> 0.7
+    # (plus 0.01 per cell for the pairs a cell leaves at the default).
+    reduce = {1: {2: 0.9, 4: -0.8, 0: 0.35}, 3: {10: 0.75, 0: 0.35}}
+    for i, values in {**normal, **reduce}.items():
+        alpha = torch.full((12,), 0.01)
+        for m, v in values.items():
+            alpha[m] = v
+        for m in none_pairs:
+            alpha[m] = -5.0 - m  # the largest |alpha| of all
+        state[f"cells.{i}.candidate.alpha"] = alpha
+    return grown.desc, state
+
+
+def test_select_pairs_sums_over_cells_and_never_takes_none(hand_set):
+    desc, state = hand_set
+    chosen = select_pairs(desc, state, 3)
+    assert chosen == {"normal": [1, 5, 8], "reduce": [2, 4, 10]}
+    # Cell 4 alone would pick m=6 (0.4) over m=5 (0.01): the kind's sum decides.
+    assert select_pairs(desc, state, 1) == {"normal": [1], "reduce": [2]}
+    assert select_pairs(desc, state, 4) == {"normal": [1, 5, 6, 8], "reduce": [0, 2, 4, 10]}
+    # Asking for more pairs than there are never brings in `none`.
+    many = select_pairs(desc, state, 50)
+    for kind in ("normal", "reduce"):
+        assert len(many[kind]) == 9
+        assert all(desc.normal.candidate.pairs[m][1] != "none" for m in many[kind])
+
+
+def test_finalize_keeps_top_k_with_trained_weights(hand_set):
+    desc, state = hand_set
+    new_desc, new_state = finalize(desc, state, 3)
+    pairs = desc.normal.candidate.pairs
+    expected = {"normal": [1, 5, 8], "reduce": [2, 4, 10]}
+    for kind in ("normal", "reduce"):
+        node = getattr(new_desc, kind).nodes[-1]
+        assert [(e.input, e.op.name) for e in node.edges] == [pairs[m] for m in expected[kind]]
+        assert all(e.op.name != "none" for e in node.edges)
+        assert getattr(new_desc, kind).nodes[:-1] == getattr(desc, kind).nodes
+    assert [(e.input, e.op.name) for e in new_desc.normal.nodes[-1].edges] == [
+        (0, "max_pool_3x3"), (1, "max_pool_3x3"), (2, "sep_conv_3x3")]
+    assert [(e.input, e.op.name) for e in new_desc.reduce.nodes[-1].edges] == [
+        (0, "skip_connect"), (1, "sep_conv_3x3"), (2, "skip_connect")]
+
+    node_index = desc.nodes  # the new node's index in every cell
+    mapped = 0
+    for i in range(desc.cells):
+        kind = "reduce" if i in desc.reduction_indices else "normal"
+        for j, m in enumerate(expected[kind]):
+            prefix = f"cells.{i}.candidate.ops.{m}."
+            keys = [k for k in state if k.startswith(prefix)]
+            if not keys:  # only skip_connect at stride 1 (reading a node) has no weights
+                assert pairs[m] == (2, "skip_connect"), (prefix, pairs[m])
+            for key in keys:
+                new_key = f"cells.{i}.nodes.{node_index}.edges.{j}." + key[len(prefix):]
+                assert torch.equal(new_state[new_key], state[key]), new_key
+                mapped += 1
+        # The projection: old columns kept, new columns zero.
+        old = state[f"cells.{i}.proj.conv.weight"]
+        new = new_state[f"cells.{i}.proj.conv.weight"]
+        c = old.shape[0]
+        assert new.shape == (c, old.shape[1] + c, 1, 1)
+        assert torch.equal(new[:, :old.shape[1]], old)
+        assert torch.count_nonzero(new[:, old.shape[1]:]) == 0
+    assert mapped > 0
+    # Nothing of the candidate survives; every other key is carried over unchanged.
+    assert not any(".candidate." in key for key in new_state)
+    for key, value in state.items():
+        if ".candidate." not in key and not key.endswith("proj.conv.weight"):
+            assert torch.equal(new_state[key], value), key
+    child = build_model(new_desc)
+    child.load_state_dict(new_state)
+    assert child.state_dict().keys() == new_state.keys()
+
+
+def test_finalized_desc_round_trips(hand_set, tmp_path):
+    desc, state = hand_set
+    new_desc, _ = finalize(desc, state, 3)
+    new_desc.save(tmp_path / "desc.yaml")
+    assert ModelDesc.load(tmp_path / "desc.yaml") == new_desc
+    assert new_desc.arch_hash() != desc.arch_hash()
+
+
+# ---------------------------------------------------------------------- growth pays off
+
+GROWTH_SEEDS = (0, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def growth_runs():
+    """For each seed: a deliberately small parent (1 cell, 1 node, 8 channels) trained 4
+    epochs; its child grown with every digits candidate op, search-trained 2 epochs with
+    the L1 term, finalized and post-trained 4 epochs (run_seed / run_search, as a search
+    job does); and, for the fair comparison, the parent trained plainly for the same
+    2 + 4 extra epochs with the same schedules."""
+    runs = []
+    for seed in GROWTH_SEEDS:
+        config = load_config("petridish_digits", [
+            f"seed={seed}", "model.init_channels=8", "model.stem_multiplier=1",
+            "search.seed_train.epochs=4", "search.search_train.epochs=2",
+            "search.post_train.epochs=4"])
+        assert "none" in config.model.candidate_ops  # never chosen, yet it is a candidate
+        ctx = JobContext(seed=seed)
+        parent = run_seed(config, (1, 0, 1), ctx)
+        child = run_search(config, parent.desc, parent.weights, ctx)
+
+        plain = build_model(ModelDesc.from_dict(parent.desc))
+        plain.load_state_dict(weights_from_bytes(parent.weights))
+        splits = load_splits(config.dataset, config.seed)
+        train(plain, splits, config.search.search_train, seed=seed)
+        extra = train(plain, splits, config.search.post_train, seed=seed)
+        runs.append({"seed": seed, "parent": parent, "child": child,
+                     "parent_extra_val": extra.final["val_top1"]})
+    return runs
+
+
+def test_child_is_a_grown_parent(growth_runs):
+    for run in growth_runs:
+        parent, child = ModelDesc.from_dict(run["parent"].desc), ModelDesc.from_dict(
+            run["child"].desc)
+        assert child.nodes == parent.nodes + 1
+        assert child.normal.nodes[:-1] == parent.normal.nodes
+        assert 1 <= len(child.normal.nodes[-1].edges) <= 3
+        assert run["child"].row["macs"] > run["parent"].row["macs"]
+        assert run["child"].row["epochs"] == 6
+        for kind, chosen in run["child"].notes["chosen"].items():
+            assert all(op != "none" for _, op in chosen)
+
+
+def test_growth_beats_the_parent(growth_runs):
+    lines = []
+    for run in growth_runs:
+        parent_val = run["parent"].row["val_top1"]
+        child_val = run["child"].row["val_top1"]
+        lines.append(f"seed {run['seed']}: parent {parent_val:.3f} -> plain +6 epochs "
+                     f"{run['parent_extra_val']:.3f}, grown child {child_val:.3f}")
+        # The child always beats the parent it grew from.
+        assert child_val > parent_val + 0.05, lines[-1]
+    # The fair comparison: the parent trained plainly for the same extra epochs. The
+    # margin per seed is a few points, so it is taken over the seeds' mean.
+    child_mean = statistics.mean(r["child"].row["val_top1"] for r in growth_runs)
+    plain_mean = statistics.mean(r["parent_extra_val"] for r in growth_runs)
+    assert child_mean > plain_mean, "\n".join(lines)
