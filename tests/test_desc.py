@@ -72,13 +72,16 @@ def test_arch_hash_ignores_meta():
     assert len(desc.arch_hash()) == 16
 
 
+def _first_node(desc, *edges):
+    """`desc` with the normal cell's first node replaced by one of these edges."""
+    nodes = (NodeDesc(edges=tuple(_edge(i, op) for i, op in edges)),) + desc.normal.nodes[1:]
+    return desc.with_cells(replace(desc.normal, nodes=nodes), desc.reduce)
+
+
 @pytest.mark.parametrize("change", [
-    lambda d: d.with_cells(replace(d.normal, nodes=(
-        NodeDesc(edges=(_edge(1, "sep_conv_5x5"), _edge(0, "skip_connect"))),) + d.normal.nodes[1:]),
-        d.reduce),
-    lambda d: d.with_cells(replace(d.normal, nodes=(
-        NodeDesc(edges=(_edge(0, "sep_conv_3x3"), _edge(0, "skip_connect"))),) + d.normal.nodes[1:]),
-        d.reduce),
+    lambda d: _first_node(d, (1, "sep_conv_5x5"), (0, "skip_connect")),   # another op
+    lambda d: _first_node(d, (0, "sep_conv_3x3"), (0, "skip_connect")),   # another input
+    lambda d: _first_node(d, (1, "sep_conv_3x3")),                        # an edge fewer
     lambda d: d.with_cells(d.normal, replace(d.reduce, candidate=None)),
     lambda d: replace(d, cells=6),
     lambda d: replace(d, init_channels=16),

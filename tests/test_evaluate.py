@@ -17,7 +17,7 @@ from petrinas.data import load_dataset
 from petrinas.config import load_config
 from petrinas.search.store import history
 
-from test_search_e2e import REPO, TINY, read_tsv
+from support import REPO, TINY, read_tsv
 
 EVAL_TINY = ["eval.train.epochs=2", "eval.init_channels=4", "eval.max_cells=3",
              "eval.cell_count_scale=1.5", "eval.max_models=2"]

@@ -9,7 +9,8 @@ import torch
 from petrinas import load_model
 from petrinas.config import load_config
 from petrinas.errors import UntrustedFileError
-from petrinas.model_desc import CellDesc, EdgeDesc, ModelDesc, NodeDesc, OpDesc, build_model, build_seed
+from petrinas.model_desc import (CellDesc, EdgeDesc, ModelDesc, NodeDesc, OpDesc, build_model,
+                                 build_seed)
 from petrinas.model_desc.model import load_weights, save_weights
 
 

@@ -1,6 +1,5 @@
 """End-to-end searches on digits: real local Ray, real training, real files."""
 
-import csv
 import json
 import os
 import signal
@@ -17,20 +16,10 @@ from petrinas.config import load_config
 from petrinas.data import load_dataset
 from petrinas.model_desc import ModelDesc
 from petrinas.search.store import history
+from support import REPO, TINY, read_tsv
 
-REPO = Path(__file__).resolve().parent.parent
-TINY = ["search.seeds.cells=[1, 2]", "search.seeds.reductions=[0, 0]",
-        "search.seeds.nodes=[1, 1]", "search.seed_train.epochs=2",
-        "search.search_train.epochs=1", "search.post_train.epochs=1",
-        "model.candidate_ops=[sep_conv_3x3, max_pool_3x3, skip_connect, none]",
-        "model.init_channels=4", "search.plot_interval_s=0"]
 CONTRACT_COLUMNS = ["trial_id", "parent_id", "stage", "cells", "reductions", "nodes", "macs",
                     "params", "val_top1", "test_top1"]
-
-
-def read_tsv(path: Path) -> list[dict]:
-    with open(path) as f:
-        return list(csv.DictReader(f, delimiter="\t"))
 
 
 @pytest.fixture(scope="module")
