@@ -6,7 +6,7 @@ Exit codes: 0 done, 2 bad input (one line, no traceback), 1 anything else.
 from __future__ import annotations
 
 import argparse
-import os
+import errno
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -14,6 +14,7 @@ from typing import Sequence
 from petrinas.errors import InputError
 
 DEFAULT_CONF = "petridish_digits"
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +46,14 @@ def _run(main, argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command to resume", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        # Every write is atomic and journaled first, so the run stops in a resumable state.
+        print(f"error: cannot write {exc.filename or 'the run directory'}: "
+              f"{exc.strerror}; free space (or fix permissions) and run the same command "
+              "to resume", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -138,6 +147,3 @@ def _draw(argv: Sequence[str] | None) -> None:
     args = draw_parser().parse_args(argv)
     for path in draw_folder(Path(args.dir), Path(args.out) if args.out else None):
         print(path)
-
-
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

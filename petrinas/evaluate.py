@@ -23,8 +23,8 @@ from typing import Sequence
 from petrinas.config import Config, load_config
 from petrinas.errors import InputError
 from petrinas.search.progress import Progress
-from petrinas.search.report import (METRICS, frontier_ids, install_folder, plot_frontier,
-                                    write_tsv)
+from petrinas.search.report import (METRICS, frontier_ids, install_folder, plot_errors_logged,
+                                    plot_frontier, write_tsv)
 from petrinas.search.runner import JobRequest, logging_to, run_stage
 from petrinas.search.store import RunStore, is_locked, read_rows
 from petrinas.search.strategy import FINISHED, JobSpec, Suggestion
@@ -156,9 +156,10 @@ class EvalReporter:
     def _plot(self, rows: list[dict]) -> None:
         search_hull, _ = frontier_ids(self.search_rows, self.eps)
         reference = [r for r in self.search_rows if r["trial_id"] in search_hull]
-        plot_frontier(self.dir / "frontier", rows, self.eps, metric="test_top1",
-                      title=f"Eval: {sum(r.get('status') == 'ok' for r in rows)} models",
-                      reference_rows=reference, reference_label="search frontier")
+        with plot_errors_logged():
+            plot_frontier(self.dir / "frontier", rows, self.eps, metric="test_top1",
+                          title=f"Eval: {sum(r.get('status') == 'ok' for r in rows)} models",
+                          reference_rows=reference, reference_label="search frontier")
         self._last_plot = time.monotonic()
 
 

@@ -29,7 +29,7 @@ class Progress:
         self.enabled = enabled
         self.live = enabled and self.stream.isatty()
         self.interval_s = interval_s
-        self._last_line = ""
+        self._last_results: tuple = ()
         self._last_print = 0.0
         self._width = 0
 
@@ -47,12 +47,13 @@ class Progress:
             self.stream.write("\r" + line.ljust(self._width))
             self._width = len(line)
             self.stream.flush()
-        elif line.split("|")[:2] != self._last_line.split("|")[:2] or \
+        elif (done, failed, pool, frontier, best_error) != self._last_results or \
                 time.monotonic() - self._last_print > self.interval_s:
+            # Off a terminal: a line when a result arrives (or now and then), not per job.
             self.stream.write(line + "\n")
             self.stream.flush()
             self._last_print = time.monotonic()
-        self._last_line = line
+        self._last_results = (done, failed, pool, frontier, best_error)
 
     def close(self) -> None:
         if self.live and self._width:

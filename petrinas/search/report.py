@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -38,6 +40,8 @@ from petrinas.search import hull
 POOL_COLUMNS: tuple[str, ...] = (
     "trial_id", "parent_id", "stage", "cells", "reductions", "nodes", "macs", "params",
     "val_top1", "test_top1", "train_top1", "epochs", "wall_s", "status", "error")
+
+log = logging.getLogger("petrinas.report")
 
 GALLERY = "gallery"
 GALLERY_FILES = ("desc.yaml", "weights.pt")  # copied from the trial folder
@@ -392,9 +396,22 @@ class Reporter:
 
     def _plot(self, rows: list[dict]) -> None:
         n_ok = len(_ok(rows, "val_top1"))
-        plot_frontier(self.run_dir / "frontier", rows, self.eps,
-                      title=f"Search pool: {n_ok} models")
-        plot_pool(self.run_dir / "pool", rows)
-        plot_seeds(self.run_dir / "seeds", rows)
+        with plot_errors_logged():
+            plot_frontier(self.run_dir / "frontier", rows, self.eps,
+                          title=f"Search pool: {n_ok} models")
+            plot_pool(self.run_dir / "pool", rows)
+            plot_seeds(self.run_dir / "seeds", rows)
         # Stamp after drawing: slow plots must not eat into the next interval.
         self._last_plot = time.monotonic()
+
+
+@contextmanager
+def plot_errors_logged() -> Iterator[None]:
+    """A figure that fails to draw is logged, not fatal: a long search must not end over
+    a plot. A full or read-only disk is not a plotting problem, so OSError passes."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as exc:  # matplotlib raises many types; all mean "no figure"
+        log.warning("plotting failed (the search goes on): %s: %s", type(exc).__name__, exc)

@@ -80,6 +80,7 @@ class TrialLoop:
         self.reporter = reporter
         self.progress = progress
         self.finish_reason = ""
+        self.summary: dict = {}     # the reporter's latest counts, for the status line
 
     def run(self, in_flight: list[str]) -> str:
         self._resume(in_flight)
@@ -160,7 +161,7 @@ class TrialLoop:
         self.summary = self.reporter(list(self.store.rows.values()))
 
     def _show(self) -> None:
-        summary = getattr(self, "summary", None) or {}
+        summary = self.summary
         done = sum(1 for r in self.store.rows.values() if r["status"] == "ok")
         self.progress.update(
             done=done, running=len(self.executor.running), failed=self.strategy.failed,
@@ -240,11 +241,20 @@ def run_stage(config: Config, store: RunStore, strategy, reporter: Callable[[lis
             shutdown_ray()
 
 
+class QuietFileHandler(logging.FileHandler):
+    """A log file that gives up silently when it cannot write (a full disk): losing a
+    log line beats logging's traceback on the user's screen, and the write that matters
+    fails on its own and stops the run cleanly."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 @contextmanager
 def logging_to(path: Path) -> Iterator[None]:
     """Full logs of the petrinas loggers into `path` while the block runs."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
+    handler = QuietFileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("petrinas")
     root.addHandler(handler)
