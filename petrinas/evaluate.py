@@ -113,10 +113,20 @@ class EvalSummary:
 
 
 def gallery_models(search_rows: list[dict], eps: float, max_models: int) -> list[str]:
-    """The models to evaluate: the hull first, then the rest of the ε-band, each by MACs."""
+    """The models to evaluate: the whole ε-band, or with a cap, hull models first,
+    spread evenly along the hull (its cheapest and its most accurate always in)."""
     hull_ids, band_ids = frontier_ids(search_rows, eps)
-    ordered = hull_ids + [t for t in band_ids if t not in hull_ids]
-    return ordered[:max_models] if max_models else ordered
+    if not max_models or max_models >= len(band_ids):
+        return band_ids
+    if max_models >= len(hull_ids):
+        rest = [t for t in band_ids if t not in hull_ids]
+        chosen = set(hull_ids + rest[:max_models - len(hull_ids)])
+    elif max_models == 1:
+        chosen = {hull_ids[-1]}
+    else:
+        step = (len(hull_ids) - 1) / (max_models - 1)
+        chosen = {hull_ids[round(i * step)] for i in range(max_models)}
+    return [t for t in band_ids if t in chosen]  # cheapest first
 
 
 class EvalReporter:
@@ -188,7 +198,8 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
                             config.eval.max_models)
     if not models:
         raise InputError(f"--run {run_dir}: the search has no trained models to evaluate")
-    store = RunStore.open(run_dir / EVAL, config, resumable_keys=EVAL_RESUMABLE_KEYS)
+    store = RunStore.open(run_dir / EVAL, config, resumable_keys=EVAL_RESUMABLE_KEYS,
+                          id_prefix="e")
     with logging_to(store.dir / "logs" / "eval.log"):
         try:
             strategy = EvalStrategy(models)
@@ -201,7 +212,8 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
                 return JobRequest(EVAL, ModelDesc.load(desc).to_dict())
 
             reason = run_stage(config, store, strategy, reporter.refresh, request,
-                               max_seconds=float("inf"), address=address, progress=progress)
+                               max_seconds=float("inf"), max_trials=len(models),
+                               address=address, progress=progress)
             summary = reporter.refresh(list(store.rows.values()), final=True)
             log.info("eval finished (%s)", reason)
             if progress is not None and progress.enabled:

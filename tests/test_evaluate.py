@@ -100,3 +100,17 @@ def test_sigkill_mid_eval_then_resume_retrains_nothing_finished(pipeline_run, tm
     assert len(after) == 2
     for model, row in finished.items():
         assert after[model] == row
+
+
+def test_a_capped_gallery_spreads_along_the_hull():
+    from petrinas.evaluate import gallery_models
+    # A convex, decreasing frontier of 6 models plus one in the band but off the hull.
+    points = [(10, 0.30), (20, 0.18), (30, 0.11), (40, 0.07), (60, 0.05), (100, 0.04)]
+    rows = [{"trial_id": f"t{i}", "status": "ok", "macs": m, "val_top1": 1 - e}
+            for i, (m, e) in enumerate(points)]
+    rows.append({"trial_id": "t9", "status": "ok", "macs": 35, "val_top1": 1 - 0.0905})
+    assert gallery_models(rows, 0.025, 0) == ["t0", "t1", "t2", "t9", "t3", "t4", "t5"]
+    assert gallery_models(rows, 0.025, 3) == ["t0", "t2", "t5"]  # ends always in
+    assert gallery_models(rows, 0.025, 1) == ["t5"]
+    assert gallery_models(rows, 0.025, 6) == ["t0", "t1", "t2", "t3", "t4", "t5"]
+    assert gallery_models(rows, 0.025, 7) == ["t0", "t1", "t2", "t9", "t3", "t4", "t5"]

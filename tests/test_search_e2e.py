@@ -152,3 +152,26 @@ def test_sigkill_mid_run_then_resume_loses_nothing(tmp_path):
     assert len(after) == 10 and all(r["status"] == "ok" for r in after.values())
     for trial_id in after:
         ModelDesc.load(out / "trials" / trial_id / "desc.yaml")
+
+
+def test_a_trial_does_not_depend_on_what_its_worker_ran_before():
+    import torch
+    from petrinas.train.pipeline import JobContext, run_seed
+
+    config = load_config("petridish_digits", [*TINY])
+    first = run_seed(config, (1, 0, 1), JobContext(seed=3, cpu_threads=1))
+    torch.randn(1000)  # another job's random draws in the same process
+    second = run_seed(config, (1, 0, 1), JobContext(seed=3, cpu_threads=1))
+    assert first.weights == second.weights and first.row["val_top1"] == second.row["val_top1"]
+
+
+def test_one_slot_and_a_fixed_seed_reproduce_a_search(tmp_path):
+    tables = []
+    for name in ("a", "b"):
+        code = search_main(["--out", str(tmp_path / name), "--quiet", "--set",
+                            "search.max_trials=5", "resources.max_concurrent=1", *TINY])
+        assert code == 0
+        tables.append([{k: v for k, v in r.items() if k not in ("wall_s", "elapsed_s")}
+                       for r in read_tsv(tmp_path / name / "pool.tsv")])
+    assert tables[0] == tables[1]
+    assert any(r["stage"] == "search" for r in tables[0])

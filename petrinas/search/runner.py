@@ -60,7 +60,7 @@ def search_request(store: RunStore, spec: JobSpec) -> JobRequest:
 
 def trial_seed(run_seed: int, trial_id: str) -> int:
     """Each trial's own seed: a resubmitted trial trains exactly as the first time."""
-    return (run_seed * 1_000_003 + int(trial_id.lstrip("t"))) % (2 ** 31)
+    return (run_seed * 1_000_003 + int(trial_id[1:])) % (2 ** 31)
 
 
 class TrialLoop:
@@ -70,10 +70,11 @@ class TrialLoop:
     def __init__(self, config: Config, store: RunStore, strategy: PetridishStrategy,
                  executor: RayExecutor, reporter: Callable[[list[dict]], dict],
                  progress: Progress, request: Callable[[JobSpec], JobRequest],
-                 max_seconds: float):
+                 max_seconds: float, max_trials: int):
         self.config = config
         self.request = request
         self.max_seconds = max_seconds
+        self.max_trials = max_trials
         self.store = store
         self.strategy = strategy
         self.executor = executor
@@ -167,8 +168,7 @@ class TrialLoop:
             done=done, running=len(self.executor.running), failed=self.strategy.failed,
             pool=summary.get("pool", 0), frontier=summary.get("frontier", 0),
             best_error=summary.get("best_error"), elapsed=self.store.elapsed(),
-            max_trials=self.config.search.max_trials,
-            max_seconds=self.max_seconds)
+            max_trials=self.max_trials, max_seconds=self.max_seconds)
 
 
 def _describe(spec: JobSpec) -> str:
@@ -193,6 +193,7 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
             reason = run_stage(config, store, strategy, reporter.refresh,
                                lambda spec: search_request(store, spec),
                                max_seconds=config.search.max_hours * 3600,
+                               max_trials=config.search.max_trials,
                                address=address, progress=progress)
             summary = reporter.refresh(list(store.rows.values()), final=True)
             log.info("search finished (%s) after %.0fs", reason, store.elapsed())
@@ -217,7 +218,7 @@ def check_data(config: Config) -> None:
 
 def run_stage(config: Config, store: RunStore, strategy, reporter: Callable[[list[dict]], dict],
               request: Callable[[JobSpec], JobRequest], *, max_seconds: float,
-              address: str | None, progress: Progress | None) -> str:
+              max_trials: int, address: str | None, progress: Progress | None) -> str:
     """Replay the journal into `strategy`, then run trials on Ray until it is finished.
 
     Ray is started (or joined) only when there is work left. Returns the finish reason."""
@@ -230,7 +231,7 @@ def run_stage(config: Config, store: RunStore, strategy, reporter: Callable[[lis
         executor.slots()  # refuse a cluster that cannot run a single job, up front
         loop = TrialLoop(config, store, strategy, executor, reporter,
                          progress or Progress(enabled=False), request=request,
-                         max_seconds=max_seconds)
+                         max_seconds=max_seconds, max_trials=max_trials)
         log.info("%s: %d trials journaled, %d in flight", store.dir, len(store.specs),
                  len(in_flight))
         reason = loop.run(in_flight)

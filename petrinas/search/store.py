@@ -45,8 +45,9 @@ RESUMABLE_KEYS = ("search.max_trials", "search.max_hours", "search.plot_interval
 
 
 class RunStore:
-    def __init__(self, run_dir: Path, lock_fd: int):
+    def __init__(self, run_dir: Path, lock_fd: int, id_prefix: str = "t"):
         self.dir = run_dir
+        self.id_prefix = id_prefix
         self._lock_fd = lock_fd
         self.records: list[dict] = []         # journal records since the snapshot
         self.snapshot: dict | None = None
@@ -61,7 +62,8 @@ class RunStore:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, run_dir: str | Path, config: Config, *, overwrite: bool = False,
-             resumable_keys: tuple[str, ...] = RESUMABLE_KEYS) -> "RunStore":
+             resumable_keys: tuple[str, ...] = RESUMABLE_KEYS, id_prefix: str = "t"
+             ) -> "RunStore":
         """Lock the directory, check its config, and load its journal (creating it).
 
         A config that differs from the one there in any key outside `resumable_keys` is
@@ -75,7 +77,7 @@ class RunStore:
             raise InputError(f"--out {run_dir}: not writable") from None
         except OSError as exc:
             raise InputError(f"--out {run_dir}: cannot use it ({exc.strerror or exc})") from None
-        store = cls(run_dir, fd)
+        store = cls(run_dir, fd, id_prefix)
         store.created = created
         try:
             store._check_config(config, overwrite, resumable_keys)
@@ -169,8 +171,9 @@ class RunStore:
 
     # ----------------------------------------------------------------- trial ids
     def next_trial_id(self) -> str:
-        """Ids are t0000, t0001, ...: unique within the run, never reused."""
-        return f"t{len(self.specs):04d}"
+        """Ids are t0000, t0001, ... (e0000, ... in the eval stage): unique within the
+        run, never reused."""
+        return f"{self.id_prefix}{len(self.specs):04d}"
 
     # ------------------------------------------------------------------ writing
     def elapsed(self) -> float:

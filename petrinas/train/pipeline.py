@@ -49,6 +49,7 @@ def pick_device(want_gpu: bool) -> str:
 
 
 def run_seed(config: Config, macro: tuple[int, int, int], ctx: JobContext) -> TrialOutput:
+    torch.manual_seed(ctx.seed)  # new weights depend on the trial, not the worker's past
     cells, reductions, nodes = macro
     start = time.perf_counter()
     desc = build_seed(config, cells=cells, reductions=reductions, nodes=nodes)
@@ -60,6 +61,7 @@ def run_seed(config: Config, macro: tuple[int, int, int], ctx: JobContext) -> Tr
 
 def run_search(config: Config, parent_desc: dict, parent_weights: bytes,
                ctx: JobContext) -> TrialOutput:
+    torch.manual_seed(ctx.seed)  # new weights depend on the trial, not the worker's past
     start = time.perf_counter()
     parent = ModelDesc.from_dict(parent_desc)
     splits = load_splits(config.dataset, config.seed)
@@ -81,6 +83,7 @@ def run_search(config: Config, parent_desc: dict, parent_weights: bytes,
 
 
 def run_eval(config: Config, gallery_desc: dict, ctx: JobContext) -> TrialOutput:
+    torch.manual_seed(ctx.seed)  # new weights depend on the trial, not the worker's past
     start = time.perf_counter()
     desc = build_eval(ModelDesc.from_dict(gallery_desc), config)
     splits = load_splits(config.dataset, config.seed)
