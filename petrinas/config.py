@@ -46,7 +46,12 @@ _YamlLoader.add_implicit_resolver(  # copies SafeLoader's resolvers; SafeLoader 
 
 
 def _safe_load(text: str) -> Any:
-    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 (a SafeLoader subclass)
+    """Parse one YAML document with the safe loader above (what yaml.safe_load does)."""
+    loader = _YamlLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def spec(default: Any = dataclasses.MISSING, *, lo: float | None = None,
