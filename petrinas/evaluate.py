@@ -26,7 +26,7 @@ from petrinas.search.progress import Progress
 from petrinas.search.report import (METRICS, frontier_ids, install_folder, plot_errors_logged,
                                     plot_frontier, write_tsv)
 from petrinas.search.runner import JobRequest, logging_to, run_stage
-from petrinas.search.store import RunStore, is_locked, read_rows
+from petrinas.search.store import RunStore, is_locked, read_rows, read_trial_desc
 from petrinas.search.strategy import FINISHED, JobSpec, Suggestion
 from petrinas.tables import write_frontier_tables
 
@@ -207,9 +207,7 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
                                     config.search.plot_interval_s)
 
             def request(spec: JobSpec) -> JobRequest:
-                desc = run_dir / "trials" / spec.parent_id / "desc.yaml"
-                from petrinas.model_desc.desc import ModelDesc
-                return JobRequest(EVAL, ModelDesc.load(desc).to_dict())
+                return JobRequest(EVAL, read_trial_desc(run_dir, spec.parent_id))
 
             reason = run_stage(config, store, strategy, reporter.refresh, request,
                                max_seconds=float("inf"), max_trials=len(models),

@@ -19,7 +19,7 @@ from petrinas.errors import InputError
 from petrinas.search.jobs import Completion, RayExecutor, shutdown_ray, start_ray
 from petrinas.search.progress import Progress
 from petrinas.search.report import Reporter
-from petrinas.search.store import RunStore
+from petrinas.search.store import RunStore, read_trial_desc
 from petrinas.search.strategy import SEARCH, JobSpec, PetridishStrategy, strategy_from_config
 
 log = logging.getLogger("petrinas.search")
@@ -52,10 +52,9 @@ def search_request(store: RunStore, spec: JobSpec) -> JobRequest:
     """A seed trains from its macro shape; a child gets its parent's desc and weights."""
     if spec.stage != SEARCH:
         return JobRequest(spec.stage, list(spec.macro))
-    parent = store.trial_dir(spec.parent_id)
-    from petrinas.model_desc.desc import ModelDesc
-    return JobRequest(SEARCH, ModelDesc.load(parent / "desc.yaml").to_dict(),
-                      weights_key=spec.parent_id, weights=(parent / "weights.pt").read_bytes())
+    weights = (store.trial_dir(spec.parent_id) / "weights.pt").read_bytes()
+    return JobRequest(SEARCH, read_trial_desc(store.dir, spec.parent_id),
+                      weights_key=spec.parent_id, weights=weights)
 
 
 def trial_seed(run_seed: int, trial_id: str) -> int:

@@ -284,6 +284,11 @@ class RunStore:
 
 # ------------------------------------------------------------------------ helpers
 
+def read_trial_desc(run_dir: Path, trial_id: str) -> dict:
+    """A trial's description as plain data (safe YAML), to send to a job."""
+    return ModelDesc.load(Path(run_dir) / "trials" / trial_id / "desc.yaml").to_dict()
+
+
 def history(run_dir: Path) -> list[dict]:
     """Every journal record of `run_dir` ever written, archived segments included, in
     order: the run's full history (for audits and tests; resuming needs less)."""
