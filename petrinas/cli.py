@@ -34,6 +34,8 @@ def search_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None,
                    help="join this Ray cluster (default: $RAY_ADDRESS, else start one)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show Ray's own log lines (always in DIR/logs/ray.log)")
     return p
 
 
@@ -72,7 +74,7 @@ def _search(argv: Sequence[str] | None) -> None:
     config = config.with_run_dir(out)
     progress = Progress(enabled=not args.quiet)
     summary = run_search(config, out, address=args.address, overwrite=args.overwrite,
-                         progress=progress)
+                         progress=progress, verbose=args.verbose)
     best = f"{summary.best_error * 100:.2f}%" if summary.best_error is not None else "-"
     if not args.quiet:
         print(f"search finished ({summary.finish_reason}): {summary.trials} trials, "
@@ -80,7 +82,8 @@ def _search(argv: Sequence[str] | None) -> None:
               f"best val error {best}; outputs in {summary.run_dir}")
     if config.eval.enabled:
         from petrinas.evaluate import run_eval
-        run_eval(summary.run_dir, address=args.address, progress=progress)
+        run_eval(summary.run_dir, address=args.address, progress=progress,
+                 verbose=args.verbose)
 
 
 def eval_parser() -> argparse.ArgumentParser:
@@ -88,8 +91,11 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run directory of a search")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
                    metavar="KEY=VALUE", help="override config keys (eval.*, resources.*)")
-    p.add_argument("--address", default=None)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--address", default=None,
+                   help="join this Ray cluster (default: $RAY_ADDRESS, else start one)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show Ray's own log lines (always in DIR/eval/logs/ray.log)")
     return p
 
 
@@ -103,7 +109,7 @@ def _eval(argv: Sequence[str] | None) -> None:
 
     args = eval_parser().parse_args(argv)
     run_eval(Path(args.run), overrides=args.overrides, address=args.address,
-             progress=Progress(enabled=not args.quiet))
+             progress=Progress(enabled=not args.quiet), verbose=args.verbose)
 
 
 def export_parser() -> argparse.ArgumentParser:

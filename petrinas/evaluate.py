@@ -25,6 +25,7 @@ from petrinas.errors import InputError
 from petrinas.search.progress import Progress
 from petrinas.search.report import (METRICS, frontier_ids, install_folder, plot_errors_logged,
                                     plot_frontier, write_tsv)
+from petrinas.search.jobs import RayOptions
 from petrinas.search.runner import JobRequest, logging_to, run_stage
 from petrinas.search.store import RunStore, is_locked, read_rows, read_trial_desc
 from petrinas.search.strategy import FINISHED, JobSpec, Suggestion
@@ -190,7 +191,8 @@ def load_search(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[Config, l
 
 
 def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
-             address: str | None = None, progress: Progress | None = None) -> EvalSummary:
+             address: str | None = None, progress: Progress | None = None,
+             verbose: bool = False) -> EvalSummary:
     """Train the gallery of the search in `run_dir` (or resume doing so)."""
     run_dir = Path(run_dir)
     config, search_rows = load_search(run_dir, overrides)
@@ -211,7 +213,7 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
 
             reason = run_stage(config, store, strategy, reporter.refresh, request,
                                max_seconds=float("inf"), max_trials=len(models),
-                               address=address, progress=progress)
+                               ray_options=RayOptions(address, verbose), progress=progress)
             summary = reporter.refresh(list(store.rows.values()), final=True)
             log.info("eval finished (%s)", reason)
             if progress is not None and progress.enabled:

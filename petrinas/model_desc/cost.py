@@ -3,6 +3,11 @@
 MACs come from torch's own FlopCounterMode, which counts the matmul-like ops (conv,
 linear, matmul, ...) and ignores cheap elementwise ones (BN, ReLU, pooling, additions).
 It counts 2 flops per multiply-add, so MACs = flops // 2. Counts are per example.
+
+`counter="tensorwatch"` counts with Archai's counter instead (the optional `tensorwatch`
+package), for comparison with published Archai numbers: it counts one per element of BN,
+ReLU and pooling too, so it comes out above torch's count (by 26-35 % on the digits seed
+models, measured in tests/test_cost.py).
 """
 
 from __future__ import annotations
@@ -21,20 +26,24 @@ WARMUP_PASSES = 3
 
 
 def cost(model: nn.Module, input_shape: Sequence[int], *, latency: bool = False,
-         device: str | torch.device = "cpu", repeats: int = 20) -> dict:
+         device: str | torch.device = "cpu", repeats: int = 20,
+         counter: str = "torch") -> dict:
     """{"macs": int, "params": int} of one forward pass for one example, plus
     "latency_ms" (median of `repeats` timed passes on `device`) when `latency` is set.
 
     `input_shape` is C x H x W (a batch of 1 is added) or N x C x H x W; with N > 1 the
     MACs are divided by N and the latency is that of the whole batch. The model runs in
     eval mode without gradients; its training mode and device are restored afterwards.
+    `counter` is "torch" (FlopCounterMode) or "tensorwatch" (see the module docstring).
     """
+    if counter not in COUNTERS:
+        raise ValueError(f"counter must be one of {', '.join(COUNTERS)}, got {counter!r}")
     shape = _batched_shape(input_shape)
     device = torch.device(device)
     result: dict = {"params": count_params(model)}
     with _eval_on(model, device):
         x = torch.randn(shape, device=device)
-        result["macs"] = _count_macs(model, x) // shape[0]
+        result["macs"] = COUNTERS[counter](model, x) // shape[0]
         if latency:
             result["latency_ms"] = _median_latency_ms(model, x, device, repeats)
     return result
@@ -45,25 +54,17 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def mac_count_tensorwatch(model: nn.Module, input_shape: Sequence[int]) -> int:
-    """MACs of one example as counted by the optional `tensorwatch` package (Archai's
-    counter), for comparison with `cost`. Its "Flops" counts one per multiply-add of conv
-    and linear layers, and also counts BN, ReLU and pooling elements, so it comes out a
-    little above `cost(...)["macs"]`."""
+def _count_macs_tensorwatch(model: nn.Module, x: torch.Tensor) -> int:
     try:
         import tensorwatch
     except ImportError:
-        raise ImportError("mac_count_tensorwatch needs the optional tensorwatch package: "
+        raise ImportError("counter='tensorwatch' needs the optional tensorwatch package: "
                           "pip install petrinas[tensorwatch]") from None
     # `tensorwatch.model_stats` renders a DataFrame of formatted strings (with an API that
     # newer pandas removed); its ModelStats object holds the same totals as numbers.
-    stats_cls = getattr(tensorwatch, "ModelStats", None)
-    if stats_cls is None:
-        from tensorwatch.model_graph.torchstat_utils import ModelStats as stats_cls
-    shape = _batched_shape(input_shape)
     # clone_model=True: tensorwatch attaches hooks and may change modes on its copy only.
-    stats = stats_cls(model, list(shape), clone_model=True)
-    return int(stats.Flops) // shape[0]
+    stats = tensorwatch.ModelStats(model, list(x.shape), clone_model=True)
+    return int(stats.Flops)
 
 
 def _batched_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -81,6 +82,9 @@ def _count_macs(model: nn.Module, x: torch.Tensor) -> int:
     with counter:
         model(x)
     return int(counter.get_total_flops()) // 2
+
+
+COUNTERS = {"torch": _count_macs, "tensorwatch": _count_macs_tensorwatch}
 
 
 def _median_latency_ms(model: nn.Module, x: torch.Tensor, device: torch.device,

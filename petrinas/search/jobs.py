@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError, TaskCancelledError
@@ -58,29 +61,134 @@ class Completion:
     detail: str = ""            # the full traceback, for the trial folder
 
 
-def start_ray(address: str | None = None, num_cpus: int | None = None,
-              num_gpus: int | None = None) -> bool:
-    """Join `address` (or RAY_ADDRESS), else start a local instance sized to this machine.
+@dataclass(frozen=True)
+class RayOptions:
+    """How a stage reaches Ray: the cluster to join (None: $RAY_ADDRESS, else a local
+    instance of its own) and whether Ray's own log lines may reach the terminal."""
+    address: str | None = None
+    verbose: bool = False
 
-    Returns True when this call started Ray (and so should shut it down)."""
+
+@contextmanager
+def ray_session(options: RayOptions, log_path: Path) -> Iterator[None]:
+    """Ray for the duration of the block: joined, or started locally and shut down after.
+
+    The terminal belongs to petrinas: unless `options.verbose`, everything Ray prints
+    (its Python loggers, its C++ core, the processes it spawns) goes to `log_path`.
+    A Ray instance that is already up (a notebook, a test) is used as it is."""
     if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    quiet = dict(logging_level=logging.WARNING, log_to_driver=False, configure_logging=True)
-    address = address or os.environ.get("RAY_ADDRESS")
+        yield
+        return
+    address = options.address or os.environ.get("RAY_ADDRESS")
+    env = {"RAY_USAGE_STATS_ENABLED": os.environ.get("RAY_USAGE_STATS_ENABLED", "0"),
+           "RAY_DEDUP_LOGS": "0"}
+    if not address:
+        # Ray binds its services to every interface and cannot be told to use loopback
+        # alone, so a local instance is closed with Ray's token authentication instead,
+        # turned on explicitly: Ray >= 2.59 would do so by default (with a warning on the
+        # terminal), older releases not at all. The token is Ray's own: $RAY_AUTH_TOKEN,
+        # $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token (which Ray creates if missing), so
+        # the same user can still join with Ray's tools (RAY_AUTH_MODE=token).
+        env["RAY_AUTH_MODE"] = "token"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with _ray_environment(env), _ray_logger_to(log_path, options.verbose), \
+            _process_output_to(None if options.verbose else log_path):
+        _init(address)
+        log.info("Ray %s at %s (%s)", ray.__version__,
+                 ray.get_runtime_context().gcs_address,
+                 f"joined {address}" if address else "local instance, token authentication")
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+def _init(address: str | None) -> None:
+    common = dict(logging_level=logging.INFO, log_to_driver=False, configure_logging=True)
+    if address:
+        try:
+            ray.init(address=address, **common)
+        except (ConnectionError, RayError) as exc:
+            raise InputError(
+                f"--address {address}: cannot join the Ray cluster ({_one_line(exc)}); if it "
+                "uses token authentication, set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or "
+                "~/.ray/auth_token) to its token") from None
+        return
+    import torch
+    # "local": a new instance of our own, even where `ray start` left a cluster (or its
+    # address file) on this machine, which a plain ray.init() would join instead.
+    ray.init(address="local", num_cpus=os.cpu_count(), num_gpus=torch.cuda.device_count(),
+             include_dashboard=False, **common)
+
+
+@contextmanager
+def _ray_environment(values: dict[str, str]) -> Iterator[None]:
+    """Set RAY_* environment variables for the block; Ray's processes inherit them.
+
+    Ray reads its settings once, when it is imported, so this process re-reads them
+    (`Config.initialize`, which Ray calls itself when it turns token authentication on)
+    on the way in and again on the way out."""
+    from ray._raylet import Config
+
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    Config.initialize("")
     try:
-        if address:
-            ray.init(address=address, **quiet)
-        else:
-            if num_gpus is None:
-                import torch
-                num_gpus = torch.cuda.device_count()
-            ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus,
-                     include_dashboard=False, **quiet)
-    except ConnectionError as exc:
-        raise InputError(f"--address {address}: cannot join the Ray cluster ({exc})") from None
-    return True
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        Config.initialize("")
+
+
+@contextmanager
+def _ray_logger_to(path: Path, verbose: bool) -> Iterator[None]:
+    """The `ray` logger writes to `path` (and to stderr too when verbose), whatever
+    sys.stderr is: in a notebook or a test it is not file descriptor 2."""
+    logger = logging.getLogger("ray")
+    saved = logger.handlers[:], logger.propagate
+    handler = logging.FileHandler(path)
+    logger.handlers = [handler] + ([logging.StreamHandler()] if verbose else [])
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.handlers, logger.propagate = saved
+        handler.close()
+
+
+@contextmanager
+def _process_output_to(path: Path | None) -> Iterator[None]:
+    """Point file descriptors 1 and 2 at `path` for the block (None: leave them).
+
+    Ray's C++ core writes its warnings straight to descriptor 2, and the processes
+    `ray.init` spawns inherit it, so redirecting Python's sys.stderr is not enough.
+    petrinas' own progress line writes to a duplicate of the terminal taken earlier
+    (see progress.py)."""
+    if path is None:
+        yield
+        return
+    try:
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        target = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved + [target]:
+            os.close(fd)
 
 
 def cluster_slots(gpus_per_job: float, cpus_per_job: float, memory_mb: int = 0) -> int:
@@ -198,8 +306,3 @@ def _describe_cluster() -> str:
     total = ray.cluster_resources()
     return (f"{total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs, "
             f"{total.get('memory', 0) / 2**30:.1f} GiB memory")
-
-
-def shutdown_ray() -> None:
-    if ray.is_initialized():
-        ray.shutdown()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 import time
 from typing import TextIO
@@ -22,10 +24,21 @@ def eta(done: int, max_trials: int, elapsed: float, max_seconds: float) -> float
     return max(min(left), 0.0)
 
 
+def terminal() -> TextIO:
+    """A stream on a duplicate of the current stderr descriptor, so that progress still
+    reaches the terminal while Ray's output is redirected away from descriptor 2 (see
+    jobs.py). Where sys.stderr has no descriptor (a notebook, a test), sys.stderr."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return sys.stderr
+    return os.fdopen(os.dup(fd), "w", buffering=1)
+
+
 class Progress:
     def __init__(self, enabled: bool = True, stream: TextIO | None = None,
                  interval_s: float = 30.0):
-        self.stream = stream or sys.stderr
+        self.stream = stream or (terminal() if enabled else sys.stderr)
         self.enabled = enabled
         self.live = enabled and self.stream.isatty()
         self.interval_s = interval_s

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 from petrinas.config import Config
 from petrinas.errors import InputError
-from petrinas.search.jobs import Completion, RayExecutor, shutdown_ray, start_ray
+from petrinas.search.jobs import Completion, RayExecutor, RayOptions, ray_session
 from petrinas.search.progress import Progress
 from petrinas.search.report import Reporter
 from petrinas.search.store import RunStore, read_trial_desc
@@ -180,7 +180,8 @@ def _describe(spec: JobSpec) -> str:
 
 
 def run_search(config: Config, run_dir: str | Path, *, address: str | None = None,
-               overwrite: bool = False, progress: Progress | None = None) -> SearchSummary:
+               overwrite: bool = False, progress: Progress | None = None,
+               verbose: bool = False) -> SearchSummary:
     """Run (or resume) the search of `config` in `run_dir`; returns when it is finished."""
     check_data(config)
     store = RunStore.open(run_dir, config, overwrite=overwrite)
@@ -193,7 +194,7 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
                                lambda spec: search_request(store, spec),
                                max_seconds=config.search.max_hours * 3600,
                                max_trials=config.search.max_trials,
-                               address=address, progress=progress)
+                               ray_options=RayOptions(address, verbose), progress=progress)
             summary = reporter.refresh(list(store.rows.values()), final=True)
             log.info("search finished (%s) after %.0fs", reason, store.elapsed())
             return SearchSummary(run_dir=store.dir, trials=len(store.specs),
@@ -217,15 +218,15 @@ def check_data(config: Config) -> None:
 
 def run_stage(config: Config, store: RunStore, strategy, reporter: Callable[[list[dict]], dict],
               request: Callable[[JobSpec], JobRequest], *, max_seconds: float,
-              max_trials: int, address: str | None, progress: Progress | None) -> str:
+              max_trials: int, ray_options: RayOptions, progress: Progress | None) -> str:
     """Replay the journal into `strategy`, then run trials on Ray until it is finished.
 
-    Ray is started (or joined) only when there is work left. Returns the finish reason."""
+    Ray is started (or joined) only when there is work left; its own log lines go to
+    `logs/ray.log` in the run directory. Returns the finish reason."""
     in_flight = store.replay(strategy)
     if strategy.is_finished() and not in_flight:
         return strategy.finish_reason()
-    started_ray = start_ray(address)
-    try:
+    with ray_session(ray_options, store.dir / "logs" / "ray.log"):
         executor = RayExecutor(config)
         executor.slots()  # refuse a cluster that cannot run a single job, up front
         loop = TrialLoop(config, store, strategy, executor, reporter,
@@ -234,11 +235,8 @@ def run_stage(config: Config, store: RunStore, strategy, reporter: Callable[[lis
         log.info("%s: %d trials journaled, %d in flight", store.dir, len(store.specs),
                  len(in_flight))
         reason = loop.run(in_flight)
-        store.compact(strategy)  # only after a clean finish: state and journal agree
-        return reason
-    finally:
-        if started_ray:
-            shutdown_ray()
+    store.compact(strategy)  # only after a clean finish: state and journal agree
+    return reason
 
 
 class QuietFileHandler(logging.FileHandler):

@@ -1,0 +1,164 @@
+"""Who can reach a search's Ray instance.
+
+The local instance that a search starts for itself uses Ray's token authentication, turned
+on explicitly (jobs.py), so a client on another machine without the token is refused,
+on every Ray version setup.cfg allows, while its owner (the same user, holding the token
+in ~/.ray/auth_token) can still join. Both with a token file there before the search and
+without one (Ray then creates it). A cluster of the user's own with token authentication
+is joined through --address with the token in the environment.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from support import REPO, TINY, read_tsv
+
+SEARCH = [sys.executable, str(REPO / "scripts" / "search.py"), "--quiet", "--set", *TINY]
+# A client that joins ADDRESS and prints how many CPUs the cluster has; a failure to
+# connect is its exit code.
+CLIENT = ("import sys, ray; ray.init(address=sys.argv[1], log_to_driver=False); "
+          "print('joined', ray.cluster_resources().get('CPU'))")
+GCS_LINE = re.compile(r"Ray \S+ at (\S+):(\d+) \(local instance")
+
+
+def machine_address() -> str:
+    """This machine's non-loopback address (the one another machine would use)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a route
+        address = s.getsockname()[0]
+    if address.startswith("127."):
+        pytest.skip("this machine has no non-loopback address")
+    return address
+
+
+def env_with(home: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
+    env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".mpl"), **extra)
+    return env
+
+
+def connect(address: str, env: dict) -> subprocess.Popen:
+    """A client joining `address`, started now; `finish` waits for it. A refused client
+    takes Ray's fixed ~20 s of retries, so clients run side by side where they can."""
+    return subprocess.Popen([sys.executable, "-c", CLIENT, address], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
+    out, err = process.communicate(timeout=180)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def wait_for_gcs_port(run_dir: Path, search: subprocess.Popen) -> int:
+    log = run_dir / "logs" / "search.log"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert search.poll() is None, "the search ended before its Ray instance was seen"
+        match = GCS_LINE.search(log.read_text()) if log.exists() else None
+        if match:
+            return int(match.group(2))
+        time.sleep(0.5)
+    raise AssertionError(f"no Ray address in {log}")
+
+
+@pytest.mark.parametrize("token_before", [False, True], ids=["no-token-file", "token-file"])
+def test_a_local_search_refuses_strangers_and_lets_its_owner_join(tmp_path, token_before):
+    owner_home, stranger_home = tmp_path / "owner", tmp_path / "stranger"
+    owner_home.mkdir(), stranger_home.mkdir()
+    token_file = owner_home / ".ray" / "auth_token"
+    if token_before:
+        token_file.parent.mkdir()
+        token_file.write_text("f" * 32)
+    run_dir = tmp_path / "run"
+    # Long enough to outlive the checks; interrupted at the end.
+    search = subprocess.Popen([*SEARCH, "--out", str(run_dir),
+                               "--set", "search.max_trials=400", "search.max_hours=0.1"],
+                              env=env_with(owner_home), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        address = f"{machine_address()}:{wait_for_gcs_port(run_dir, search)}"
+        if token_before:  # a client that brings a wrong token
+            stranger_env = env_with(stranger_home, RAY_AUTH_MODE="token",
+                                    RAY_AUTH_TOKEN="0" * 32)
+        else:  # a client with no token at all
+            stranger_env = env_with(stranger_home)
+        stranger = connect(address, stranger_env)
+        # The owner asks for token mode; the token is Ray's default, ~/.ray/auth_token.
+        owner = finish(connect(address, env_with(owner_home, RAY_AUTH_MODE="token")))
+        assert owner.returncode == 0, owner.stderr[-1500:]
+        assert owner.stdout.strip() == f"joined {float(os.cpu_count())}"
+        stranger = finish(stranger)
+        assert stranger.returncode != 0 and "joined" not in stranger.stdout
+        assert "InvalidAuthToken" in stranger.stderr, stranger.stderr[-1500:]
+    finally:
+        search.send_signal(signal.SIGINT)
+        _, err = search.communicate(timeout=120)
+    assert search.returncode == 130, err
+    assert err.strip() == "interrupted: run the same command to resume"
+    # Ray's own token: created if missing, used as it was if present.
+    assert token_file.read_text() == "f" * 32 if token_before else len(token_file.read_text()) >= 32
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def token_cluster(tmp_path):
+    """A one-node Ray cluster of the user's own, started with token authentication."""
+    home = tmp_path / "admin"
+    home.mkdir()
+    port = free_port()
+    env = env_with(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="c" * 32)
+    # A temp dir of its own (short: Ray's socket paths must fit 107 characters), so its
+    # address file does not outlive it in /tmp/ray for the tests that follow.
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    head = subprocess.Popen(["ray", "start", "--head", "--block", f"--port={port}",
+                             f"--temp-dir={temp_dir}", "--num-cpus=2",
+                             "--include-dashboard=false"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while finish(connect(address, env)).returncode != 0:
+        assert time.monotonic() < deadline and head.poll() is None, "ray start failed"
+        time.sleep(1)
+    yield address
+    head.send_signal(signal.SIGTERM)  # --block: stops the cluster's processes too
+    head.wait(timeout=60)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_address_joins_a_cluster_with_token_authentication(tmp_path, token_cluster):
+    home = tmp_path / "user"
+    home.mkdir()
+    run_dir = tmp_path / "run"
+    args = [*SEARCH, "--address", token_cluster, "--set", "search.max_trials=3"]
+    without = subprocess.Popen([*args, "--out", str(tmp_path / "refused")],
+                               env=env_with(home), stderr=subprocess.PIPE, text=True)
+    with_token = subprocess.run([*args, "--out", str(run_dir)],
+                                env=env_with(home, RAY_AUTH_MODE="token",
+                                             RAY_AUTH_TOKEN="c" * 32),
+                                capture_output=True, text=True, timeout=300)
+    assert with_token.returncode == 0, with_token.stderr[-2000:]
+    assert with_token.stderr == ""
+    rows = read_tsv(run_dir / "pool.tsv")
+    assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
+    assert f"joined {token_cluster}" in (run_dir / "logs" / "search.log").read_text()
+    _, err = without.communicate(timeout=180)
+    assert without.returncode == 2
+    assert err.startswith(f"error: --address {token_cluster}: cannot join")
+    assert "RAY_AUTH_TOKEN" in err and err.count("\n") == 1
+    assert not (tmp_path / "refused").exists()
