@@ -72,42 +72,52 @@ def wait_for_gcs_port(run_dir: Path, search: subprocess.Popen) -> int:
     raise AssertionError(f"no Ray address in {log}")
 
 
-@pytest.mark.parametrize("token_before", [False, True], ids=["no-token-file", "token-file"])
-def test_a_local_search_refuses_strangers_and_lets_its_owner_join(tmp_path, token_before):
-    owner_home, stranger_home = tmp_path / "owner", tmp_path / "stranger"
-    owner_home.mkdir(), stranger_home.mkdir()
-    token_file = owner_home / ".ray" / "auth_token"
-    if token_before:
-        token_file.parent.mkdir()
-        token_file.write_text("f" * 32)
-    run_dir = tmp_path / "run"
-    # Long enough to outlive the checks; interrupted at the end.
-    search = subprocess.Popen([*SEARCH, "--out", str(run_dir),
-                               "--set", "search.max_trials=400", "search.max_hours=0.1"],
-                              env=env_with(owner_home), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+def start_search(home: Path, run_dir: Path) -> subprocess.Popen:
+    """A search long enough to outlive the checks; it is interrupted at the end."""
+    return subprocess.Popen([*SEARCH, "--out", str(run_dir), "--set", "search.max_trials=400",
+                             "search.max_hours=0.1"], env=env_with(home),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_local_searches_refuse_strangers_and_let_their_owners_join(tmp_path):
+    """Two searches side by side (a refused client takes Ray's fixed ~20 s of retries):
+    one whose owner has no ~/.ray/auth_token yet, one whose owner has."""
+    homes = {name: tmp_path / name for name in ("fresh", "tokened", "stranger")}
+    for home in homes.values():
+        home.mkdir()
+    token_file = {name: homes[name] / ".ray" / "auth_token" for name in ("fresh", "tokened")}
+    token_file["tokened"].parent.mkdir()
+    token_file["tokened"].write_text("f" * 32)
+    searches = {name: start_search(homes[name], tmp_path / f"run-{name}")
+                for name in ("fresh", "tokened")}
     try:
-        address = f"{machine_address()}:{wait_for_gcs_port(run_dir, search)}"
-        if token_before:  # a client that brings a wrong token
-            stranger_env = env_with(stranger_home, RAY_AUTH_MODE="token",
-                                    RAY_AUTH_TOKEN="0" * 32)
-        else:  # a client with no token at all
-            stranger_env = env_with(stranger_home)
-        stranger = connect(address, stranger_env)
-        # The owner asks for token mode; the token is Ray's default, ~/.ray/auth_token.
-        owner = finish(connect(address, env_with(owner_home, RAY_AUTH_MODE="token")))
-        assert owner.returncode == 0, owner.stderr[-1500:]
-        assert owner.stdout.strip() == f"joined {float(os.cpu_count())}"
-        stranger = finish(stranger)
-        assert stranger.returncode != 0 and "joined" not in stranger.stdout
-        assert "InvalidAuthToken" in stranger.stderr, stranger.stderr[-1500:]
+        ip = machine_address()
+        address = {name: f"{ip}:{wait_for_gcs_port(tmp_path / f'run-{name}', search)}"
+                   for name, search in searches.items()}
+        strangers = {  # no token at all; a wrong token
+            "fresh": connect(address["fresh"], env_with(homes["stranger"])),
+            "tokened": connect(address["tokened"], env_with(
+                homes["stranger"], RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="0" * 32))}
+        # An owner asks for token mode; the token is Ray's default, ~/.ray/auth_token.
+        owners = {name: connect(address[name], env_with(homes[name], RAY_AUTH_MODE="token"))
+                  for name in searches}
+        for name in searches:
+            owner = finish(owners[name])
+            assert owner.returncode == 0, owner.stderr[-1500:]
+            assert owner.stdout.strip() == f"joined {float(os.cpu_count())}"
+            stranger = finish(strangers[name])
+            assert stranger.returncode != 0 and "joined" not in stranger.stdout
+            assert "InvalidAuthToken" in stranger.stderr, stranger.stderr[-1500:]
     finally:
-        search.send_signal(signal.SIGINT)
+        for search in searches.values():
+            search.send_signal(signal.SIGINT)
+    for search in searches.values():
         _, err = search.communicate(timeout=120)
-    assert search.returncode == 130, err
-    assert err.strip() == "interrupted: run the same command to resume"
-    # Ray's own token: created if missing, used as it was if present.
-    assert token_file.read_text() == "f" * 32 if token_before else len(token_file.read_text()) >= 32
+        assert search.returncode == 130, err
+        assert err.strip() == "interrupted: run the same command to resume"
+    # Ray's own token: created where it was missing, used as it was where present.
+    assert len(token_file["fresh"].read_text()) >= 32
+    assert token_file["tokened"].read_text() == "f" * 32
 
 
 def free_port() -> int:
