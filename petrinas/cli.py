@@ -78,8 +78,9 @@ def _search(argv: Sequence[str] | None) -> None:
     best = f"{summary.best_error * 100:.2f}%" if summary.best_error is not None else "-"
     if not args.quiet:
         print(f"search finished ({summary.finish_reason}): {summary.trials} trials, "
-              f"{summary.failed} failed, pool {summary.pool}, frontier {summary.frontier}, "
-              f"best val error {best}; outputs in {summary.run_dir}")
+              f"{summary.failed} failed, {summary.duplicates} duplicates, pool "
+              f"{summary.pool}, frontier {summary.frontier}, best val error {best}; "
+              f"outputs in {summary.run_dir}")
     if config.eval.enabled:
         from petrinas.evaluate import run_eval
         run_eval(summary.run_dir, address=args.address, progress=progress,

@@ -131,6 +131,15 @@ class SearchConfig:
     search_train: TrainConfig = spec(factory=TrainConfig)
     post_train: TrainConfig = spec(factory=TrainConfig)
     plot_interval_s: float = spec(30.0, lo=0, doc="least seconds between plot refreshes")
+    strategy: str = spec("petridish", doc="search strategy (search/strategies/): petridish, "
+                         "random_selection, random_parent or random_search")
+    hv_ref_cost: float = spec(0.0, lo=0, doc="hypervolume reference cost; 0: ten times "
+                              "the costliest seed model's (written to config.yaml)")
+    hv_ref_error: float = spec(0.0, lo=0, hi=1, doc="hypervolume reference error; 0: "
+                               "chance, 1 - 1/classes (written to config.yaml)")
+    finalize_init: str = spec("inherit", choices=("inherit", "fresh"),
+                              doc="the finalized node's ops: the candidate's trained "
+                                  "weights, or a fresh initialization (ablation)")
 
 
 @dataclass
@@ -375,6 +384,12 @@ def validate(config: Config) -> None:
         if len(pair) != 2 or pair[0] > pair[1] or pair[0] < (0 if key == "reductions" else 1):
             raise ConfigError(f"search.seeds.{key}: expected [min, max] with min <= max, "
                               f"got {pair}")
+    from petrinas.search.strategy import known_strategies
+    if config.search.strategy not in known_strategies():
+        close = difflib.get_close_matches(config.search.strategy, known_strategies(), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"search.strategy: unknown strategy {config.search.strategy!r}; "
+                          f"known: {', '.join(known_strategies())}{hint}")
     if not seed_macros(config):
         raise ConfigError("search.seeds: no (cells, reductions, nodes) in these ranges "
                           "satisfies cells >= 2*reductions + 1, so there is no seed model")
@@ -401,13 +416,15 @@ def validate(config: Config) -> None:
 
 
 def seed_macros(config: Config) -> list[tuple[int, int, int]]:
-    """Every valid (reductions, cells, nodes) of the seed ranges, cheapest first."""
+    """Every valid (cells, reductions, nodes) of the seed ranges, roughly cheapest first
+    (by cells x (nodes + 1), then the triple)."""
     seeds = config.search.seeds
-    return [(r, c, n)
-            for r in range(seeds.reductions[0], seeds.reductions[1] + 1)
-            for c in range(seeds.cells[0], seeds.cells[1] + 1)
-            for n in range(seeds.nodes[0], seeds.nodes[1] + 1)
-            if c >= 2 * r + 1]
+    macros = [(c, r, n)
+              for r in range(seeds.reductions[0], seeds.reductions[1] + 1)
+              for c in range(seeds.cells[0], seeds.cells[1] + 1)
+              for n in range(seeds.nodes[0], seeds.nodes[1] + 1)
+              if c >= 2 * r + 1]
+    return sorted(macros, key=lambda m: (m[0] * (m[2] + 1), m))
 
 
 def config_to_yaml(config: Config) -> str:

@@ -2,104 +2,116 @@
 
 Each gallery model is rebuilt by the eval builder (more cells, wider) and trained for
 `eval.train.epochs` as a Ray job, with the search's resources, retries and failure
-handling, through the same store and loop as the search. Its run directory is DIR/eval/:
-resumable the same way (the same command continues; a finished model is never retrained;
-a model whose eval failed is tried again by the next run). Outputs:
+handling, through the same store, loop and reporter as the search. Its run directory is
+DIR/eval/: resumable the same way (the same command continues; a finished model is never
+retrained; a model whose eval failed is tried again by the next run). Outputs:
 
-    DIR/eval/pool.tsv, frontier.tsv        test error vs MACs of the eval models
-    DIR/eval/frontier.{png,pdf}            with the search-stage frontier beside it
-    DIR/eval/frontier.{md,tex}             tables for papers
+    DIR/eval/pool.tsv, frontier.tsv        the eval models; the frontier is selected on
+                                           validation error (test error is reported)
+    DIR/eval/frontier.{png,pdf}            test error vs MACs, the search frontier beside
+    DIR/eval/frontier.{md,tex}             tables for papers: both errors
     DIR/eval/<model>/                      desc.yaml, weights.pt, metrics.json (curves)
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+from overrides import overrides
 
 from petrinas.config import Config, load_config
 from petrinas.errors import InputError
-from petrinas.search.progress import Progress
-from petrinas.search.report import (METRICS, frontier_ids, install_folder, plot_errors_logged,
-                                    plot_frontier, write_tsv)
+from petrinas.search import figures
 from petrinas.search.jobs import RayOptions
+from petrinas.search.progress import Progress
+from petrinas.search.report import Layout, Reporter, frontier_ids
 from petrinas.search.runner import JobRequest, logging_to, run_stage
+from petrinas.search.stopping import Budget
 from petrinas.search.store import RunStore, is_locked, read_rows, read_trial_desc
-from petrinas.search.strategy import FINISHED, JobSpec, Suggestion
+from petrinas.search.strategy import EVAL, FINISHED, JobSpec, Strategy, Suggestion
 from petrinas.tables import write_frontier_tables
 
 log = logging.getLogger("petrinas.eval")
 
-EVAL = "eval"
 # Changing these does not change what a finished eval trial means.
 EVAL_RESUMABLE_KEYS = ("eval.max_models", "resources", "search.max_trials",
                        "search.max_hours", "search.plot_interval_s")
 
 
-class EvalStrategy:
+class EvalStrategy(Strategy):
     """One eval trial per model, cheapest first. A model whose eval failed in an earlier
     session is tried once more per session; its failed trial stays in the record."""
 
     def __init__(self, models: Sequence[str]):
         self.models = list(models)
-        self.in_flight: dict[str, JobSpec] = {}
+        self._in_flight: dict[str, JobSpec] = {}
         self.done: dict[str, str] = {}      # model -> eval trial id
         self.failed = 0
-        self.submitted = 0
-        self.stop_reason: str | None = None
         self._tried_now: set[str] = set()   # this session only: not part of the state
 
+    @overrides
     def suggest(self, trial_id: str) -> Suggestion:
         if self.is_finished():
             return FINISHED
-        busy = {spec.parent_id for spec in self.in_flight.values()}
+        busy = {spec.parent_id for spec in self._in_flight.values()}
         for model in self.models:
             if model not in self.done and model not in busy and model not in self._tried_now:
                 spec = JobSpec(stage=EVAL, parent_id=model)
-                self.in_flight[trial_id] = spec
+                self._in_flight[trial_id] = spec
                 self._tried_now.add(model)
-                self.submitted += 1
                 return spec
         return None
 
+    @overrides
     def restore_submission(self, trial_id: str, spec: JobSpec, rng_state: dict) -> None:
-        self.in_flight[trial_id] = spec
-        self.submitted += 1
+        self._in_flight[trial_id] = spec
 
+    @overrides
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: str | None = None) -> None:
-        spec = self.in_flight.pop(trial_id)
+        spec = self._in_flight.pop(trial_id)
         if error is not None or result is None:
             self.failed += 1
         else:
             self.done[spec.parent_id] = trial_id
 
+    @overrides
     def on_trial_cancelled(self, trial_id: str) -> None:
-        self.in_flight.pop(trial_id, None)
+        self._in_flight.pop(trial_id, None)
 
+    @property
+    @overrides
+    def in_flight(self) -> dict[str, JobSpec]:
+        return self._in_flight
+
+    @overrides
     def is_finished(self) -> bool:
-        return not self.in_flight and all(m in self.done or m in self._tried_now
-                                          for m in self.models)
+        return not self._in_flight and all(m in self.done or m in self._tried_now
+                                           for m in self.models)
 
+    @overrides
     def finish_reason(self) -> str:
         left = [m for m in self.models if m not in self.done]
         return "every model trained" if not left else f"failed: {', '.join(left)}"
 
+    @overrides
     def rng_state(self) -> dict:
         return {}
 
-    def state_dict(self) -> dict:
-        return {"in_flight": {t: s.to_dict() for t, s in self.in_flight.items()},
-                "done": dict(self.done), "failed": self.failed, "submitted": self.submitted}
+    @overrides
+    def state_dict(self) -> dict[str, Any]:
+        return {"in_flight": {t: s.to_dict() for t, s in self._in_flight.items()},
+                "done": dict(self.done), "failed": self.failed}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.in_flight = {t: JobSpec.from_dict(s) for t, s in state["in_flight"].items()}
+    @overrides
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._in_flight = {t: JobSpec.from_dict(s) for t, s in state["in_flight"].items()}
         self.done = dict(state["done"])
         self.failed = state["failed"]
-        self.submitted = state["submitted"]
 
 
 @dataclass
@@ -130,53 +142,20 @@ def gallery_models(search_rows: list[dict], eps: float, max_models: int) -> list
     return [t for t in band_ids if t in chosen]  # cheapest first
 
 
-class EvalReporter:
-    """Keeps DIR/eval's tables, model folders and plots in step with the results."""
+def eval_layout(config: Config, search_rows: list[dict]) -> Layout:
+    """The eval stage's reports: a model folder per trained model, tables with both
+    errors, and the test-error frontier beside the search's."""
+    eps = config.search.convex_hull_eps
+    search_hull, _ = frontier_ids(search_rows, eps)
+    reference = [r for r in search_rows if r["trial_id"] in search_hull]
 
-    def __init__(self, eval_dir: Path, search_rows: list[dict], eps: float,
-                 plot_interval_s: float):
-        self.dir = eval_dir
-        self.search_rows = search_rows
-        self.eps = eps
-        self.plot_interval_s = plot_interval_s
-        self._last_plot: float | None = None
+    def draw(eval_dir: Path, snapshot) -> None:
+        figures.save(figures.frontier_figure(
+            snapshot.rows, snapshot.band_ids, eps, metric="test_top1",
+            title=f"Eval: {len(snapshot.rows)} models", reference_rows=reference,
+            reference_label="search frontier (val.)"), eval_dir / "frontier")
 
-    def refresh(self, rows: list[dict], *, final: bool = False) -> dict:
-        by_id = {r["trial_id"]: r for r in rows}
-        hull_ids, _ = frontier_ids(rows, self.eps, metric="test_top1")
-        frontier_rows = [by_id[t] for t in hull_ids]
-        write_tsv(self.dir / "pool.tsv", rows)
-        write_tsv(self.dir / "frontier.tsv", frontier_rows)
-        write_frontier_tables(self.dir, [_named(r) for r in frontier_rows])
-        for row in rows:
-            if row.get("status") == "ok":
-                self._install_model(row)
-        ok = [r for r in rows if r.get("status") == "ok"]
-        if ok and (final or self._last_plot is None
-                   or time.monotonic() - self._last_plot >= self.plot_interval_s):
-            self._plot(rows)
-        errors = [1.0 - float(r["test_top1"]) for r in ok]
-        return {"pool": len(ok), "failed": len(rows) - len(ok), "frontier": len(hull_ids),
-                "best_error": min(errors) if errors else None}
-
-    def _install_model(self, row: dict) -> None:
-        source = self.dir / "trials" / row["trial_id"]
-        metrics = (source / METRICS).read_bytes()
-        install_folder(self.dir, row["parent_id"], source, metrics)
-
-    def _plot(self, rows: list[dict]) -> None:
-        search_hull, _ = frontier_ids(self.search_rows, self.eps)
-        reference = [r for r in self.search_rows if r["trial_id"] in search_hull]
-        with plot_errors_logged():
-            plot_frontier(self.dir / "frontier", rows, self.eps, metric="test_top1",
-                          title=f"Eval: {sum(r.get('status') == 'ok' for r in rows)} models",
-                          reference_rows=reference, reference_label="search frontier")
-        self._last_plot = time.monotonic()
-
-
-def _named(row: dict) -> dict:
-    """Tables name a model by its gallery name (the search trial it came from)."""
-    return {**row, "trial_id": row.get("parent_id") or row["trial_id"]}
+    return Layout(eps=eps, folders="models", figures=draw, tables=write_frontier_tables)
 
 
 def load_search(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[Config, list[dict]]:
@@ -204,24 +183,26 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
                           id_prefix="e")
     with logging_to(store.dir / "logs" / "eval.log"):
         try:
-            strategy = EvalStrategy(models)
-            reporter = EvalReporter(store.dir, search_rows, config.search.convex_hull_eps,
-                                    config.search.plot_interval_s)
+            reporter = Reporter(store.dir, eval_layout(config, search_rows),
+                                config.search.plot_interval_s)
 
             def request(spec: JobSpec) -> JobRequest:
-                return JobRequest(EVAL, read_trial_desc(run_dir, spec.parent_id))
+                return JobRequest(EVAL, {"gallery": read_trial_desc(run_dir, spec.parent_id)})
 
-            reason = run_stage(config, store, strategy, reporter.refresh, request,
-                               max_seconds=float("inf"), max_trials=len(models),
+            reason = run_stage(config, store, EvalStrategy(models), reporter, request,
+                               budget=Budget(max_trials=sys.maxsize), dedup=False,
                                ray_options=RayOptions(address, verbose), progress=progress)
-            summary = reporter.refresh(list(store.rows.values()), final=True)
+            summary = reporter.finish()
             log.info("eval finished (%s)", reason)
+            tests = [1.0 - float(r["test_top1"]) for r in store.rows.values()
+                     if r["status"] == "ok" and r.get("test_top1") is not None]
+            best = min(tests, default=None)
             if progress is not None and progress.enabled:
-                _print_summary(store.dir, summary, reason)
+                _print_summary(store.dir, summary, best, reason)
             return EvalSummary(eval_dir=store.dir, models=len(models),
                                trained=summary["pool"], failed=summary["failed"],
-                               frontier=summary["frontier"],
-                               best_test_error=summary["best_error"], finish_reason=reason)
+                               frontier=summary["frontier"], best_test_error=best,
+                               finish_reason=reason)
         except InputError:
             store.discard_if_empty()
             raise
@@ -229,8 +210,7 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
             store.close()
 
 
-def _print_summary(eval_dir: Path, summary: dict, reason: str) -> None:
-    best = summary["best_error"]
+def _print_summary(eval_dir: Path, summary: dict, best: float | None, reason: str) -> None:
     best_text = f"{best * 100:.2f}%" if best is not None else "-"
     print(f"eval finished ({reason}): {summary['pool']} models trained, "
           f"{summary['failed']} failed, frontier {summary['frontier']}, best test error "

@@ -1,9 +1,11 @@
 """Frontier tables for a paper: Markdown (for a README or a report) and LaTeX (booktabs).
 
-`frontier_tables(rows)` takes trial rows (the dicts of pool.tsv / metrics.json: trial_id,
-cells, nodes, macs, params and an accuracy such as test_top1) and returns both tables,
-sorted by MACs. Accuracies become top-1 errors in percent. A missing value is shown as an
-en dash ("--" in LaTeX, which typesets as one without needing a UTF-8 input encoding).
+`frontier_tables(rows)` takes trial rows (the dicts of pool.tsv / metrics.json) and
+returns both tables, sorted by MACs: the model's name (the gallery model an eval model
+was built from, else the trial), the trial id, cells, nodes, MACs and parameters to three
+significant digits with a unit (94.9K, 1.23M), and the validation and test top-1 errors
+in percent. A missing value is shown as an en dash ("--" in LaTeX, which typesets as one
+without needing a UTF-8 input encoding).
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ MISSING = "–"            # en dash, for Markdown
 LATEX_MISSING = "--"     # the same dash in LaTeX
 ERROR_LABELS = {"test_top1": "test error (%)", "val_top1": "val. error (%)",
                 "train_top1": "train error (%)"}
-DEFAULT_CAPTION = "Models on the search frontier, sorted by multiply-accumulates (MACs)."
+DEFAULT_CAPTION = ("Eval-stage models on the frontier of validation error against "
+                   "multiply-accumulates (MACs), sorted by MACs, with their validation "
+                   "and test top-1 errors.")
 DEFAULT_LABEL = "tab:frontier"
+METRICS = ("val_top1", "test_top1")
 
 # LaTeX specials and their escapes; a backslash is replaced first by the single regex.
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
@@ -28,24 +33,34 @@ _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 _LATEX_RE = re.compile("|".join(re.escape(c) for c in _LATEX_ESCAPES))
 
 
-def frontier_tables(rows: Sequence[dict], metric: str = "test_top1", *,
+def frontier_tables(rows: Sequence[dict], metrics: Sequence[str] = METRICS, *,
                     caption: str = DEFAULT_CAPTION, label: str = DEFAULT_LABEL
                     ) -> tuple[str, str]:
-    """(markdown, latex) tables of `rows` sorted by MACs, with columns name, cells,
-    nodes, MACs (M), params (M) and the top-1 error in percent from `metric`."""
-    header = ["name", "cells", "nodes", "MACs (M)", "params (M)", error_label(metric)]
-    cells = [_row_cells(r, metric) for r in sorted(rows, key=_by_macs)]
+    """(markdown, latex) tables of `rows` sorted by MACs: model, trial, cells, nodes,
+    MACs, params and the top-1 error in percent of each of `metrics`."""
+    header = ["model", "trial", "cells", "nodes", "MACs", "params",
+              *(error_label(m) for m in metrics)]
+    cells = [_row_cells(r, metrics) for r in sorted(rows, key=_by_macs)]
     return _markdown(header, cells), _latex(header, cells, caption, label)
 
 
-def write_frontier_tables(out_dir: Path, rows: Sequence[dict], metric: str = "test_top1"
-                          ) -> tuple[Path, Path]:
+def write_frontier_tables(out_dir: Path, rows: Sequence[dict],
+                          metrics: Sequence[str] = METRICS) -> tuple[Path, Path]:
     """Write `frontier.md` and `frontier.tex` into `out_dir`, each atomically."""
-    markdown, latex = frontier_tables(rows, metric)
+    markdown, latex = frontier_tables(rows, metrics)
     paths = Path(out_dir) / "frontier.md", Path(out_dir) / "frontier.tex"
     write_text_atomic(paths[0], markdown)
     write_text_atomic(paths[1], latex)
     return paths
+
+
+def si(value: float) -> str:
+    """Three significant digits with a unit: 3802 -> 3.80K, 94880 -> 94.9K, 1.2e6 ->
+    1.20M; below 1000 the number itself."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= scale * 0.9995:
+            return f"{value / scale:#.3g}".rstrip(".") + unit
+    return f"{value:.0f}"
 
 
 def error_label(metric: str) -> str:
@@ -66,16 +81,19 @@ def _by_macs(row: dict) -> tuple:
     return (macs is None, macs or 0.0, natural)
 
 
-def _row_cells(row: dict, metric: str) -> list[str | None]:
+def _row_cells(row: dict, metrics: Sequence[str]) -> list[str | None]:
     """The table cells of one row; None marks a missing value."""
-    accuracy = _number(row.get(metric))
+    name = str(row.get("parent_id") or row.get("trial_id", "")) if row.get("stage") == "eval" \
+        else str(row.get("trial_id", ""))
+    errors = [_number(row.get(m)) for m in metrics]
     return [
+        name,
         str(row.get("trial_id", "")),
         _fmt(row.get("cells"), lambda v: f"{int(v)}"),
         _fmt(row.get("nodes"), lambda v: f"{int(v)}"),
-        _fmt(row.get("macs"), lambda v: f"{v / 1e6:.2f}"),
-        _fmt(row.get("params"), lambda v: f"{v / 1e6:.3f}"),
-        None if accuracy is None else f"{100 * (1 - accuracy):.2f}",
+        _fmt(row.get("macs"), si),
+        _fmt(row.get("params"), si),
+        *(None if a is None else f"{100 * (1 - a):.2f}" for a in errors),
     ]
 
 

@@ -100,7 +100,7 @@ def test_tensorwatch_against_torch_on_every_digits_seed_shape():
 
     config = load_config("petridish_digits")
     ratios = {}
-    for reductions, cells, nodes in seed_macros(config):
+    for cells, reductions, nodes in seed_macros(config):
         desc = build_seed(config, cells=cells, reductions=reductions, nodes=nodes)
         model = build_model(desc)
         ours = cost(model, desc.input_shape)["macs"]

@@ -35,6 +35,26 @@ def build_seed(config: Config, cells: int, reductions: int, nodes: int) -> Model
                      meta={"seed": {"cells": cells, "reductions": reductions, "nodes": nodes}})
 
 
+def build_random(config: Config, macro: tuple[int, int, int], cells: dict) -> ModelDesc:
+    """A random-search model: macro shape (cells, reductions, nodes) and, per cell kind,
+    its nodes as lists of [input, op] edges (what strategies/random_search.py draws)."""
+    from petrinas.data import dataset_info
+
+    n_cells, reductions, _ = macro
+    info = dataset_info(config.dataset)
+
+    def cell(nodes: list) -> CellDesc:
+        return CellDesc(nodes=tuple(NodeDesc(edges=tuple(EdgeDesc(int(i), OpDesc(str(op)))
+                                                         for i, op in node))
+                                    for node in nodes))
+    return ModelDesc(cells=n_cells, reductions=reductions,
+                     init_channels=config.model.init_channels,
+                     stem_multiplier=config.model.stem_multiplier,
+                     num_classes=info.num_classes, input_shape=tuple(info.input_shape),
+                     normal=cell(cells["normal"]), reduce=cell(cells["reduce"]),
+                     aux_head=config.model.aux_head, meta={"random": True})
+
+
 def build_eval(desc: ModelDesc, config: Config) -> ModelDesc:
     """A gallery model for final training: the same cells, repeated over
     `cell_count_scale` times as many cells (capped by `eval.max_cells`), at the eval width.
@@ -47,3 +67,24 @@ def build_eval(desc: ModelDesc, config: Config) -> ModelDesc:
                    aux_head=config.model.aux_head,
                    meta={**desc.meta, "eval_of": {"cells": desc.cells,
                                                   "init_channels": desc.init_channels}})
+
+
+def costliest_seed(config: Config) -> int:
+    """The MACs of the costliest seed model of the config's seed ranges.
+
+    Only the largest shape of each reduction count is measured: more cells or nodes
+    never cost less, whereas a reduction both shrinks the maps and widens them."""
+    from petrinas.config import seed_macros
+    from petrinas.model_desc.cost import cost
+    from petrinas.model_desc.model import build_model
+
+    largest: dict[int, tuple[int, int, int]] = {}
+    for macro in seed_macros(config):
+        cells, reductions, nodes = macro
+        if reductions not in largest or (cells, nodes) > largest[reductions][::2]:
+            largest[reductions] = macro
+    most = 0
+    for cells, reductions, nodes in largest.values():
+        desc = build_seed(config, cells=cells, reductions=reductions, nodes=nodes)
+        most = max(most, cost(build_model(desc), desc.input_shape)["macs"])
+    return most

@@ -35,12 +35,18 @@ def add_candidate(desc: ModelDesc, candidate_ops: Sequence[str]) -> ModelDesc:
 
 def grow_model(parent: ModelDesc, parent_state: dict[str, torch.Tensor],
                candidate_ops: Sequence[str]) -> CellNetwork:
-    """The parent with a candidate node, holding all of the parent's trained weights."""
+    """The parent with a candidate node, holding all of the parent's trained weights.
+
+    The parent's weights must fit exactly: a key missing from them would leave a weight
+    at its random initialization, and an extra one means another architecture."""
     model = build_model(add_candidate(parent, candidate_ops))
-    missing = [k for k in parent_state if k not in model.state_dict()]
-    if missing:
-        raise ValueError(f"parent weights do not fit its description: {missing[:3]}")
-    model.load_state_dict(parent_state, strict=False)
+    expected = {key for key in model.state_dict() if ".candidate." not in key}
+    missing = sorted(expected - parent_state.keys())
+    unexpected = sorted(parent_state.keys() - expected)
+    if missing or unexpected:
+        raise ValueError(f"parent weights do not fit its description: missing "
+                         f"{missing[:3]}, unexpected {unexpected[:3]}")
+    model.load_state_dict(parent_state, strict=False)  # only the candidate stays fresh
     return model
 
 
@@ -70,17 +76,40 @@ def select_pairs(desc: ModelDesc, state: dict[str, torch.Tensor], k: int
     return chosen
 
 
+def random_pairs(desc: ModelDesc, k: int, rng: torch.Generator) -> dict[str, list[int]]:
+    """Per cell kind, k indices into candidate.pairs drawn uniformly without replacement
+    among the non-`none` pairs: the random-selection baseline of `select_pairs`."""
+    chosen = {}
+    for kind in CELL_KINDS:
+        usable = [m for m, (_, op) in enumerate(getattr(desc, kind).candidate.pairs)
+                  if op != "none"]
+        order = torch.randperm(len(usable), generator=rng).tolist()
+        chosen[kind] = sorted(usable[i] for i in order[:k])
+    return chosen
+
+
 def _is_kind(desc: ModelDesc, index: int, kind: str) -> bool:
     return (index in desc.reduction_indices) == (kind == "reduce")
 
 
-def finalize(desc: ModelDesc, state: dict[str, torch.Tensor], k: int
-             ) -> tuple[ModelDesc, dict[str, torch.Tensor]]:
-    """Turn each cell's candidate into an ordinary node of its top-k (input, op) pairs.
+FINALIZE_INITS = ("inherit", "fresh")
 
-    Returns the finalized description and a state_dict for it in which the new node's
-    ops hold the candidate's trained weights and the projection's new columns are zero."""
-    chosen = select_pairs(desc, state, k)
+
+def finalize(desc: ModelDesc, state: dict[str, torch.Tensor], k: int, *,
+             chosen: dict[str, list[int]] | None = None, init: str = "inherit"
+             ) -> tuple[ModelDesc, dict[str, torch.Tensor]]:
+    """Turn each cell's candidate into an ordinary node of its chosen (input, op) pairs
+    (by default the top-k |alpha|, `select_pairs`).
+
+    Returns the finalized description and a state_dict for it in which the projection's
+    new columns are zero, so the child computes exactly the parent's function. The new
+    node's ops hold the candidate's trained weights (`init="inherit"`) or a fresh
+    initialization from torch's generator (`init="fresh"`): the candidate was trained as
+    an addition to the cell output, while the node joins before the 1x1 projection, so
+    its inherited weights were trained for another role (an ablation switch)."""
+    if init not in FINALIZE_INITS:
+        raise ValueError(f"init must be one of {FINALIZE_INITS}, got {init!r}")
+    chosen = select_pairs(desc, state, k) if chosen is None else chosen
     cells = {}
     for kind in CELL_KINDS:
         cell = getattr(desc, kind)
@@ -94,9 +123,20 @@ def finalize(desc: ModelDesc, state: dict[str, torch.Tensor], k: int
         new_key = _map_key(desc, key, chosen)
         if new_key is not None:
             new_state[new_key] = value
+    if init == "fresh":
+        fresh = build_model(new_desc).state_dict()
+        for key in new_state:
+            if _is_new_node_key(desc, key):
+                new_state[key] = fresh[key]
     for i in range(desc.cells):
         _widen_projection(new_state, i, desc.cell_desc(i))
     return new_desc, new_state
+
+
+def _is_new_node_key(desc: ModelDesc, key: str) -> bool:
+    parts = key.split(".")
+    return (len(parts) > 3 and parts[0] == "cells" and parts[2] == "nodes"
+            and int(parts[3]) == len(desc.cell_desc(int(parts[1])).nodes))
 
 
 def _map_key(desc: ModelDesc, key: str, chosen: dict[str, list[int]]) -> str | None:

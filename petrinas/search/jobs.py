@@ -32,8 +32,8 @@ WEIGHT_CACHE_SIZE = 16
 
 
 @ray.remote
-def _trial_task(kind: str, config: Config, payload: Any, weights: bytes | None,
-                seed: int, want_gpu: bool, cpu_threads: int):
+def _trial_task(kind: str, config: Config, payload: dict, weights: bytes | None,
+                seed: int, want_gpu: bool, cpu_threads: int, claim_as: tuple | None):
     """Runs in a Ray worker. Explicit imports: a worker needs no set-up step."""
     from petrinas.train import pipeline
 
@@ -41,16 +41,39 @@ def _trial_task(kind: str, config: Config, payload: Any, weights: bytes | None,
     ctx = pipeline.JobContext(
         seed=seed, device=device, cpu_threads=cpu_threads,
         memory_limit_mb=config.resources.memory_per_job_mb if device == "cpu" else 0)
+    claim = pipeline.no_claims
+    if claim_as is not None:
+        registry, trial_id = claim_as
+        claim = lambda arch: ray.get(registry.claim.remote(arch, trial_id))  # noqa: E731
     if kind == "seed":
-        output = pipeline.run_seed(config, tuple(payload), ctx)
+        output = pipeline.run_seed(config, tuple(payload["macro"]), ctx, claim)
     elif kind == "search":
-        output = pipeline.run_search(config, payload, weights, ctx)
+        output = pipeline.run_search(config, payload["parent"], weights, ctx,
+                                     selection=payload["selection"], claim=claim)
+    elif kind == "random":
+        output = pipeline.run_random(config, tuple(payload["macro"]), payload["cells"], ctx,
+                                     claim)
     elif kind == "eval":
-        output = pipeline.run_eval(config, payload, ctx)
+        output = pipeline.run_eval(config, payload["gallery"], ctx)
     else:
         raise ValueError(f"unknown job kind {kind!r}")
     output.notes["node_id"] = ray.get_runtime_context().get_node_id()
     return output
+
+
+@ray.remote(num_cpus=0)
+class ArchRegistry:
+    """Which trial owns each architecture hash, for the whole session: a job claims its
+    architecture before training it, and learns whether another trial got there first
+    (finished or still training). Seeded with the run's trained models at start."""
+
+    def __init__(self, owners: dict[str, str]):
+        self.owners = dict(owners)
+
+    def claim(self, arch: str, trial_id: str) -> str | None:
+        """None if `trial_id` owns `arch` now (or already did), else the owner's id."""
+        owner = self.owners.setdefault(arch, trial_id)
+        return None if owner == trial_id else owner
 
 
 @dataclass
@@ -204,9 +227,13 @@ def cluster_slots(gpus_per_job: float, cpus_per_job: float, memory_mb: int = 0) 
 
 
 class RayExecutor:
-    """Submits trials as Ray tasks and reports them as they finish."""
+    """Submits trials as Ray tasks and reports them as they finish.
 
-    def __init__(self, config: Config):
+    With `owners` (architecture hash -> trial id of the models trained so far), every
+    job claims its architecture through an `ArchRegistry` before training it; with None
+    (the eval stage) nothing is deduplicated."""
+
+    def __init__(self, config: Config, owners: dict[str, str] | None = None):
         self.config = config
         res = config.resources
         options: dict[str, Any] = dict(num_cpus=res.cpus_per_job, num_gpus=res.gpus_per_job,
@@ -214,6 +241,7 @@ class RayExecutor:
         if res.memory_per_job_mb:
             options["memory"] = res.memory_per_job_mb * 1024 * 1024
         self._task = _trial_task.options(**options)
+        self._registry = ArchRegistry.remote(owners) if owners is not None else None
         self._running: dict[ray.ObjectRef, str] = {}
         self._weights: OrderedDict[str, ray.ObjectRef] = OrderedDict()
 
@@ -236,14 +264,16 @@ class RayExecutor:
         return list(self._running.values())
 
     # ------------------------------------------------------------------ submit
-    def submit(self, trial_id: str, kind: str, payload: Any, *, seed: int,
+    def submit(self, trial_id: str, kind: str, payload: dict, *, seed: int,
                weights_key: str | None = None, weights: bytes | None = None) -> None:
         """Start a trial. `weights` (a parent's) go into the object store once per
         `weights_key` and travel to every child of that parent as a reference."""
         ref = self._weights_ref(weights_key, weights) if weights is not None else None
         res = self.config.resources
+        claim_as = (self._registry, trial_id) if self._registry is not None else None
         task_ref = self._task.remote(kind, self.config, payload, ref, seed,
-                                     res.gpus_per_job > 0, max(1, int(res.cpus_per_job)))
+                                     res.gpus_per_job > 0, max(1, int(res.cpus_per_job)),
+                                     claim_as)
         self._running[task_ref] = trial_id
 
     def _weights_ref(self, key: str | None, weights: bytes) -> ray.ObjectRef:

@@ -1,7 +1,8 @@
-"""The pool of trained models: points (MACs, error) with their sampling counts.
+"""The pool of trained models: points (cost, error) with their sampling counts.
 
-Plain data only (no torch, no Ray), so the strategy that owns it is testable alone and its
-state round-trips through JSON.
+Plain data only (no torch, no Ray), so the strategies that own it are testable alone and
+its state round-trips through JSON. `cost` is the search's cost axis (`search.cost`:
+MACs, parameters or latency); error is `1 - val_top1`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ import numpy as np
 
 from petrinas.search import hull
 
+COST_AXES = ("macs", "params", "latency_ms")
+
 
 @dataclass
 class PoolEntry:
     trial_id: str
     parent_id: str | None
-    stage: str                 # seed | search
-    macs: int
-    params: int
+    stage: str                 # seed | search | random
+    cost: float                # the value on the search's cost axis
     val_top1: float
-    test_top1: float | None
     cells: int
     reductions: int
     nodes: int
@@ -32,9 +33,29 @@ class PoolEntry:
         return 1.0 - self.val_top1
 
 
+def entry_from_row(row: dict, cost_key: str, sampled: int = 0) -> PoolEntry:
+    """The pool entry of a trial's row (its `cost_key` column is the cost)."""
+    return PoolEntry(trial_id=row["trial_id"], parent_id=row.get("parent_id") or None,
+                     stage=row["stage"], cost=float(row[cost_key]),
+                     val_top1=float(row["val_top1"]), cells=int(row["cells"]),
+                     reductions=int(row["reductions"]), nodes=int(row["nodes"]),
+                     sampled=sampled)
+
+
 class Pool:
+    """Entries in insertion order, with the hull and ε-bands kept up to date as entries
+    arrive, so adding a model costs O(hull + band), not O(pool).
+
+    Why that is exact: adding a point only lowers the hull, so the new hull's vertices
+    are among the old vertices and the new point, and a point outside the old band stays
+    outside the new one. (A point cheaper than all others can raise the hull left of the
+    old cheapest point, where no other point lies.)"""
+
     def __init__(self) -> None:
         self._entries: dict[str, PoolEntry] = {}
+        self._index: dict[str, int] = {}           # insertion order: breaks cost ties
+        self._hull: list[str] = []
+        self._bands: dict[float, list[str]] = {}   # eps -> band, for the eps asked for
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -51,26 +72,46 @@ class Pool:
     def add(self, entry: PoolEntry) -> None:
         if entry.trial_id in self._entries:
             raise ValueError(f"trial {entry.trial_id} is already in the pool")
+        self._index[entry.trial_id] = len(self._entries)
         self._entries[entry.trial_id] = entry
+        self._hull = self._lower_hull(self._hull + [entry.trial_id])
+        for eps, band in self._bands.items():
+            self._bands[eps] = self._eps_band(band + [entry.trial_id], eps)
 
     def frontier(self) -> list[str]:
-        """Trial ids on the lower convex hull of (MACs, error), cheapest first."""
-        entries = self.entries()
-        idx = hull.lower_hull([e.macs for e in entries], [e.error for e in entries])
-        return [entries[i].trial_id for i in idx]
+        """Trial ids on the lower convex hull of (cost, error), cheapest first."""
+        return list(self._hull)
 
     def band(self, eps: float) -> list[str]:
-        """Trial ids within (1 + eps) of the hull: the parent candidates and the gallery."""
-        entries = self.entries()
-        idx = hull.eps_band([e.macs for e in entries], [e.error for e in entries], eps)
-        return [entries[i].trial_id for i in idx]
+        """Trial ids within (1 + eps) of the hull, cheapest first: the parent candidates
+        and the gallery."""
+        if eps not in self._bands:
+            self._bands[eps] = self._eps_band(list(self._entries), eps)
+        return list(self._bands[eps])
 
-    def sample_parent(self, rng: np.random.Generator, eps: float) -> str:
-        """A parent from the band, favouring less-sampled and cheaper models; counted."""
-        band = self.band(eps)
-        entries = [self._entries[t] for t in band]
+    def _points(self, ids: list[str]) -> tuple[list[float], list[float]]:
+        entries = [self._entries[t] for t in ids]
+        return [e.cost for e in entries], [e.error for e in entries]
+
+    def _lower_hull(self, ids: list[str]) -> list[str]:
+        return [ids[i] for i in hull.lower_hull(*self._points(ids))]
+
+    def _eps_band(self, ids: list[str], eps: float) -> list[str]:
+        """The members of `ids` within (1 + eps) of the pool's hull, cheapest first."""
+        costs, errors = self._points(ids)
+        hull_costs, hull_errors = self._points(self._hull)
+        vertices = list(range(len(self._hull)))
+        band = [t for t, c, e in zip(ids, costs, errors)
+                if e <= (1 + eps) * hull.hull_error_at(hull_costs, hull_errors, vertices, c)
+                + hull.BAND_ABS_TOL]
+        return sorted(band, key=lambda t: (self._entries[t].cost, self._index[t]))
+
+    def sample_parent(self, rng: np.random.Generator, candidates: list[str]) -> str:
+        """One of `candidates` (pool ids), favouring less-sampled and cheaper ones; its
+        sampling count goes up."""
+        entries = [self._entries[t] for t in candidates]
         pick = hull.sample_parent(rng, list(range(len(entries))),
-                                  [e.sampled for e in entries], [e.macs for e in entries])
+                                  [e.sampled for e in entries], [e.cost for e in entries])
         chosen = entries[pick]
         chosen.sampled += 1
         return chosen.trial_id
@@ -79,6 +120,6 @@ class Pool:
         return {"entries": [asdict(e) for e in self._entries.values()]}
 
     def load_state_dict(self, state: dict) -> None:
-        self._entries = {}
+        self._entries, self._index, self._hull, self._bands = {}, {}, [], {}
         for data in state["entries"]:
             self.add(PoolEntry(**data))

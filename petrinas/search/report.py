@@ -1,96 +1,254 @@
-"""What a run shows while it goes: the pool and frontier tables, plots, and the gallery.
+"""What a run shows while it goes: its tables, model folders, figures and hypervolume.
 
-Everything is derived from the trial rows (plain dicts, one per trial; see
-`RunStore._row_keys`) and written atomically, so a reader polling the run directory never
-sees a torn file and a refresh can be repeated at any time:
+One `Reporter` serves the search and the eval stage; a `Layout` says what differs. It
+is fed the trial rows (plain dicts, `rows.py`): all of them at `start` (a new or resumed
+run), then each new one as it arrives (`add`), and `finish` at the end. Work per result
+stays flat as the run grows: rows are appended to the TSVs, the hull and band are kept
+up to date incrementally (`Pool`), a model folder is copied only when it joins or its
+files change, and figures are drawn on a background thread at most every
+`plot_interval_s` (and once more, in full, at the end).
 
-* `pool.tsv`: every trial, ok or failed; `frontier.tsv` / `frontier_eps.tsv`: the rows on
-  the lower convex hull of (MACs, 1 - val_top1) and in its (1 + eps) band;
-* `frontier.{png,pdf}`, `pool.{png,pdf}`, `seeds.{png,pdf}`: figures sized for one
-  column of a paper (the PDFs are vector);
-* `gallery/<trial_id>/`: desc, weights and metrics of every band member, the models the
-  eval stage trains from scratch.
+Files (under the stage's directory), each written atomically or appended line by line:
 
-Figures are drawn with matplotlib's object API on an Agg canvas, never through pyplot, so
-no global figure state is created or shared with anything else in the process.
+* `pool.tsv`: every trial (sorted by id at the end); `frontier.tsv` / `frontier_eps.tsv`:
+  the rows on the lower convex hull of (cost, validation error) and in its ε-band;
+* `hypervolume.tsv` (search): per result, the trials and compute so far and the
+  hypervolume of the pool's validation front and of the gallery's test front;
+* model folders: the search's gallery (`gallery/<trial>/`, the band members) or the
+  eval stage's models (`<gallery model>/`); `frontier.md` / `.tex` tables (eval);
+* figures, drawn by the stage's `figures` function (see figures.py).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
 import re
 import shutil
+import threading
 import time
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-from petrinas.fileio import write_bytes_atomic, write_text_atomic
+from petrinas.fileio import write_text_atomic
 from petrinas.search import hull
-
-POOL_COLUMNS: tuple[str, ...] = (
-    "trial_id", "parent_id", "stage", "cells", "reductions", "nodes", "macs", "params",
-    "val_top1", "test_top1", "train_top1", "epochs", "wall_s", "status", "error")
+from petrinas.search.hypervolume import hypervolume
+from petrinas.search.pool import Pool, entry_from_row
+from petrinas.search.rows import COLUMNS, FAILED, pooled
 
 log = logging.getLogger("petrinas.report")
 
-GALLERY = "gallery"
-GALLERY_FILES = ("desc.yaml", "weights.pt")  # copied from the trial folder
+MODEL_FILES = ("desc.yaml", "weights.pt")  # copied from the trial folder
 METRICS = "metrics.json"
+HV_COLUMNS = ("trials", "compute_s", "hv_val", "hv_test")
 
-# Plot styling: one paper column is ~3.5 in wide; fonts stay legible at 100 % print size.
-FIGSIZE = (3.5, 2.6)
-FONT = 8
-DPI = 200
-LOG_SPAN = 20.0  # use a log MACs axis when max/min exceeds this
-STAGE_STYLE = {
-    "seed": dict(marker="s", color="#1f77b4", label="seed"),
-    "search": dict(marker="o", color="#ff7f0e", label="search"),
-    "eval": dict(marker="^", color="#2ca02c", label="eval"),
-}
-OTHER_STYLE = dict(marker="D", color="#7f7f7f", label="other")
-HULL_COLOR = "#d62728"
-METRIC_LABELS = {
-    "val_top1": "Validation top-1 error (%)",
-    "test_top1": "Test top-1 error (%)",
-    "train_top1": "Training top-1 error (%)",
-}
+
+@dataclass(frozen=True)
+class Layout:
+    """What a stage's reports hold.
+
+    folders: "gallery" (search: `gallery/<trial>/` holds exactly the band members) or
+             "models" (eval: `<parent_id>/` for every trained model, never removed).
+    figures: draws the stage's figures from a `Snapshot` into the stage's directory.
+    tables:  writes frontier.md / frontier.tex from the frontier rows (or None).
+    hv_ref:  (ref_cost, ref_error) of hypervolume.tsv, or None for no hypervolume.
+    """
+    eps: float
+    cost_key: str = "macs"
+    folders: str = "gallery"
+    figures: Callable[[Path, "Snapshot"], None] | None = None
+    tables: Callable[[Path, list[dict]], None] | None = None
+    hv_ref: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What figures are drawn from: the rows, hull and band at one moment."""
+    rows: list[dict]
+    hull_ids: list[str]
+    band_ids: list[str]
+    hv_rows: list[dict]
+
+
+class Reporter:
+    def __init__(self, run_dir: Path, layout: Layout, plot_interval_s: float):
+        self.dir = Path(run_dir)
+        self.layout = layout
+        self.plot_interval_s = plot_interval_s
+        self._rows: dict[str, dict] = {}
+        self._pool = Pool()
+        self._hull: list[str] = []
+        self._band: list[str] = []
+        self._hv = _HypervolumeLog(layout.hv_ref) if layout.hv_ref else None
+        self._last_plot: float | None = None
+        self._drawing: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ feeding
+    def start(self, rows: Iterable[dict]) -> dict:
+        """Every row so far, in the order they were recorded: rewrite everything."""
+        self._rows, self._pool = {}, Pool()
+        if self._hv is not None:
+            self._hv.reset()
+        for row in rows:
+            self._ingest(row)
+        write_tsv(self.dir / "pool.tsv", self._sorted_rows())
+        if self._hv is not None:
+            write_tsv(self.dir / "hypervolume.tsv", self._hv.rows, HV_COLUMNS)
+        self._frontier_changed()
+        self._maybe_draw()
+        return self.summary()
+
+    def add(self, row: dict) -> dict:
+        """One new result: append it, update the frontier files if it changed them."""
+        before = (self._hull, self._band)
+        self._ingest(row)
+        append_tsv(self.dir / "pool.tsv", [row])
+        if self._hv is not None:
+            append_tsv(self.dir / "hypervolume.tsv", self._hv.rows[-1:], HV_COLUMNS)
+        if (self._hull, self._band) != before or self.layout.folders == "models":
+            self._frontier_changed()
+        self._maybe_draw()
+        return self.summary()
+
+    def finish(self) -> dict:
+        """The final state: pool.tsv sorted by trial id, every figure drawn now."""
+        write_tsv(self.dir / "pool.tsv", self._sorted_rows())
+        self._frontier_changed()
+        if self._drawing is not None:
+            self._drawing.join()
+        if self._pool.entries():
+            self._draw(self._snapshot())
+        return self.summary()
+
+    def summary(self) -> dict:
+        rows = self._rows.values()
+        best = min((e.error for e in self._pool.entries()), default=None)
+        return {"pool": len(self._pool), "failed": sum(r.get("status") == FAILED
+                                                       for r in rows),
+                "duplicates": sum(r.get("status") == "duplicate" for r in rows),
+                "frontier": len(self._hull), "band": len(self._band), "best_error": best,
+                "hypervolume": self._hv.rows[-1]["hv_val"] if self._hv and self._hv.rows
+                else None}
+
+    # ----------------------------------------------------------------- internals
+    def _ingest(self, row: dict) -> None:
+        self._rows[row["trial_id"]] = row
+        if pooled(row) and row["trial_id"] not in self._pool:
+            self._pool.add(entry_from_row(row, self.layout.cost_key))
+            self._hull, self._band = self._pool.frontier(), self._pool.band(self.layout.eps)
+        if self._hv is not None:
+            self._hv.record(row, [self._rows[t] for t in self._band], self.layout.cost_key)
+
+    def _sorted_rows(self) -> list[dict]:
+        return sorted(self._rows.values(), key=lambda r: natural_key(str(r["trial_id"])))
+
+    def _frontier_changed(self) -> None:
+        hull_rows = [self._rows[t] for t in self._hull]
+        write_tsv(self.dir / "frontier.tsv", hull_rows)
+        write_tsv(self.dir / "frontier_eps.tsv", [self._rows[t] for t in self._band])
+        if self.layout.folders == "gallery":
+            sync_folders(self.dir / "gallery", {t: self._source(t) for t in self._band},
+                         prune=True)
+        else:
+            sync_folders(self.dir, {r["parent_id"]: self._source(r["trial_id"])
+                                    for r in self._rows.values() if pooled(r)}, prune=False)
+        if self.layout.tables is not None:
+            self.layout.tables(self.dir, hull_rows)
+
+    def _source(self, trial_id: str) -> Path:
+        return self.dir / "trials" / trial_id
+
+    def _snapshot(self) -> Snapshot:
+        return Snapshot(rows=[r for r in self._rows.values() if pooled(r)],
+                        hull_ids=list(self._hull), band_ids=list(self._band),
+                        hv_rows=list(self._hv.rows) if self._hv else [])
+
+    def _maybe_draw(self) -> None:
+        """Draw on a background thread when due and no drawing is under way: a slow
+        figure must not hold up the loop that keeps the cluster busy."""
+        if not self._pool.entries() or self.layout.figures is None:
+            return
+        due = (self._last_plot is None
+               or time.monotonic() - self._last_plot >= self.plot_interval_s)
+        if not due or (self._drawing is not None and self._drawing.is_alive()):
+            return
+        self._last_plot = time.monotonic()
+        self._drawing = threading.Thread(target=self._draw, args=(self._snapshot(),),
+                                         name="petrinas-figures", daemon=True)
+        self._drawing.start()
+
+    def _draw(self, snapshot: Snapshot) -> None:
+        if self.layout.figures is None:
+            return
+        try:
+            self.layout.figures(self.dir, snapshot)
+        except OSError as exc:  # a full disk: the writes that matter will stop the run
+            log.warning("figures not written: %s", exc)
+        except Exception as exc:  # matplotlib raises many types; all mean "no figure"
+            log.warning("plotting failed (the run goes on): %s: %s", type(exc).__name__, exc)
+        self._last_plot = time.monotonic()
+
+
+class _HypervolumeLog:
+    """One hypervolume.tsv row per result, from the pool's Pareto front (validation
+    error) and the gallery's test errors, on the layout's cost axis."""
+
+    def __init__(self, ref: tuple[float, float]):
+        self.ref = ref
+        self.reset()
+
+    def reset(self) -> None:
+        self.rows: list[dict] = []
+        self._front: list[tuple[float, float]] = []   # (cost, val error), Pareto
+        self._trials = 0
+        self._compute = 0.0
+
+    def record(self, row: dict, gallery: Sequence[dict], cost_key: str) -> None:
+        """Account for `row`, the newest result; `gallery` is the band's rows now."""
+        self._trials += 1
+        self._compute += float(row.get("compute_s") or 0.0)
+        if pooled(row):
+            self._front = _pareto(self._front + [(float(row[cost_key]),
+                                                  1.0 - float(row["val_top1"]))])
+        tests = [(float(r[cost_key]), 1.0 - float(r["test_top1"])) for r in gallery
+                 if r.get("test_top1") is not None]
+        self.rows.append({"trials": self._trials, "compute_s": round(self._compute, 3),
+                          "hv_val": self._volume(self._front),
+                          "hv_test": self._volume(tests)})
+
+    def _volume(self, points: list[tuple[float, float]]) -> float:
+        if not points:
+            return 0.0
+        costs, errors = zip(*points)
+        return round(hypervolume(costs, errors, *self.ref), 6)
+
+
+def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The non-dominated (cost, error) points, cheapest first."""
+    front: list[tuple[float, float]] = []
+    for cost, error in sorted(points):
+        if not front or error < front[-1][1]:
+            front.append((cost, error))
+    return front
 
 
 # ------------------------------------------------------------------------ tables
 
-def _ok(rows: Iterable[dict], metric: str) -> list[dict]:
-    """Rows that finished and have `metric` and MACs: the points of the pool."""
-    return [r for r in rows if r.get("status") == "ok"
-            and r.get(metric) is not None and r.get("macs") is not None]
-
-
-def frontier_ids(rows: Sequence[dict], eps: float, *, metric: str = "val_top1"
-                 ) -> tuple[list[str], list[str]]:
-    """(hull ids, eps-band ids) among ok rows, each sorted by MACs.
-
-    Points are (macs, 1 - metric); rows are used in the given order, which only decides
-    which of several identical points is the hull vertex (the smallest index, as in the
-    strategy's pool).
-    """
-    pts = _ok(rows, metric)
+def frontier_ids(rows: Sequence[dict], eps: float, *, metric: str = "val_top1",
+                 cost_key: str = "macs") -> tuple[list[str], list[str]]:
+    """(hull ids, ε-band ids) of the rows that have `metric`, each sorted by cost: for
+    callers with a finished run's rows (compare, eval); the loop uses `Pool`."""
+    pts = [r for r in rows if r.get("status") == "ok" and r.get(metric) is not None
+           and r.get(cost_key) is not None]
     if not pts:
         return [], []
-    costs = [int(r["macs"]) for r in pts]
+    costs = [float(r[cost_key]) for r in pts]
     # Clamp: a metric a rounding hair above 1 must not make hull.py reject the pool.
     errors = [min(1.0, max(0.0, 1.0 - float(r[metric]))) for r in pts]
-    hull_idx = hull.lower_hull(costs, errors)
-    band_idx = hull.eps_band(costs, errors, eps)
-    return ([pts[i]["trial_id"] for i in hull_idx], [pts[i]["trial_id"] for i in band_idx])
+    return ([pts[i]["trial_id"] for i in hull.lower_hull(costs, errors)],
+            [pts[i]["trial_id"] for i in hull.eps_band(costs, errors, eps)])
 
 
 def _cell(value: Any) -> str:
@@ -104,191 +262,37 @@ def _cell(value: Any) -> str:
     return re.sub(r"[\t\r\n]", " ", str(value))
 
 
-def write_tsv(path: str | Path, rows: Iterable[dict],
-              columns: Sequence[str] = POOL_COLUMNS) -> None:
+def _lines(rows: Iterable[dict], columns: Sequence[str]) -> list[str]:
+    return ["\t".join(_cell(row.get(c)) for c in columns) for row in rows]
+
+
+def write_tsv(path: str | Path, rows: Iterable[dict], columns: Sequence[str] = COLUMNS
+              ) -> None:
     """Rows as a tab-separated table with a header; missing or None values are empty."""
-    lines = ["\t".join(columns)]
-    lines += ["\t".join(_cell(row.get(c)) for c in columns) for row in rows]
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(["\t".join(columns), *_lines(rows, columns)]) + "\n")
 
 
-def _trial_order(trial_id: str) -> tuple:
+def append_tsv(path: str | Path, rows: Sequence[dict], columns: Sequence[str] = COLUMNS
+               ) -> None:
+    """Append whole lines with one write (a reader sees a line whole or not at all); the
+    header first if the file is new."""
+    path = Path(path)
+    text = "\n".join(_lines(rows, columns)) + "\n"
+    if not path.exists():
+        text = "\t".join(columns) + "\n" + text
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def natural_key(trial_id: str) -> tuple:
     """Natural order of ids, so t10000 sorts after t9999."""
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", trial_id))
 
 
-# ------------------------------------------------------------------------- plots
-
-def _new_figure(figsize: tuple[float, float] = FIGSIZE, ncols: int = 1
-                ) -> tuple[Figure, list[Axes]]:
-    fig = Figure(figsize=figsize)
-    FigureCanvasAgg(fig)  # attaches itself to the figure; no pyplot involved
-    axes = [fig.add_subplot(1, ncols, k + 1) for k in range(ncols)]
-    for ax in axes:
-        ax.tick_params(labelsize=FONT, which="both")
-        ax.grid(True, which="major", linewidth=0.4, alpha=0.5)
-    return fig, axes
-
-
-def _save(fig: Figure, path_stem: Path) -> None:
-    """`<stem>.png` (raster, DPI) and `<stem>.pdf` (vector), each written atomically."""
-    path_stem = Path(path_stem)
-    for fmt in ("png", "pdf"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=DPI, bbox_inches="tight", pad_inches=0.02)
-        write_bytes_atomic(path_stem.with_name(f"{path_stem.name}.{fmt}"), buf.getvalue())
-
-
-def _mega(value: Any) -> float:
-    return float(value) / 1e6
-
-
-def _set_cost_axis(ax: Axes, values_m: Sequence[float], label: str) -> bool:
-    """Label the MACs/params axis; log scale when it spans more than LOG_SPAN. Returns
-    whether it is logarithmic."""
-    ax.set_xlabel(label, fontsize=FONT)
-    positive = [v for v in values_m if v > 0]
-    use_log = (len(positive) == len(values_m) and len(positive) > 1
-               and max(positive) / min(positive) > LOG_SPAN)
-    if use_log:
-        ax.set_xscale("log")
-        # Plain numbers ("10", "100") read better than 10^1 at this size.
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-        # Labelled 2s and 5s help over a few decades but crowd a wider axis.
-        few_decades = max(positive) / min(positive) <= 10 ** 2.6
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}") if few_decades
-                                     else NullFormatter())
-    return use_log
-
-
-def _by_stage(rows: Sequence[dict]) -> list[tuple[dict, list[dict]]]:
-    """Rows grouped by stage (known stages first), each with its plot style."""
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(str(r.get("stage", "")), []).append(r)
-    order = [s for s in STAGE_STYLE if s in groups] + sorted(set(groups) - set(STAGE_STYLE))
-    return [(STAGE_STYLE.get(s, OTHER_STYLE), groups[s]) for s in order]
-
-
-def _scatter_stages(ax: Axes, rows: Sequence[dict], x_key: str, y_of) -> None:
-    for style, group in _by_stage(rows):
-        ax.scatter([_mega(r[x_key]) for r in group], [y_of(r) for r in group],
-                   s=12, marker=style["marker"], facecolors="none",
-                   edgecolors=style["color"], linewidths=0.7, label=style["label"],
-                   zorder=4)  # above the hull, so a vertex's own stage stays visible
-
-
-def _hull_curve(costs_m: list[float], hull_idx: list[int],
-                x_max: float, log: bool, n: int = 200) -> tuple[np.ndarray, list[int]]:
-    """A dense x grid from the first hull vertex to x_max that contains every vertex
-    cost (returned as marker positions). Dense, because the hull is linear in MACs and
-    so curved on a log axis."""
-    vx = [costs_m[i] for i in hull_idx]
-    lo, hi = vx[0], max(x_max, vx[-1])
-    if hi > lo:
-        grid = np.geomspace(lo, hi, n) if log and lo > 0 else np.linspace(lo, hi, n)
-    else:
-        grid = np.array([lo])
-    xs = np.unique(np.concatenate([grid, vx]))
-    marks = [int(np.searchsorted(xs, v)) for v in vx]
-    return xs, marks
-
-
-def _draw_hull(ax: Axes, rows: Sequence[dict], metric_of, eps: float | None, log: bool,
-               x_max: float, *, color: str, label: str, marker: str = "o",
-               linestyle: str = "-") -> None:
-    """The lower hull of (MACs, error) as a line with markers at its vertices and, when
-    eps is given, the (1 + eps) bound as a dashed line extended flat to x_max."""
-    if not rows:
-        return
-    costs = [int(r["macs"]) for r in rows]
-    errors = [min(1.0, max(0.0, 1.0 - metric_of(r))) for r in rows]
-    hull_idx = hull.lower_hull(costs, errors)
-    costs_m = [_mega(c) for c in costs]
-    xs, marks = _hull_curve(costs_m, hull_idx, x_max, log)
-    # hull_error_at interpolates in the given cost units; MACs in M is a linear rescale.
-    ys = np.array([hull.hull_error_at(costs_m, errors, hull_idx, x) for x in xs])
-    end = marks[-1] + 1  # the hull line itself stops at its last vertex
-    ax.plot(xs[:end], 100 * ys[:end], linestyle=linestyle, color=color, linewidth=1.0,
-            marker=marker, markersize=2.5, markevery=marks, label=label, zorder=3)
-    if eps is not None and eps > 0:
-        ax.plot(xs, 100 * (1 + eps) * ys, linestyle="--", color=color, linewidth=0.8,
-                alpha=0.8, label=f"(1+ε) bound, ε={eps:g}", zorder=3)
-
-
-def _metric_or_val(metric: str):
-    """A row's `metric`, falling back to val_top1 (reference rows from the search stage
-    have no test accuracy)."""
-    def get(row: dict) -> float:
-        v = row.get(metric)
-        return float(v if v is not None else row["val_top1"])
-    return get
-
-
-def plot_frontier(path_stem: Path, rows: Sequence[dict], eps: float, *,
-                  metric: str = "val_top1", title: str = "",
-                  reference_rows: Sequence[dict] | None = None,
-                  reference_label: str = "search frontier") -> None:
-    """Pool points, their lower hull and (1 + eps) bound on (MACs, top-1 error)."""
-    pts = _ok(rows, metric)
-    refs = [r for r in (reference_rows or []) if r.get("status", "ok") == "ok"
-            and r.get("macs") is not None
-            and (r.get(metric) is not None or r.get("val_top1") is not None)]
-    fig, (ax,) = _new_figure()
-    all_x = [_mega(r["macs"]) for r in pts + refs]
-    log = _set_cost_axis(ax, all_x, "MACs (M)")
-    x_max = max(all_x) if all_x else 0.0
-    metric_of = _metric_or_val(metric)
-    _scatter_stages(ax, pts, "macs", lambda r: 100 * (1 - float(r[metric])))
-    if refs:
-        _draw_hull(ax, refs, metric_of, None, log, x_max, color="#7f7f7f",
-                   label=reference_label, marker="x", linestyle="-")
-    _draw_hull(ax, pts, lambda r: float(r[metric]), eps, log, x_max, color=HULL_COLOR,
-               label="lower hull")
-    ax.set_ylabel(METRIC_LABELS.get(metric, f"{metric} error (%)"), fontsize=FONT)
-    if title:
-        ax.set_title(title, fontsize=FONT)
-    if pts or refs:
-        ax.legend(fontsize=FONT - 1, loc="best", framealpha=0.85, handlelength=1.8,
-                  borderpad=0.3, labelspacing=0.25)
-    _save(fig, path_stem)
-
-
-def plot_pool(path_stem: Path, rows: Sequence[dict]) -> None:
-    """Validation top-1 accuracy against MACs and against parameters, by stage."""
-    pts = [r for r in _ok(rows, "val_top1") if r.get("params") is not None]
-    fig, axes = _new_figure((6.0, 2.4), ncols=2)
-    acc = lambda r: 100 * float(r["val_top1"])  # noqa: E731
-    for ax, key, label in ((axes[0], "macs", "MACs (M)"), (axes[1], "params", "Params (M)")):
-        _set_cost_axis(ax, [_mega(r[key]) for r in pts], label)
-        _scatter_stages(ax, pts, key, acc)
-    axes[0].set_ylabel("Validation top-1 (%)", fontsize=FONT)
-    axes[1].sharey(axes[0])
-    if pts:
-        axes[0].legend(fontsize=FONT - 1, loc="lower right", framealpha=0.85)
-    fig.tight_layout()
-    _save(fig, path_stem)
-
-
-def plot_seeds(path_stem: Path, rows: Sequence[dict]) -> None:
-    """The seed models: validation top-1 against MACs, each labelled by its macro shape."""
-    seeds = [r for r in _ok(rows, "val_top1") if r.get("stage") == "seed"]
-    fig, (ax,) = _new_figure()
-    _set_cost_axis(ax, [_mega(r["macs"]) for r in seeds], "MACs (M)")
-    style = STAGE_STYLE["seed"]
-    xs = [_mega(r["macs"]) for r in seeds]
-    ys = [100 * float(r["val_top1"]) for r in seeds]
-    ax.scatter(xs, ys, s=14, marker=style["marker"], color=style["color"], zorder=2)
-    for r, x, y in zip(seeds, xs, ys):
-        ax.annotate(f"c{r.get('cells', '?')}r{r.get('reductions', '?')}n{r.get('nodes', '?')}",
-                    (x, y), xytext=(3, 3), textcoords="offset points", fontsize=FONT - 2)
-    ax.set_ylabel("Validation top-1 (%)", fontsize=FONT)
-    ax.margins(x=0.12, y=0.12)  # room for the annotations at the edges
-    _save(fig, path_stem)
-
-
-# ----------------------------------------------------------------------- gallery
+# ------------------------------------------------------------------- model folders
 
 def _same_file(a: Path, b: Path) -> bool:
     """Cheap identity: copy2 keeps mtime, so equal size and mtime mean an unchanged copy."""
@@ -299,119 +303,45 @@ def _same_file(a: Path, b: Path) -> bool:
     return sa.st_size == sb.st_size and sa.st_mtime_ns == sb.st_mtime_ns
 
 
-def _metrics_bytes(src: Path, row: dict | None) -> bytes | None:
-    try:
-        return (src / METRICS).read_bytes()
-    except OSError:
-        return None if row is None else json.dumps(row, indent=1).encode()
+def _complete(src: Path) -> bool:
+    return all((src / name).is_file() for name in (*MODEL_FILES, METRICS))
 
 
-def _up_to_date(src: Path, dest: Path, metrics: bytes) -> bool:
-    if not all(_same_file(src / name, dest / name) for name in GALLERY_FILES):
-        return False
-    try:
-        return (dest / METRICS).read_bytes() == metrics
-    except OSError:
-        return False
-
-
-def install_folder(gallery: Path, trial_id: str, src: Path, metrics: bytes) -> None:
-    """Build the folder beside its place, then swap it in, so a reader sees either the
-    old complete folder or the new one."""
-    tmp, old, dest = (gallery / f".{trial_id}.tmp", gallery / f".{trial_id}.old",
-                      gallery / trial_id)
+def install_folder(root: Path, name: str, src: Path) -> None:
+    """Copy the model files of trial folder `src` to `root/name`: built beside its place,
+    then swapped in, so a reader sees either the old complete folder or the new one."""
+    tmp, old, dest = root / f".{name}.tmp", root / f".{name}.old", root / name
     for stale in (tmp, old):
         shutil.rmtree(stale, ignore_errors=True)
-    tmp.mkdir()
-    for name in GALLERY_FILES:
-        shutil.copy2(src / name, tmp / name)
-    (tmp / METRICS).write_bytes(metrics)
+    tmp.mkdir(parents=True)
+    for file in (*MODEL_FILES, METRICS):
+        shutil.copy2(src / file, tmp / file)
     if dest.exists():
         os.replace(dest, old)  # a directory cannot be renamed over a non-empty one
     os.replace(tmp, dest)
     shutil.rmtree(old, ignore_errors=True)
 
 
-def sync_gallery(run_dir: Path, band_ids: list[str], rows_by_id: dict[str, dict]
-                 ) -> list[str]:
-    """Make `run_dir/gallery/` hold exactly the band members; returns their names.
+def sync_folders(root: Path, members: dict[str, Path], *, prune: bool) -> list[str]:
+    """Make `root/<name>` a copy of each member's trial folder; returns the names there.
 
-    A member whose trial folder lacks desc or weights cannot be copied: an existing
-    gallery copy is kept, otherwise it is left out. Folders already identical to their
-    trial are not touched, so refreshing an unchanged band costs a few stat calls.
-    """
-    gallery = Path(run_dir) / GALLERY
-    gallery.mkdir(parents=True, exist_ok=True)
-    keep: list[str] = []
-    for trial_id in band_ids:
-        src = Path(run_dir) / "trials" / trial_id
-        dest = gallery / trial_id
-        metrics = _metrics_bytes(src, rows_by_id.get(trial_id))
-        if metrics is None or not all((src / n).is_file() for n in GALLERY_FILES):
-            if dest.is_dir():
-                keep.append(trial_id)
-            continue
-        if not _up_to_date(src, dest, metrics):
-            install_folder(gallery, trial_id, src, metrics)
-        keep.append(trial_id)
-    wanted = set(keep)
-    for child in gallery.iterdir():
-        # Hidden entries are leftovers of an interrupted install; others left the band.
-        if child.name.startswith(".") or child.name not in wanted:
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    return keep
+    A folder identical to its trial's files is not touched, so an unchanged set costs a
+    few stat calls. A member whose trial folder is incomplete keeps an existing copy and
+    is otherwise left out. With `prune`, folders of non-members are removed (and always
+    the hidden leftovers of an interrupted install)."""
+    root.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for name, src in members.items():
+        dest = root / name
+        if _complete(src):
+            if not all(_same_file(src / f, dest / f) for f in (*MODEL_FILES, METRICS)):
+                install_folder(root, name, src)
+            kept.append(name)
+        elif dest.is_dir():
+            kept.append(name)
+    if prune:
+        for child in root.iterdir():
+            if child.name.startswith(".") or child.name not in kept:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    return kept
 
-
-# ---------------------------------------------------------------------- reporter
-
-class Reporter:
-    """Keeps the run directory's tables, gallery and plots in step with the pool."""
-
-    def __init__(self, run_dir: Path, eps: float, plot_interval_s: float):
-        self.run_dir = Path(run_dir)
-        self.eps = eps
-        self.plot_interval_s = plot_interval_s
-        self._last_plot: float | None = None  # monotonic time of the last drawing
-
-    def refresh(self, rows: list[dict], *, final: bool = False) -> dict:
-        """Rewrite the TSVs and gallery; redraw the plots if due (or `final`)."""
-        by_id = {r["trial_id"]: r for r in rows}
-        ordered = sorted(rows, key=lambda r: _trial_order(str(r["trial_id"])))
-        ok = _ok(rows, "val_top1")
-        hull_ids, band_ids = frontier_ids(rows, self.eps)
-        write_tsv(self.run_dir / "pool.tsv", ordered)
-        write_tsv(self.run_dir / "frontier.tsv", [by_id[t] for t in hull_ids])
-        write_tsv(self.run_dir / "frontier_eps.tsv", [by_id[t] for t in band_ids])
-        sync_gallery(self.run_dir, band_ids, by_id)
-        if ok and self._plot_due(final):
-            self._plot(rows)
-        errors = [1.0 - float(r["val_top1"]) for r in ok]
-        return {"pool": len(ok), "failed": sum(r.get("status") == "failed" for r in rows),
-                "frontier": len(hull_ids), "band": len(band_ids),
-                "best_error": min(errors) if errors else None}
-
-    def _plot_due(self, final: bool) -> bool:
-        return (final or self._last_plot is None
-                or time.monotonic() - self._last_plot >= self.plot_interval_s)
-
-    def _plot(self, rows: list[dict]) -> None:
-        n_ok = len(_ok(rows, "val_top1"))
-        with plot_errors_logged():
-            plot_frontier(self.run_dir / "frontier", rows, self.eps,
-                          title=f"Search pool: {n_ok} models")
-            plot_pool(self.run_dir / "pool", rows)
-            plot_seeds(self.run_dir / "seeds", rows)
-        # Stamp after drawing: slow plots must not eat into the next interval.
-        self._last_plot = time.monotonic()
-
-
-@contextmanager
-def plot_errors_logged() -> Iterator[None]:
-    """A figure that fails to draw is logged, not fatal: a long search must not end over
-    a plot. A full or read-only disk is not a plotting problem, so OSError passes."""
-    try:
-        yield
-    except OSError:
-        raise
-    except Exception as exc:  # matplotlib raises many types; all mean "no figure"
-        log.warning("plotting failed (the search goes on): %s: %s", type(exc).__name__, exc)

@@ -1,26 +1,31 @@
-"""The search loop: strategy <-> executor <-> store, with the stop rules of the design.
+"""The loop: strategy <-> executor <-> store, and the run directory's reports.
 
-Whenever a job ends, the loop asks the strategy for as many new jobs as there are free
-slots, so every slot of the cluster stays busy. Every decision is journaled before it is
-acted on (see store.py); killing the driver at any moment loses nothing, and running the
-same command again resumes.
+Whenever a job ends, the loop asks `stopping.Budget` whether to keep submitting, and if
+so the strategy for as many new jobs as there are free slots, so every slot of the
+cluster stays busy. Every decision is journaled before it is acted on (see store.py);
+killing the driver at any moment loses nothing, and running the same command again
+resumes.
 """
 
 from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 from petrinas.config import Config
 from petrinas.errors import InputError
+from petrinas.search import figures
 from petrinas.search.jobs import Completion, RayExecutor, RayOptions, ray_session
 from petrinas.search.progress import Progress
-from petrinas.search.report import Reporter
+from petrinas.search.report import Layout, Reporter
+from petrinas.search.rows import OK
+from petrinas.search.stopping import Action, Budget, Verdict
 from petrinas.search.store import RunStore, read_trial_desc
-from petrinas.search.strategy import SEARCH, JobSpec, PetridishStrategy, strategy_from_config
+from petrinas.search.strategy import FINISHED, RANDOM, SEARCH, SEED, JobSpec, Strategy, \
+    strategy_from_config
 
 log = logging.getLogger("petrinas.search")
 
@@ -32,6 +37,7 @@ class SearchSummary:
     run_dir: Path
     trials: int
     failed: int
+    duplicates: int
     pool: int
     frontier: int
     best_error: float | None
@@ -43,17 +49,21 @@ class SearchSummary:
 class JobRequest:
     """How to run one spec: the job kind, its payload, and a parent's weights if any."""
     kind: str
-    payload: object
+    payload: dict
     weights_key: str | None = None
     weights: bytes | None = None
 
 
 def search_request(store: RunStore, spec: JobSpec) -> JobRequest:
-    """A seed trains from its macro shape; a child gets its parent's desc and weights."""
-    if spec.stage != SEARCH:
-        return JobRequest(spec.stage, list(spec.macro))
+    """A seed trains from its macro shape, a random model from its cells; a child gets
+    its parent's desc and weights."""
+    if spec.stage == SEED:
+        return JobRequest(SEED, {"macro": list(spec.macro)})
+    if spec.stage == RANDOM:
+        return JobRequest(RANDOM, {"macro": list(spec.macro), "cells": spec.cells})
     weights = (store.trial_dir(spec.parent_id) / "weights.pt").read_bytes()
-    return JobRequest(SEARCH, read_trial_desc(store.dir, spec.parent_id),
+    return JobRequest(SEARCH, {"parent": read_trial_desc(store.dir, spec.parent_id),
+                               "selection": spec.selection},
                       weights_key=spec.parent_id, weights=weights)
 
 
@@ -63,42 +73,53 @@ def trial_seed(run_seed: int, trial_id: str) -> int:
 
 
 class TrialLoop:
-    """Keeps every slot busy with the strategy's suggestions until it is finished or a
-    budget runs out. Used by the search and by the eval stage."""
+    """Keeps every slot busy with the strategy's suggestions until the budget or the
+    strategy says stop. Used by the search and by the eval stage."""
 
-    def __init__(self, config: Config, store: RunStore, strategy: PetridishStrategy,
-                 executor: RayExecutor, reporter: Callable[[list[dict]], dict],
-                 progress: Progress, request: Callable[[JobSpec], JobRequest],
-                 max_seconds: float, max_trials: int):
+    def __init__(self, config: Config, store: RunStore, strategy: Strategy,
+                 executor: RayExecutor, reporter: Reporter, progress: Progress,
+                 request: Callable[[JobSpec], JobRequest], budget: Budget):
         self.config = config
-        self.request = request
-        self.max_seconds = max_seconds
-        self.max_trials = max_trials
         self.store = store
         self.strategy = strategy
         self.executor = executor
         self.reporter = reporter
         self.progress = progress
-        self.finish_reason = ""
-        self.summary: dict = {}     # the reporter's latest counts, for the status line
+        self.request = request
+        self.budget = budget
+        self.summary: dict = reporter.summary()   # the latest counts, for the status line
+        self._draining = ""
 
     def run(self, in_flight: list[str]) -> str:
+        """Run until done; returns why it stopped."""
         self._resume(in_flight)
         try:
-            while not self._should_stop():
-                self._fill()
+            while True:
+                verdict = self._verdict()
+                if verdict.action is Action.STOP:
+                    self._stop(verdict.reason)
+                    return verdict.reason
+                if verdict.action is Action.SUBMIT:
+                    self._fill()
                 if not self.executor.running:
-                    self.finish_reason = self.strategy.finish_reason() or "nothing to run"
-                    break
+                    return (verdict.reason or self.strategy.finish_reason()
+                            or "nothing to run")
                 for completion in self.executor.wait(WAIT_S):
                     self._handle(completion)
                 self._show()
         finally:
             self.progress.close()
-        self._cancel_running()
-        return self.finish_reason
 
     # --------------------------------------------------------------------- steps
+    def _verdict(self) -> Verdict:
+        verdict = self.budget.verdict(trials=len(self.store.specs), pooled=self.store.pooled,
+                                      elapsed=self.store.elapsed())
+        if verdict.action is Action.DRAIN and self._draining != verdict.reason:
+            self._draining = verdict.reason
+            log.info("%s reached: no new trials; the %d running finish into the pool",
+                     verdict.reason, len(self.executor.running))
+        return verdict
+
     def _resume(self, in_flight: list[str]) -> None:
         """Trials in flight at the last stop: adopt a completed folder, else resubmit."""
         for trial_id in in_flight:
@@ -106,26 +127,18 @@ class TrialLoop:
             if row is not None:
                 log.info("%s: adopted the result written before the last stop", trial_id)
                 self.strategy.on_trial_complete(trial_id, result=row)
+                self.summary = self.reporter.add(row)
             else:
                 log.info("%s: resubmitted (in flight at the last stop)", trial_id)
                 self._submit(trial_id, self.store.specs[trial_id])
-        if in_flight:
-            self._report()
-
-    def _should_stop(self) -> bool:
-        if self.store.elapsed() >= self.max_seconds:
-            self.finish_reason = "max_hours"
-            return True
-        if self.strategy.stop_reason:
-            self.finish_reason = self.strategy.stop_reason
-            return True
-        return False
 
     def _fill(self) -> None:
         for _ in range(self.executor.free_slots()):
+            if self._verdict().action is not Action.SUBMIT:
+                return
             trial_id = self.store.next_trial_id()
             spec = self.strategy.suggest(trial_id)
-            if not isinstance(spec, JobSpec):
+            if spec is None or spec is FINISHED:
                 return
             self.store.record_submit(trial_id, spec, self.strategy.rng_state())
             self._submit(trial_id, spec)
@@ -141,42 +154,46 @@ class TrialLoop:
         if done.error is None:
             row = self.store.record_result(done.trial_id, done.output)
             self.strategy.on_trial_complete(done.trial_id, result=row)
-            log.info("%s: done, val top-1 %.4f, %.2fM MACs, %.0fs", done.trial_id,
-                     row["val_top1"], row["macs"] / 1e6, row["wall_s"])
+            if row["status"] == OK:
+                log.info("%s: done, val top-1 %.4f, %.2fM MACs, %.0fs", done.trial_id,
+                         row["val_top1"], row["macs"] / 1e6, row["compute_s"])
+            else:
+                log.info("%s: the architecture of %s; skipped its training",
+                         done.trial_id, row["duplicate_of"])
         else:
-            self.store.record_failure(done.trial_id, done.error, done.detail)
+            row = self.store.record_failure(done.trial_id, done.error, done.detail)
             self.strategy.on_trial_complete(done.trial_id, error=done.error)
             log.warning("%s: failed: %s", done.trial_id, done.error)
         self.store.maybe_compact(self.strategy)
-        self._report()
+        self.summary = self.reporter.add(row)
 
-    def _cancel_running(self) -> None:
-        for trial_id in self.executor.cancel_all():
-            self.store.record_cancelled(trial_id)
-            self.strategy.on_trial_cancelled(trial_id)
-            log.info("%s: cancelled (%s)", trial_id, self.finish_reason)
+    def _stop(self, reason: str) -> None:
+        """A hard stop: the running trials are cancelled on Ray but stay in flight in the
+        journal, so a resumed run trains them under their ids (as after a kill)."""
+        cancelled = self.executor.cancel_all()
+        if cancelled:
+            log.info("%s reached: cancelled %s; they are trained again if the run is "
+                     "resumed with a larger budget", reason, ", ".join(cancelled))
 
     # ------------------------------------------------------------------- output
-    def _report(self) -> None:
-        self.summary = self.reporter(list(self.store.rows.values()))
-
     def _show(self) -> None:
         summary = self.summary
-        done = sum(1 for r in self.store.rows.values() if r["status"] == "ok")
         self.progress.update(
-            done=done, running=len(self.executor.running), failed=self.strategy.failed,
+            done=sum(1 for r in self.store.rows.values() if r["status"] == OK),
+            running=len(self.executor.running), failed=summary.get("failed", 0),
             pool=summary.get("pool", 0), frontier=summary.get("frontier", 0),
             best_error=summary.get("best_error"), elapsed=self.store.elapsed(),
-            max_trials=self.max_trials, max_seconds=self.max_seconds)
+            max_trials=self.budget.max_trials, max_seconds=self.budget.max_seconds)
 
 
 def _describe(spec: JobSpec) -> str:
     if spec.stage == SEARCH:
-        return f"child of {spec.parent_id}"
+        return f"child of {spec.parent_id}" + (f" ({spec.selection} selection)"
+                                               if spec.selection != "alpha" else "")
     if spec.macro is None:
         return f"{spec.stage} of {spec.parent_id}"
     cells, reductions, nodes = spec.macro
-    return f"seed cells={cells} reductions={reductions} nodes={nodes}"
+    return f"{spec.stage} cells={cells} reductions={reductions} nodes={nodes}"
 
 
 def run_search(config: Config, run_dir: str | Path, *, address: str | None = None,
@@ -184,22 +201,25 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
                verbose: bool = False) -> SearchSummary:
     """Run (or resume) the search of `config` in `run_dir`; returns when it is finished."""
     check_data(config)
+    config = with_reference_point(config)
     store = RunStore.open(run_dir, config, overwrite=overwrite)
     with logging_to(store.dir / "logs" / "search.log"):
         try:
             strategy = strategy_from_config(config)
-            reporter = Reporter(store.dir, config.search.convex_hull_eps,
-                                config.search.plot_interval_s)
-            reason = run_stage(config, store, strategy, reporter.refresh,
+            search = config.search
+            reporter = Reporter(store.dir, Layout(
+                eps=search.convex_hull_eps, cost_key="macs", folders="gallery",
+                figures=figures.search_figures(search.convex_hull_eps, "macs"),
+                hv_ref=(search.hv_ref_cost, search.hv_ref_error)), search.plot_interval_s)
+            reason = run_stage(config, store, strategy, reporter,
                                lambda spec: search_request(store, spec),
-                               max_seconds=config.search.max_hours * 3600,
-                               max_trials=config.search.max_trials,
+                               budget=Budget.from_config(config), dedup=True,
                                ray_options=RayOptions(address, verbose), progress=progress)
-            summary = reporter.refresh(list(store.rows.values()), final=True)
+            summary = reporter.finish()
             log.info("search finished (%s) after %.0fs", reason, store.elapsed())
             return SearchSummary(run_dir=store.dir, trials=len(store.specs),
-                                 failed=summary["failed"], pool=summary["pool"],
-                                 frontier=summary["frontier"],
+                                 failed=summary["failed"], duplicates=summary["duplicates"],
+                                 pool=summary["pool"], frontier=summary["frontier"],
                                  best_error=summary["best_error"],
                                  finish_reason=reason, elapsed_s=store.elapsed())
         except InputError:
@@ -209,6 +229,23 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
             store.close()
 
 
+def with_reference_point(config: Config) -> Config:
+    """The config with its hypervolume reference point filled in where it is 0 (derive):
+    error at chance level (1 - 1/classes, the worst a model that learned anything beats)
+    and ten times the cost of the costliest seed shape (one decade of room to grow).
+    Derived from the config alone, so every run of a config shares it."""
+    search = config.search
+    if search.hv_ref_cost and search.hv_ref_error:
+        return config
+    from petrinas.data import dataset_info
+    from petrinas.model_desc.builder import costliest_seed
+
+    ref_error = search.hv_ref_error or 1.0 - 1.0 / dataset_info(config.dataset).num_classes
+    ref_cost = search.hv_ref_cost or 10.0 * costliest_seed(config)
+    return replace(config, search=replace(search, hv_ref_cost=float(ref_cost),
+                                          hv_ref_error=float(ref_error)))
+
+
 def check_data(config: Config) -> None:
     """Load the dataset once in the driver: a missing or malformed dataset is a one-line
     input error before anything is written, not a failure in every job."""
@@ -216,22 +253,27 @@ def check_data(config: Config) -> None:
     load_splits(config.dataset, config.seed)
 
 
-def run_stage(config: Config, store: RunStore, strategy, reporter: Callable[[list[dict]], dict],
-              request: Callable[[JobSpec], JobRequest], *, max_seconds: float,
-              max_trials: int, ray_options: RayOptions, progress: Progress | None) -> str:
+def run_stage(config: Config, store: RunStore, strategy: Strategy, reporter: Reporter,
+              request: Callable[[JobSpec], JobRequest], *, budget: Budget, dedup: bool,
+              ray_options: RayOptions, progress: Progress | None) -> str:
     """Replay the journal into `strategy`, then run trials on Ray until it is finished.
 
     Ray is started (or joined) only when there is work left; its own log lines go to
     `logs/ray.log` in the run directory. Returns the finish reason."""
     in_flight = store.replay(strategy)
-    if strategy.is_finished() and not in_flight:
-        return strategy.finish_reason()
+    reporter.start(store.rows.values())
+    verdict = budget.verdict(trials=len(store.specs), pooled=store.pooled,
+                             elapsed=store.elapsed())
+    if verdict.action is Action.STOP or (not in_flight and (
+            verdict.action is Action.DRAIN or strategy.is_finished())):
+        return verdict.reason or strategy.finish_reason()
+    owners = ({row["arch_hash"]: tid for tid, row in store.rows.items()
+               if row["status"] == OK and row.get("arch_hash")} if dedup else None)
     with ray_session(ray_options, store.dir / "logs" / "ray.log"):
-        executor = RayExecutor(config)
+        executor = RayExecutor(config, owners)
         executor.slots()  # refuse a cluster that cannot run a single job, up front
         loop = TrialLoop(config, store, strategy, executor, reporter,
-                         progress or Progress(enabled=False), request=request,
-                         max_seconds=max_seconds, max_trials=max_trials)
+                         progress or Progress(enabled=False), request=request, budget=budget)
         log.info("%s: %d trials journaled, %d in flight", store.dir, len(store.specs),
                  len(in_flight))
         reason = loop.run(in_flight)

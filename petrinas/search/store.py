@@ -30,7 +30,8 @@ from petrinas.config import Config, config_to_yaml
 from petrinas.errors import ConfigError, InputError
 from petrinas.fileio import write_bytes_atomic, write_text_atomic
 from petrinas.model_desc.desc import ModelDesc
-from petrinas.search.strategy import JobSpec, PetridishStrategy
+from petrinas.search.rows import COLUMNS, DUPLICATE, FAILED, OK, make_row, pooled
+from petrinas.search.strategy import JobSpec, Strategy
 
 JOURNAL = "journal.jsonl"
 SNAPSHOT = "snapshot.json"
@@ -52,8 +53,9 @@ class RunStore:
         self.records: list[dict] = []         # journal records since the snapshot
         self.snapshot: dict | None = None
         self._seq = 0                           # sequence number of the next record
-        self.rows: dict[str, dict] = {}         # trial id -> pool.tsv row (ok or failed)
+        self.rows: dict[str, dict] = {}         # trial id -> pool.tsv row (see rows.py)
         self.specs: dict[str, JobSpec] = {}     # trial id -> what it trains
+        self.pooled = 0                         # rows whose model is in the pool
         self._elapsed_before = 0.0
         self._opened_at = time.monotonic()
         self._journal = None
@@ -143,28 +145,34 @@ class RunStore:
             self._lock_fd = None
 
     # ------------------------------------------------------------------- replay
-    def replay(self, strategy: PetridishStrategy) -> list[str]:
+    def replay(self, strategy: Strategy) -> list[str]:
         """Restore `strategy` from the snapshot and the journal after it; returns the ids
         still in flight, in order."""
         if self.snapshot is not None:
             strategy.load_state_dict(self.snapshot["strategy"])
-            self.rows = dict(self.snapshot["rows"])
+            for row in self.snapshot["rows"].values():
+                self._set_row(row)
             self.specs = {t: JobSpec.from_dict(s) for t, s in self.snapshot["specs"].items()}
         for record in self.records:
             self._apply(record, strategy)
         return list(strategy.in_flight)
 
-    def _apply(self, record: dict, strategy: PetridishStrategy) -> None:
+    def _set_row(self, row: dict) -> None:
+        old = self.rows.get(row["trial_id"])
+        self.pooled += pooled(row) - (pooled(old) if old else 0)
+        self.rows[row["trial_id"]] = row
+
+    def _apply(self, record: dict, strategy: Strategy) -> None:
         event, trial_id = record["event"], record.get("trial_id")
         if event == "submit":
             spec = JobSpec.from_dict(record["spec"])
             self.specs[trial_id] = spec
             strategy.restore_submission(trial_id, spec, record["rng"])
         elif event == "result":
-            self.rows[trial_id] = record["row"]
+            self._set_row(record["row"])
             strategy.on_trial_complete(trial_id, result=record["row"])
         elif event == "failed":
-            self.rows[trial_id] = record["row"]
+            self._set_row(record["row"])
             strategy.on_trial_complete(trial_id, error=record["row"]["error"])
         elif event == "cancelled":
             strategy.on_trial_cancelled(trial_id)
@@ -196,38 +204,45 @@ class RunStore:
         self.specs[trial_id] = spec
 
     def record_result(self, trial_id: str, output: Any) -> dict:
-        """Write the trial folder, then journal its row; returns the row."""
-        row = self._row(trial_id, output.row, status="ok")
+        """Write the trial folder, then journal its row; returns the row.
+
+        A duplicate (its architecture was trained by another trial) has no weights."""
+        status = DUPLICATE if output.row.get("duplicate_of") else OK
+        row = make_row(trial_id, self.specs[trial_id], output.row, status=status,
+                       elapsed_s=self.elapsed())
         folder = self.trial_dir(trial_id)
-        write_bytes_atomic(folder / "weights.pt", output.weights)
+        if output.weights is not None:
+            write_bytes_atomic(folder / "weights.pt", output.weights)
         ModelDesc.from_dict(output.desc).save(folder / "desc.yaml")
+        (folder / "error.txt").unlink(missing_ok=True)  # from an earlier, failed attempt
         metrics = {**row, "history": output.history, "notes": output.notes}
         write_text_atomic(folder / "metrics.json", json.dumps(metrics, indent=1))
         self._append({"event": "result", "trial_id": trial_id, "row": row})
-        self.rows[trial_id] = row
+        self._set_row(row)
         return row
 
     def record_failure(self, trial_id: str, error: str, detail: str = "") -> dict:
-        row = self._row(trial_id, {}, status="failed", error=error)
+        row = make_row(trial_id, self.specs[trial_id], {}, status=FAILED,
+                       elapsed_s=self.elapsed(), error=error)
         folder = self.trial_dir(trial_id)
         write_text_atomic(folder / "error.txt", (detail or error) + "\n")
         write_text_atomic(folder / "metrics.json", json.dumps(row, indent=1))
         self._append({"event": "failed", "trial_id": trial_id, "row": row})
-        self.rows[trial_id] = row
+        self._set_row(row)
         return row
 
     def record_cancelled(self, trial_id: str) -> None:
         self._append({"event": "cancelled", "trial_id": trial_id})
 
     # ---------------------------------------------------------------- compaction
-    def maybe_compact(self, strategy: PetridishStrategy) -> bool:
+    def maybe_compact(self, strategy: Strategy) -> bool:
         """Compact once SNAPSHOT_EVERY records have gathered since the last snapshot."""
         if len(self.records) < SNAPSHOT_EVERY:
             return False
         self.compact(strategy)
         return True
 
-    def compact(self, strategy: PetridishStrategy) -> None:
+    def compact(self, strategy: Strategy) -> None:
         """Write the whole state as one atomic snapshot, then move the journal segment it
         covers into journal-archive/ (kept: the history is never thrown away).
 
@@ -256,27 +271,12 @@ class RunStore:
             metrics = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
-        if metrics.get("status") != "ok" or metrics.get("trial_id") != trial_id:
+        if metrics.get("status") not in (OK, DUPLICATE) or metrics.get("trial_id") != trial_id:
             return None
-        row = {k: metrics[k] for k in self._row_keys() if k in metrics}
+        row = {k: metrics[k] for k in COLUMNS if k in metrics}
         self._append({"event": "result", "trial_id": trial_id, "row": row})
-        self.rows[trial_id] = row
+        self._set_row(row)
         return row
-
-    def _row(self, trial_id: str, measured: dict, *, status: str, error: str = "") -> dict:
-        spec = self.specs[trial_id]
-        row = {"trial_id": trial_id, "parent_id": spec.parent_id or "", "stage": spec.stage}
-        if spec.macro:
-            row.update(cells=spec.macro[0], reductions=spec.macro[1], nodes=spec.macro[2])
-        row.update(measured)
-        row.update(status=status, error=error, elapsed_s=round(self.elapsed(), 1))
-        return row
-
-    @staticmethod
-    def _row_keys() -> tuple[str, ...]:
-        return ("trial_id", "parent_id", "stage", "cells", "reductions", "nodes", "macs",
-                "params", "val_top1", "test_top1", "train_top1", "epochs", "wall_s",
-                "device", "status", "error", "elapsed_s")
 
     def trial_dir(self, trial_id: str) -> Path:
         return self.dir / "trials" / trial_id

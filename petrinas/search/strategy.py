@@ -1,25 +1,26 @@
-"""Petridish as a search strategy: `suggest(trial_id)` / `on_trial_complete(...)`.
+"""What a search strategy is: `suggest(trial_id)` / `on_trial_complete(trial_id, ...)`.
 
-The strategy decides *what* to train next and keeps the pool; it knows nothing of Ray,
-torch or files. Its whole state is plain data (`state_dict`), so the runner can journal
-every decision and a resumed run continues exactly where it stopped.
+A strategy decides *what* to train next and keeps what it needs to decide; it knows
+nothing of Ray, torch, files or budgets (the loop asks `stopping.py` about those). Its
+whole state is plain data (`state_dict`), and every suggestion is journaled with the
+strategy's RNG state, so a resumed run replays the journal into a fresh strategy
+(`restore_submission`, `on_trial_complete`) and continues exactly where it stopped.
 
-Order of work: every seed model first (cheapest first, so the pool spreads over the cost
-axis early), then children of parents sampled from the ε-band. A child can be suggested
-as soon as one model is in the pool, so a large cluster is not idle while the last, most
-expensive seeds train.
+Strategies register by name (`@register("petridish")`); the config key `search.strategy`
+picks one (`strategy_from_config`). Each lives in one file under `strategies/`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence, Union
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Union
 
-import numpy as np
+from petrinas.errors import ConfigError
 
-from petrinas.search.pool import Pool, PoolEntry
-
-SEED, SEARCH = "seed", "search"
+SEED, SEARCH, RANDOM, EVAL = "seed", "search", "random", "eval"
 
 
 class Finished:
@@ -34,156 +35,127 @@ FINISHED = Finished()
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What to train: a seed of a macro shape, or a child of a pool model."""
-    stage: str                                  # seed | search
-    macro: tuple[int, int, int] | None = None   # (cells, reductions, nodes), seeds only
-    parent_id: str | None = None                # search only
+    """What one trial trains, as plain data (it is journaled and sent to the job).
+
+    seed:   a seed model of `macro` = (cells, reductions, nodes);
+    search: a child of `parent_id`, its finalized pairs chosen by `selection`
+            ("alpha": top-k |alpha|; "random": k uniformly random non-`none` pairs);
+    random: a model of `macro` whose cells are `cells` ({"normal"/"reduce": nodes, each a
+            list of [input, op] edges}), trained from scratch;
+    eval:   the eval-stage model of gallery model `parent_id`.
+    """
+    stage: str
+    macro: tuple[int, int, int] | None = None
+    parent_id: str | None = None
+    selection: str = "alpha"
+    cells: dict | None = field(default=None, compare=True, hash=False)
 
     def to_dict(self) -> dict:
-        return {"stage": self.stage, "macro": list(self.macro) if self.macro else None,
-                "parent_id": self.parent_id}
+        out = {"stage": self.stage, "macro": list(self.macro) if self.macro else None,
+               "parent_id": self.parent_id}
+        if self.selection != "alpha":
+            out["selection"] = self.selection
+        if self.cells is not None:
+            out["cells"] = self.cells
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "JobSpec":
         macro = data.get("macro")
         return cls(stage=data["stage"], macro=tuple(macro) if macro else None,
-                   parent_id=data.get("parent_id"))
+                   parent_id=data.get("parent_id"),
+                   selection=data.get("selection", "alpha"), cells=data.get("cells"))
 
 
 Suggestion = Union[JobSpec, None, Finished]
 
 
-@dataclass(frozen=True)
-class StopRules:
-    max_trials: int
-    max_pool: int
-    max_macs: float = 0.0       # 0: no limit
-    eps: float = 0.025
+class Strategy(ABC):
+    """The interface the loop and the store are written against; nothing more.
 
+    The loop asks for a job per free slot (`suggest`), reports each trial's end
+    (`on_trial_complete` / `on_trial_cancelled`), and stops when `is_finished`; the store
+    journals `rng_state()` with every suggestion and replays it (`restore_submission`).
+    """
 
-class PetridishStrategy:
-    def __init__(self, seed_macros: Sequence[tuple[int, int, int]], rules: StopRules,
-                 seed: int = 0):
-        """`seed_macros` are (cells, reductions, nodes) triples, trained in this order."""
-        self.seed_macros = [tuple(m) for m in seed_macros]
-        self.rules = rules
-        self.pool = Pool()
-        self.rng = np.random.default_rng(seed)
-        self.in_flight: dict[str, JobSpec] = {}
-        self.next_seed = 0
-        self.submitted = 0
-        self.failed = 0
-        self.stop_reason: str | None = None
-
-    # -------------------------------------------------------------------- decisions
+    @abstractmethod
     def suggest(self, trial_id: str) -> Suggestion:
-        """A job for `trial_id`, None if nothing can start now, or FINISHED."""
-        if self.is_finished():
-            return FINISHED
-        if self.stop_reason or self.submitted >= self.rules.max_trials:
-            return None  # jobs still in flight; wait for them
-        if self.next_seed < len(self.seed_macros):
-            spec = JobSpec(stage=SEED, macro=self.seed_macros[self.next_seed])
-            self.next_seed += 1
-        elif len(self.pool):
-            spec = JobSpec(stage=SEARCH,
-                           parent_id=self.pool.sample_parent(self.rng, self.rules.eps))
-        else:
-            return None  # seeds still training
-        self.in_flight[trial_id] = spec
-        self.submitted += 1
-        return spec
+        """A job for `trial_id`; None if nothing can start now (wait for a result);
+        FINISHED if nothing ever will."""
 
+    @abstractmethod
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: str | None = None) -> None:
-        """Record a finished trial: `result` holds the pool fields, or `error` says why
-        it failed (a failed trial is not retried: its id is spent)."""
-        spec = self.in_flight.pop(trial_id, None)
-        if spec is None:
-            raise KeyError(f"trial {trial_id} is not in flight")
-        if error is not None or result is None:
-            self.failed += 1
-        else:
-            self.pool.add(_entry(trial_id, spec, result))
-            if self.rules.max_macs and result["macs"] > self.rules.max_macs:
-                self.stop_reason = "max_macs"
-            elif len(self.pool) >= self.rules.max_pool:
-                self.stop_reason = "max_pool"
-        if self._no_seed_can_succeed():
-            self.stop_reason = "all seeds failed"
+        """A suggested trial ended: `result` is its pool row (status "ok", or
+        "duplicate" of a model already trained), or `error` says why it failed."""
 
+    @abstractmethod
     def on_trial_cancelled(self, trial_id: str) -> None:
-        """A trial stopped by the runner (budget or shutdown): its id stays spent."""
-        self.in_flight.pop(trial_id, None)
+        """A suggested trial was stopped by the loop (time budget, interrupt)."""
 
-    def is_finished(self) -> bool:
-        if self.in_flight:
-            return False
-        return bool(self.stop_reason) or self.submitted >= self.rules.max_trials
-
-    def finish_reason(self) -> str:
-        if self.stop_reason:
-            return self.stop_reason
-        return "max_trials" if self.submitted >= self.rules.max_trials else ""
-
-    def _no_seed_can_succeed(self) -> bool:
-        return (not len(self.pool) and not self.in_flight
-                and self.next_seed >= len(self.seed_macros))
-
-    # ---------------------------------------------------------------- persistence
+    @abstractmethod
     def restore_submission(self, trial_id: str, spec: JobSpec, rng_state: dict) -> None:
-        """Replay a journaled suggest(): the same bookkeeping, no new random draw."""
-        if spec.stage == SEED:
-            self.next_seed += 1
-        elif spec.parent_id in self.pool:
-            self.pool[spec.parent_id].sampled += 1
-        self.in_flight[trial_id] = spec
-        self.submitted += 1
-        self.rng.bit_generator.state = rng_state
+        """Replay a journaled `suggest`: the same bookkeeping, no new random draw."""
 
+    @abstractmethod
     def rng_state(self) -> dict:
-        return self.rng.bit_generator.state
+        """The state of the strategy's random generator (journaled with each suggestion)."""
 
+    @property
+    @abstractmethod
+    def in_flight(self) -> dict[str, JobSpec]:
+        """Suggested trials that have not ended, in suggestion order."""
+
+    @abstractmethod
+    def is_finished(self) -> bool:
+        """Nothing is in flight and nothing will ever be suggested."""
+
+    @abstractmethod
+    def finish_reason(self) -> str:
+        """Why the strategy has nothing more to suggest ('' while it has)."""
+
+    @abstractmethod
     def state_dict(self) -> dict[str, Any]:
-        return {"pool": self.pool.state_dict(), "rng": self.rng.bit_generator.state,
-                "in_flight": {t: s.to_dict() for t, s in self.in_flight.items()},
-                "next_seed": self.next_seed, "submitted": self.submitted,
-                "failed": self.failed, "stop_reason": self.stop_reason}
+        """The whole state as plain (JSON) data."""
 
+    @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pool.load_state_dict(state["pool"])
-        self.rng.bit_generator.state = state["rng"]
-        self.in_flight = {t: JobSpec.from_dict(s) for t, s in state["in_flight"].items()}
-        self.next_seed = state["next_seed"]
-        self.submitted = state["submitted"]
-        self.failed = state["failed"]
-        self.stop_reason = state["stop_reason"]
+        """Restore what `state_dict` returned."""
 
 
-def _entry(trial_id: str, spec: JobSpec, result: dict) -> PoolEntry:
-    return PoolEntry(trial_id=trial_id, parent_id=spec.parent_id, stage=spec.stage,
-                     macs=int(result["macs"]), params=int(result["params"]),
-                     val_top1=float(result["val_top1"]),
-                     test_top1=_optional_float(result.get("test_top1")),
-                     cells=int(result["cells"]), reductions=int(result["reductions"]),
-                     nodes=int(result["nodes"]))
+# --------------------------------------------------------------------------- registry
+
+STRATEGIES: dict[str, Callable[..., Strategy]] = {}
 
 
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def register(name: str):
+    """Class decorator: make a strategy selectable as `search.strategy: <name>`. Its
+    `from_config(config)` classmethod builds it."""
+    def add(cls):
+        if name in STRATEGIES:
+            raise ValueError(f"strategy {name!r} is registered twice")
+        STRATEGIES[name] = cls
+        cls.name = name
+        return cls
+    return add
 
 
-def strategy_from_config(config) -> PetridishStrategy:
-    """The strategy for a `Config` (seed macros in the config's ranges, its stop rules)."""
-    from petrinas.config import seed_macros
-
-    macros = [(c, r, n) for r, c, n in seed_macros(config)]
-    macros.sort(key=lambda m: (m[0] * (m[2] + 1), m))  # roughly cheapest first
-    search = config.search
-    rules = StopRules(max_trials=search.max_trials, max_pool=search.max_pool,
-                      max_macs=search.max_macs, eps=search.convex_hull_eps)
-    return PetridishStrategy(macros, rules, seed=config.seed)
+def known_strategies() -> list[str]:
+    """Every registered name; importing the `strategies` package registers them all."""
+    from petrinas.search import strategies
+    for module in pkgutil.iter_modules(strategies.__path__):
+        importlib.import_module(f"{strategies.__name__}.{module.name}")
+    return sorted(STRATEGIES)
 
 
-__all__ = ["PetridishStrategy", "JobSpec", "StopRules", "FINISHED", "Finished", "SEED",
-           "SEARCH", "strategy_from_config"]
+def strategy_from_config(config) -> Strategy:
+    """The strategy that `config.search.strategy` names, built from the config."""
+    name = config.search.strategy
+    if name not in known_strategies():
+        raise ConfigError(f"search.strategy: unknown strategy {name!r} (known: "
+                          f"{', '.join(known_strategies())})")
+    return STRATEGIES[name].from_config(config)
+
+
+__all__ = ["Strategy", "JobSpec", "Suggestion", "FINISHED", "Finished", "SEED", "SEARCH",
+           "RANDOM", "EVAL", "register", "known_strategies", "strategy_from_config"]

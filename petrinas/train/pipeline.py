@@ -2,34 +2,51 @@
 
 - seed:   build the seed description, train it.
 - search: grow the parent by a candidate node, train with the L1 term on the alphas,
-          finalize the top-k pairs into a node, post-train.
+          finalize k pairs into a node (top-k |alpha|, or random for the baseline),
+          post-train.
+- random: build a random cell model (the random-search baseline), train it from scratch.
 - eval:   build the scaled eval description of a gallery model, train it from scratch.
 
 Each returns a `TrialOutput`: the description, the weights as bytes (they travel back
 through Ray's object store; the driver writes them), the pool row and per-epoch curves.
+The row includes what the trial cost: `compute_s` (wall seconds on its device), `device`
+and `examples` (training examples processed).
+
+A trial about to train an architecture asks `claim(arch_hash)` first: if another trial
+owns it (trained it, or is training it), the trial stops there and returns a duplicate
+of that trial (no weights), so no architecture is paid for twice.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
 import torch
 
 from petrinas.config import Config, TrainConfig
 from petrinas.data import TensorData, load_splits
-from petrinas.model_desc.builder import build_eval, build_seed
+from petrinas.model_desc.builder import build_eval, build_random, build_seed
 from petrinas.model_desc.cost import cost
 from petrinas.model_desc.desc import ModelDesc
-from petrinas.model_desc.grow import alphas, finalize, grow_model, select_pairs
+from petrinas.model_desc.grow import alphas, finalize, grow_model, random_pairs, select_pairs
 from petrinas.model_desc.model import build_model, weights_from_bytes, weights_to_bytes
 from petrinas.train.memory import MemoryGuard
 from petrinas.train.trainer import TrainResult, train
+
+# claim(arch_hash) -> the trial id that already owns the architecture, or None (ours now)
+Claim = Callable[[str], "str | None"]
+
+
+def no_claims(arch_hash: str) -> None:
+    return None
 
 
 @dataclass
 class TrialOutput:
     desc: dict
-    weights: bytes
+    weights: bytes | None           # None for a duplicate
     row: dict                       # pool.tsv fields measured by the job
     history: dict = field(default_factory=dict)  # phase -> list of per-epoch metrics
     notes: dict = field(default_factory=dict)
@@ -48,19 +65,41 @@ def pick_device(want_gpu: bool) -> str:
     return "cuda" if want_gpu and torch.cuda.is_available() else "cpu"
 
 
-def run_seed(config: Config, macro: tuple[int, int, int], ctx: JobContext) -> TrialOutput:
+def run_seed(config: Config, macro: tuple[int, int, int], ctx: JobContext,
+             claim: Claim = no_claims) -> TrialOutput:
     torch.manual_seed(ctx.seed)  # new weights depend on the trial, not the worker's past
     cells, reductions, nodes = macro
     start = time.perf_counter()
     desc = build_seed(config, cells=cells, reductions=reductions, nodes=nodes)
+    return _train_new(config, desc, config.search.seed_train, "seed_train", ctx, claim,
+                      start)
+
+
+def run_random(config: Config, macro: tuple[int, int, int], cells: dict, ctx: JobContext,
+               claim: Claim = no_claims) -> TrialOutput:
+    """A random-search model, trained from scratch for the seed plus post-train epochs."""
+    torch.manual_seed(ctx.seed)
+    start = time.perf_counter()
+    desc = build_random(config, macro, cells)
+    phase = replace(config.search.seed_train,
+                    epochs=config.search.seed_train.epochs + config.search.post_train.epochs)
+    return _train_new(config, desc, phase, "random_train", ctx, claim, start)
+
+
+def _train_new(config: Config, desc: ModelDesc, phase: TrainConfig, name: str,
+               ctx: JobContext, claim: Claim, start: float) -> TrialOutput:
+    owner = claim(desc.arch_hash())
+    if owner is not None:
+        return _duplicate(desc, owner, {}, start, ctx, 0)
     splits = load_splits(config.dataset, config.seed)
     model = build_model(desc)
-    result = _train(model, splits, config.search.seed_train, ctx)
-    return _output(desc, model, {"seed_train": result}, start, ctx)
+    result = _train(model, splits, phase, ctx)
+    return _output(desc, model, {name: result}, start, ctx, len(splits["train"]))
 
 
 def run_search(config: Config, parent_desc: dict, parent_weights: bytes,
-               ctx: JobContext) -> TrialOutput:
+               ctx: JobContext, *, selection: str = "alpha",
+               claim: Claim = no_claims) -> TrialOutput:
     torch.manual_seed(ctx.seed)  # new weights depend on the trial, not the worker's past
     start = time.perf_counter()
     parent = ModelDesc.from_dict(parent_desc)
@@ -70,16 +109,29 @@ def run_search(config: Config, parent_desc: dict, parent_weights: bytes,
     searched = _train(grown, splits, config.search.search_train, ctx,
                       l1_params=alphas(grown), l1=config.search.l1)
     grown_state = {k: v.detach().cpu() for k, v in grown.state_dict().items()}
-    chosen = select_pairs(grown.desc, grown_state, config.model.top_k)
-    desc, state = finalize(grown.desc, grown_state, config.model.top_k)
-    child = build_model(desc)
-    child.load_state_dict(state)
-    post = _train(child, splits, config.search.post_train, ctx)
+    chosen = _choose(grown.desc, grown_state, config.model.top_k, selection, ctx.seed)
+    desc, state = finalize(grown.desc, grown_state, config.model.top_k, chosen=chosen,
+                           init=config.search.finalize_init)
     pairs = {kind: getattr(grown.desc, kind).candidate.pairs for kind in chosen}
     notes = {"chosen": {kind: [list(pairs[kind][m]) for m in idx]
-                        for kind, idx in chosen.items()}}
-    return _output(desc, child, {"search_train": searched, "post_train": post}, start, ctx,
-                   notes)
+                        for kind, idx in chosen.items()}, "selection": selection}
+    phases = {"search_train": searched}
+    owner = claim(desc.arch_hash())
+    if owner is not None:
+        return _duplicate(desc, owner, phases, start, ctx, len(splits["train"]), notes)
+    child = build_model(desc)
+    child.load_state_dict(state)
+    phases["post_train"] = _train(child, splits, config.search.post_train, ctx)
+    return _output(desc, child, phases, start, ctx, len(splits["train"]), notes)
+
+
+def _choose(desc: ModelDesc, state: dict, k: int, selection: str, seed: int
+            ) -> dict[str, list[int]]:
+    if selection == "alpha":
+        return select_pairs(desc, state, k)
+    if selection == "random":
+        return random_pairs(desc, k, torch.Generator().manual_seed(seed))
+    raise ValueError(f"unknown selection {selection!r}")
 
 
 def run_eval(config: Config, gallery_desc: dict, ctx: JobContext) -> TrialOutput:
@@ -89,7 +141,7 @@ def run_eval(config: Config, gallery_desc: dict, ctx: JobContext) -> TrialOutput
     splits = load_splits(config.dataset, config.seed)
     model = build_model(desc)
     result = _train(model, splits, config.eval.train, ctx)
-    return _output(desc, model, {"eval_train": result}, start, ctx)
+    return _output(desc, model, {"eval_train": result}, start, ctx, len(splits["train"]))
 
 
 def _train(model: torch.nn.Module, splits: dict[str, TensorData], cfg: TrainConfig,
@@ -100,20 +152,47 @@ def _train(model: torch.nn.Module, splits: dict[str, TensorData], cfg: TrainConf
 
 
 def _output(desc: ModelDesc, model: torch.nn.Module, phases: dict[str, TrainResult],
-            start: float, ctx: JobContext, notes: dict | None = None) -> TrialOutput:
+            start: float, ctx: JobContext, n_train: int, notes: dict | None = None
+            ) -> TrialOutput:
     model = model.cpu().eval()
     measured = cost(model, desc.input_shape)
     final = list(phases.values())[-1].final
     row = {"cells": desc.cells, "reductions": desc.reductions, "nodes": desc.nodes,
            "macs": int(measured["macs"]), "params": int(measured["params"]),
            "val_top1": final["val_top1"], "test_top1": final.get("test_top1"),
-           "train_top1": final.get("train_top1"),
-           "epochs": sum(len(r.history) for r in phases.values()),
-           "wall_s": round(time.perf_counter() - start, 3), "device": ctx.device}
-    # Wall-clock start and end let a reader check how jobs overlapped on the cluster.
-    finished_at = time.time()
-    timing = {"started_at": finished_at - (time.perf_counter() - start),
-              "finished_at": finished_at}
+           "train_top1": final.get("train_top1"), **_spent(phases, start, ctx, n_train),
+           "arch_hash": desc.arch_hash()}
     return TrialOutput(desc=desc.to_dict(), weights=weights_to_bytes(model.state_dict()),
                        row=row, history={k: r.to_dict() for k, r in phases.items()},
-                       notes={**(notes or {}), **timing})
+                       notes={**(notes or {}), **_timing(start)})
+
+
+def _duplicate(desc: ModelDesc, owner: str, phases: dict[str, TrainResult], start: float,
+               ctx: JobContext, n_train: int, notes: dict | None = None) -> TrialOutput:
+    """A trial that stops because `owner` trains its architecture: its cost so far."""
+    measured = cost(build_model(desc), desc.input_shape)
+    row = {"cells": desc.cells, "reductions": desc.reductions, "nodes": desc.nodes,
+           "macs": int(measured["macs"]), "params": int(measured["params"]),
+           **_spent(phases, start, ctx, n_train), "arch_hash": desc.arch_hash(),
+           "duplicate_of": owner}
+    return TrialOutput(desc=desc.to_dict(), weights=None, row=row,
+                       history={k: r.to_dict() for k, r in phases.items()},
+                       notes={**(notes or {}), **_timing(start)})
+
+
+def _spent(phases: dict[str, TrainResult], start: float, ctx: JobContext,
+           n_train: int) -> dict:
+    """What the trial cost: epochs, training examples, wall seconds on its device."""
+    epochs = sum(len(r.history) for r in phases.values())
+    device = ctx.device
+    if device == "cuda":
+        device = f"cuda:{torch.cuda.get_device_name()}"
+    return {"epochs": epochs, "examples": epochs * n_train,
+            "compute_s": round(time.perf_counter() - start, 3), "device": device}
+
+
+def _timing(start: float) -> dict:
+    # Wall-clock start and end let a reader check how jobs overlapped on the cluster.
+    finished_at = time.time()
+    return {"started_at": finished_at - (time.perf_counter() - start),
+            "finished_at": finished_at}

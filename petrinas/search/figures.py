@@ -1,0 +1,232 @@
+"""The figures of a run, sized for one column of a paper (3.5 in), PNG and vector PDF.
+
+Every figure plots top-1 *error* (%) against a cost (MACs, parameters or latency), with
+cost labels in engineering units (16k, 1.2M) and a log axis when the costs span more
+than LOG_SPAN. Each `*_figure` function returns a matplotlib Figure (object API on an
+Agg canvas, never pyplot, so no global state), which `save` writes; tests inspect the
+figures themselves (labels, points, lines) rather than the files.
+
+Styles: seeds are squares, grown children circles, random-search models diamonds, eval
+models triangles; gallery (ε-band) members are filled; the lower hull is a red line with
+the ε-band shaded above it.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
+
+from petrinas.fileio import write_bytes_atomic
+from petrinas.search import hull
+
+FIGSIZE = (3.5, 2.6)
+FONT = 8
+DPI = 200
+LOG_SPAN = 20.0
+HULL_COLOR = "#d62728"
+STAGE_STYLE = {
+    "seed": dict(marker="s", color="#1f77b4", label="seed"),
+    "search": dict(marker="o", color="#ff7f0e", label="grown"),
+    "random": dict(marker="D", color="#9467bd", label="random"),
+    "eval": dict(marker="^", color="#2ca02c", label="eval"),
+}
+OTHER_STYLE = dict(marker="X", color="#7f7f7f", label="other")
+COST_LABELS = {"macs": "MACs", "params": "Parameters", "latency_ms": "Latency (ms)"}
+ERROR_LABELS = {"val_top1": "Validation error (%)", "test_top1": "Test error (%)"}
+
+
+def save(fig: Figure, path_stem: Path) -> None:
+    """`<stem>.png` (raster, DPI) and `<stem>.pdf` (vector, no date), each atomically."""
+    path_stem = Path(path_stem)
+    for fmt in ("png", "pdf"):
+        buf = io.BytesIO()
+        metadata = {"CreationDate": None} if fmt == "pdf" else None
+        fig.savefig(buf, format=fmt, dpi=DPI, bbox_inches="tight", pad_inches=0.02,
+                    metadata=metadata)
+        write_bytes_atomic(path_stem.with_name(f"{path_stem.name}.{fmt}"), buf.getvalue())
+
+
+def error_pct(row: dict, metric: str) -> float:
+    return 100.0 * (1.0 - float(row[metric]))
+
+
+# ------------------------------------------------------------------------- figures
+
+def frontier_figure(rows: Sequence[dict], band_ids: Sequence[str], eps: float, *,
+                    cost_key: str = "macs", metric: str = "val_top1", title: str = "",
+                    reference_rows: Sequence[dict] = (),
+                    reference_label: str = "search frontier") -> Figure:
+    """Every model, the lower hull of (cost, error) with its (1 + eps) band shaded, and
+    the gallery (band members) filled. `reference_rows` (another stage's frontier, with
+    their own error) are drawn as a grey line for comparison."""
+    fig, (ax,) = _new_figure()
+    log = _cost_axis(ax, [float(r[cost_key]) for r in [*rows, *reference_rows]], cost_key)
+    _scatter(ax, rows, cost_key, metric, set(band_ids))
+    if reference_rows:
+        _hull_line(ax, reference_rows, cost_key, "val_top1", log, color="#7f7f7f",
+                   label=reference_label)
+    if rows:
+        _hull_line(ax, rows, cost_key, metric, log, color=HULL_COLOR, label="lower hull",
+                   eps=eps)
+    ax.set_ylabel(ERROR_LABELS.get(metric, f"{metric} error (%)"), fontsize=FONT)
+    if title:
+        ax.set_title(title, fontsize=FONT)
+    _legend(ax)
+    return fig
+
+
+def pool_figure(rows: Sequence[dict], band_ids: Sequence[str]) -> Figure:
+    """Validation error against MACs and against parameters, side by side."""
+    fig, axes = _new_figure((6.0, 2.4), ncols=2)
+    for ax, key in zip(axes, ("macs", "params")):
+        _cost_axis(ax, [float(r[key]) for r in rows], key)
+        _scatter(ax, rows, key, "val_top1", set(band_ids))
+    axes[0].set_ylabel(ERROR_LABELS["val_top1"], fontsize=FONT)
+    axes[1].sharey(axes[0])
+    _legend(axes[0])
+    fig.tight_layout()
+    return fig
+
+
+def seeds_figure(rows: Sequence[dict], cost_key: str = "macs") -> Figure:
+    """The seed models: colour = reductions, marker = nodes per cell, and the number of
+    cells written beside each point (one digit, so labels do not run into each other)."""
+    seeds = [r for r in rows if r.get("stage") == "seed"]
+    fig, (ax,) = _new_figure()
+    _cost_axis(ax, [float(r[cost_key]) for r in seeds], cost_key)
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
+    markers = ["o", "s", "^", "D", "v"]
+    groups: dict[tuple[int, int], list[dict]] = {}
+    for r in seeds:
+        groups.setdefault((int(r["reductions"]), int(r["nodes"])), []).append(r)
+    for (reductions, nodes), group in sorted(groups.items()):
+        ax.scatter([float(r[cost_key]) for r in group],
+                   [error_pct(r, "val_top1") for r in group], s=16,
+                   color=colors[reductions % len(colors)],
+                   marker=markers[(nodes - 1) % len(markers)], zorder=3,
+                   label=f"{reductions} red., {nodes} node{'s' * (nodes > 1)}")
+        for r in group:
+            ax.annotate(str(int(r["cells"])), (float(r[cost_key]), error_pct(r, "val_top1")),
+                        xytext=(3, 2), textcoords="offset points", fontsize=FONT - 2)
+    ax.set_ylabel(ERROR_LABELS["val_top1"], fontsize=FONT)
+    ax.set_title("Seed models (label: number of cells)", fontsize=FONT)
+    ax.margins(x=0.08, y=0.12)
+    _legend(ax)
+    return fig
+
+
+def hypervolume_figure(rows: Sequence[dict]) -> Figure:
+    """Hypervolume of the pool's validation front and of the gallery's test front
+    against cumulative compute (rows of hypervolume.tsv)."""
+    fig, (ax,) = _new_figure()
+    hours = [float(r["compute_s"]) / 3600 for r in rows]
+    for key, label, color in (("hv_val", "pool, validation", "#1f77b4"),
+                              ("hv_test", "gallery, test", "#d62728")):
+        ax.step(hours, [float(r[key]) for r in rows], where="post", color=color,
+                linewidth=1.0, label=label)
+    ax.set_xlabel("Cumulative compute (device hours)", fontsize=FONT)
+    ax.set_ylabel("Hypervolume", fontsize=FONT)
+    _legend(ax)
+    return fig
+
+
+# ------------------------------------------------------------------------- helpers
+
+def _new_figure(figsize: tuple[float, float] = FIGSIZE, ncols: int = 1
+                ) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)  # attaches itself to the figure; no pyplot involved
+    axes = [fig.add_subplot(1, ncols, k + 1) for k in range(ncols)]
+    for ax in axes:
+        ax.tick_params(labelsize=FONT, which="both")
+        ax.grid(True, which="major", linewidth=0.4, alpha=0.5)
+    return fig, axes
+
+
+def _cost_axis(ax: Axes, values: Sequence[float], cost_key: str) -> bool:
+    """Label the cost axis in engineering units; log scale when it spans more than
+    LOG_SPAN. Returns whether it is logarithmic."""
+    ax.set_xlabel(COST_LABELS.get(cost_key, cost_key), fontsize=FONT)
+    formatter = EngFormatter(sep="", places=None) if cost_key != "latency_ms" else None
+    positive = [v for v in values if v > 0]
+    use_log = (len(positive) == len(values) and len(positive) > 1
+               and max(positive) / min(positive) > LOG_SPAN)
+    if use_log:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        few_decades = max(positive) / min(positive) <= 10 ** 2.6
+        ax.xaxis.set_minor_formatter(EngFormatter(sep="") if few_decades and formatter
+                                     else NullFormatter())
+    if formatter is not None:
+        ax.xaxis.set_major_formatter(formatter)
+    return use_log
+
+
+def _scatter(ax: Axes, rows: Sequence[dict], cost_key: str, metric: str,
+             gallery: set[str]) -> None:
+    """Points by stage; gallery members filled, the others hollow."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(str(r.get("stage", "")), []).append(r)
+    for stage in sorted(groups, key=lambda s: list(STAGE_STYLE).index(s)
+                        if s in STAGE_STYLE else len(STAGE_STYLE)):
+        style = STAGE_STYLE.get(stage, OTHER_STYLE)
+        group = groups[stage]
+        filled = [r["trial_id"] in gallery for r in group]
+        ax.scatter([float(r[cost_key]) for r in group], [error_pct(r, metric) for r in group],
+                   s=14, marker=style["marker"], edgecolors=style["color"], linewidths=0.7,
+                   facecolors=[style["color"] if f else "none" for f in filled],
+                   label=style["label"], zorder=4)
+    if gallery:  # a legend entry for "filled = gallery"
+        ax.scatter([], [], s=14, marker="o", color="#555555", label="gallery (filled)")
+
+
+def _hull_line(ax: Axes, rows: Sequence[dict], cost_key: str, metric: str, log: bool, *,
+               color: str, label: str, eps: float = 0.0) -> None:
+    """The lower hull as a line through its vertices (dense, since a straight segment in
+    cost is curved on a log axis), and the (1 + eps) band shaded above it."""
+    costs = [float(r[cost_key]) for r in rows]
+    errors = [min(1.0, max(0.0, 1.0 - float(r[metric]))) for r in rows]
+    vertices = hull.lower_hull(costs, errors)
+    lo, hi = costs[vertices[0]], max(costs)
+    grid = np.geomspace(lo, hi, 200) if log and lo > 0 and hi > lo else np.linspace(lo, hi, 200)
+    xs = np.unique(np.concatenate([grid, [costs[i] for i in vertices]]))
+    ys = 100 * np.array([hull.hull_error_at(costs, errors, vertices, x) for x in xs])
+    on_hull = xs <= costs[vertices[-1]]
+    ax.plot(xs[on_hull], ys[on_hull], color=color, linewidth=1.0, label=label, zorder=3)
+    ax.plot([costs[i] for i in vertices], [100 * errors[i] for i in vertices], linestyle="",
+            marker="o", markersize=2.5, color=color, zorder=3)
+    if eps > 0:
+        ax.fill_between(xs, ys, (1 + eps) * ys, color=color, alpha=0.15, linewidth=0,
+                        label=f"ε-band (ε = {eps:g})", zorder=2)
+
+
+def _legend(ax: Axes) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=FONT - 1, loc="best", framealpha=0.85, handlelength=1.5,
+                  borderpad=0.3, labelspacing=0.25)
+
+
+# ------------------------------------------------------------------ per stage
+
+def search_figures(eps: float, cost_key: str = "macs"):
+    """What the search stage draws: frontier, pool, seeds and, once there are results,
+    the hypervolume curve; `snapshot` is a report.Snapshot."""
+    def draw(run_dir: Path, snapshot) -> None:
+        rows, band = snapshot.rows, snapshot.band_ids
+        save(frontier_figure(rows, band, eps, cost_key=cost_key,
+                             title=f"Search: {len(rows)} models, {len(band)} in the gallery"),
+             run_dir / "frontier")
+        save(pool_figure(rows, band), run_dir / "pool")
+        if any(r.get("stage") == "seed" for r in rows):
+            save(seeds_figure(rows, cost_key), run_dir / "seeds")
+        if snapshot.hv_rows:
+            save(hypervolume_figure(snapshot.hv_rows), run_dir / "hypervolume")
+    return draw

@@ -1,0 +1,42 @@
+"""One trial, one row: the columns of pool.tsv, the journal's results and metrics.json.
+
+A row is a plain dict. The store builds it from what the trial was asked to do (its
+spec) and what its job measured; the reporter writes it as a TSV line. Statuses:
+
+    ok         trained; in the pool
+    duplicate  its architecture had been trained (or was being trained) by
+               `duplicate_of`, so it skipped its (post-)training; not in the pool
+    failed     its job raised; `error` says why
+    lost       its result was journaled but its files are gone (the run goes on)
+"""
+
+from __future__ import annotations
+
+COLUMNS: tuple[str, ...] = (
+    "trial_id", "parent_id", "stage", "status", "cells", "reductions", "nodes", "macs",
+    "params", "val_top1", "test_top1", "train_top1", "epochs", "examples", "compute_s",
+    "device", "arch_hash", "duplicate_of", "elapsed_s", "error")
+
+# What a job measures (the rest comes from the spec and the driver).
+MEASURED = ("cells", "reductions", "nodes", "macs", "params", "val_top1", "test_top1",
+            "train_top1", "epochs", "examples", "compute_s", "device", "arch_hash",
+            "duplicate_of")
+
+OK, DUPLICATE, FAILED, LOST = "ok", "duplicate", "failed", "lost"
+
+
+def make_row(trial_id: str, spec, measured: dict, *, status: str, elapsed_s: float,
+             error: str = "") -> dict:
+    """The row of `trial_id`: its spec's fields, then `measured` (only MEASURED keys),
+    then status, error and the run's elapsed driver time when it was recorded."""
+    row = {"trial_id": trial_id, "parent_id": spec.parent_id or "", "stage": spec.stage}
+    if spec.macro:
+        row.update(cells=spec.macro[0], reductions=spec.macro[1], nodes=spec.macro[2])
+    row.update({k: v for k, v in measured.items() if k in MEASURED})
+    row.update(status=status, error=error, elapsed_s=round(elapsed_s, 1))
+    return row
+
+
+def pooled(row: dict) -> bool:
+    """Whether the row's model is in the pool (trained, with a validation accuracy)."""
+    return row.get("status") == OK and row.get("val_top1") is not None

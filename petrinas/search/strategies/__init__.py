@@ -1,0 +1,6 @@
+"""The search strategies, one per file; each registers itself by name (strategy.py).
+
+Adding one: a new file here with a `@register("name")` subclass of `Strategy` (or of
+`PoolStrategy`, which keeps the pool, the RNG and the trials in flight) that has a
+`from_config(config)` classmethod, plus a test. `search.strategy: name` then selects it.
+"""
