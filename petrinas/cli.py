@@ -154,3 +154,25 @@ def _draw(argv: Sequence[str] | None) -> None:
     args = draw_parser().parse_args(argv)
     for path in draw_folder(Path(args.dir), Path(args.out) if args.out else None):
         print(path)
+
+
+def compare_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="compare.py",
+                description="Compare finished runs (grouped by strategy and any other "
+                            "config difference): tables, hypervolume and frontier figures.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    return p
+
+
+def compare_main(argv: Sequence[str] | None = None) -> int:
+    return _run(_compare, argv)
+
+
+def _compare(argv: Sequence[str] | None) -> None:
+    from petrinas.compare import compare
+
+    args = compare_parser().parse_args(argv)
+    for summary in compare(args.runs, args.out):
+        print(f"{summary.label}: {len(summary.seeds)} runs")
+    print(f"wrote {Path(args.out) / 'compare.md'}")

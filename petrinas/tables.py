@@ -119,7 +119,7 @@ def _markdown(header: list[str], rows: list[list[str | None]]) -> str:
         # A pipe inside a cell would end it early.
         return "| " + " | ".join(c.replace("|", r"\|") for c in cells) + " |"
 
-    align = "|:---|" + "---:|" * (len(header) - 1)  # names left, numbers right
+    align = "|:---|" + "---:|" * (len(header) - 1)  # the name left, the rest right
     body = [line([MISSING if c is None else c for c in r]) for r in rows]
     return "\n".join([line(header), align, *body]) + "\n"
 
@@ -136,7 +136,7 @@ def _latex(header: list[str], rows: list[list[str | None]], caption: str,
         r"\centering",
         rf"\caption{{{latex_escape(caption)}}}",
         rf"\label{{{label}}}",
-        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        r"\begin{tabular}{ll" + "r" * (len(header) - 2) + "}",
         r"\toprule",
         line([latex_escape(h) for h in header]),
         r"\midrule",

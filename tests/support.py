@@ -13,7 +13,7 @@ TINY = ["search.seeds.cells=[1, 2]", "search.seeds.reductions=[0, 0]",
         "model.candidate_ops=[sep_conv_3x3, max_pool_3x3, skip_connect, none]",
         "model.init_channels=4", "search.plot_interval_s=0"]
 NUMERIC = ("cells", "reductions", "nodes", "macs", "params", "val_top1", "test_top1",
-           "train_top1", "epochs", "wall_s", "elapsed_s")
+           "train_top1", "epochs", "examples", "compute_s", "elapsed_s")
 
 
 def read_tsv(path: Path) -> list[dict]:

@@ -19,7 +19,7 @@ from petrinas.search.store import history
 
 from support import REPO, TINY, read_tsv
 
-EVAL_TINY = ["eval.train.epochs=2", "eval.init_channels=4", "eval.max_cells=3",
+EVAL_TINY = ["eval.train.epochs=2", "eval.init_channels=6", "eval.max_cells=3",
              "eval.cell_count_scale=1.5", "eval.max_models=2"]
 
 
@@ -42,7 +42,11 @@ def test_pipeline_writes_the_eval_outputs(pipeline_run):
     assert len(rows) == 2 and all(r["stage"] == "eval" and r["status"] == "ok" for r in rows)
     gallery = {p.name for p in (pipeline_run / "gallery").iterdir()}
     assert {r["parent_id"] for r in rows} <= gallery
-    assert "| name |" in (eval_dir / "frontier.md").read_text()
+    table = (eval_dir / "frontier.md").read_text().splitlines()
+    assert table[0].startswith("| model | trial |")
+    # The frontier (selected on validation error) in every file, under the same ids.
+    frontier = read_tsv(eval_dir / "frontier.tsv")
+    assert [line.split(" | ")[1] for line in table[2:]] == [r["trial_id"] for r in frontier]
     assert "\\toprule" in (eval_dir / "frontier.tex").read_text()
 
 
@@ -54,11 +58,11 @@ def test_eval_models_are_rebuilt_bigger_and_load(pipeline_run):
         metrics = json.loads((folder / "metrics.json").read_text())
         assert len(metrics["history"]["eval_train"]["history"]) == 2  # per-epoch curves
         model = load_model(folder)
-        search_model = load_model(pipeline_run / "trials" / row["parent_id"])
-        assert model.desc.init_channels == 4
-        assert model.desc.cells == min(round(search_model.desc.cells * 1.5), 3) or \
-            model.desc.cells == 2 * model.desc.reductions + 1
-        assert model.desc.normal == search_model.desc.normal
+        searched = load_model(pipeline_run / "trials" / row["parent_id"]).desc
+        # Wider (6 channels, not 4) and 1.5x the cells, capped at 3 (TINY seeds have 1-2).
+        assert (searched.init_channels, model.desc.init_channels) == (4, 6)
+        assert model.desc.cells == min(round(searched.cells * 1.5), 3) > searched.cells
+        assert (model.desc.normal, model.desc.reduce) == (searched.normal, searched.reduce)
         accuracy = (model(test.x).argmax(1) == test.y).float().mean().item()
         assert accuracy == pytest.approx(float(row["test_top1"]), abs=1e-5)
 
@@ -67,6 +71,24 @@ def test_eval_again_retrains_nothing(pipeline_run):
     before = history(pipeline_run / "eval")
     assert eval_main(["--run", str(pipeline_run), "--quiet"]) == 0
     assert history(pipeline_run / "eval") == before
+
+
+def test_a_failed_eval_model_is_tried_again_by_the_next_run(pipeline_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(pipeline_run, run, ignore=shutil.ignore_patterns("eval"))
+    # 64 MB is far below a job's needs: every model fails ("out of memory").
+    assert eval_main(["--run", str(run), "--quiet", "--set",
+                      "resources.memory_per_job_mb=64"]) == 0
+    first = read_tsv(run / "eval" / "pool.tsv")
+    assert [r["status"] for r in first] == ["failed", "failed"]
+    assert all("out of memory" in r["error"] for r in first)
+    assert eval_main(["--run", str(run), "--quiet"]) == 0
+    rows = read_tsv(run / "eval" / "pool.tsv")
+    assert [(r["trial_id"], r["status"]) for r in rows] == [
+        ("e0000", "failed"), ("e0001", "failed"), ("e0002", "ok"), ("e0003", "ok")]
+    models = sorted(r["parent_id"] for r in first)
+    assert sorted(r["parent_id"] for r in rows[2:]) == models
+    assert all((run / "eval" / m / "weights.pt").is_file() for m in models)
 
 
 def test_eval_of_a_missing_run_exits_2(tmp_path, capsys):

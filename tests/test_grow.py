@@ -4,6 +4,7 @@ that again leaves the function unchanged. Finally, growth pays off on digits."""
 
 import copy
 import statistics
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from petrinas.config import load_config
 from petrinas.data import load_splits
 from petrinas.model_desc import ModelDesc, build_model, build_seed
 from petrinas.model_desc.grow import (add_candidate, alphas, finalize, grow_model, l1_penalty,
-                                      select_pairs)
+                                      random_pairs, select_pairs)
 from petrinas.model_desc.model import weights_from_bytes
 from petrinas.train.pipeline import JobContext, run_search, run_seed
 from petrinas.train.trainer import evaluate, train
@@ -39,8 +40,9 @@ def _state(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-# Macro shapes (cells, reductions, nodes) of the trained parents: one and two reductions.
-PARENTS = {"r1": (3, 1, 2), "r2": (5, 2, 1)}
+# Macro shapes (cells, reductions, nodes) of the trained parents: one and two reductions,
+# and one with an auxiliary head.
+PARENTS = {"r1": (3, 1, 2), "r2": (5, 2, 1), "aux": (4, 1, 1)}
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,7 @@ def trained_parents(config, splits):
     out = {}
     for name, (cells, reductions, nodes) in PARENTS.items():
         desc = build_seed(config, cells=cells, reductions=reductions, nodes=nodes)
+        desc = replace(desc, aux_head=name == "aux")
         torch.manual_seed(0)
         model = build_model(desc)
         result = train(model, splits, config.search.seed_train, seed=0, eval_test=False)
@@ -76,11 +79,18 @@ def test_add_candidate_reads_every_state(config):
         add_candidate(grown, config.model.candidate_ops)
 
 
-def test_grow_model_refuses_foreign_weights(config, trained_parents):
-    desc, _ = trained_parents["r1"]
+def test_grow_model_refuses_weights_that_do_not_fit_exactly(config, trained_parents):
+    desc, parent = trained_parents["r1"]
     _, other = trained_parents["r2"]
     with pytest.raises(ValueError, match="do not fit"):
         grow_model(desc, _state(other), config.model.candidate_ops)
+    missing = _state(parent)
+    del missing["cells.0.pre1.conv.weight"]   # would stay at its random initialization
+    with pytest.raises(ValueError, match=r"missing \['cells.0.pre1.conv.weight'\]"):
+        grow_model(desc, missing, config.model.candidate_ops)
+    extra = {**_state(parent), "cells.9.proj.conv.weight": torch.zeros(1)}
+    with pytest.raises(ValueError, match=r"unexpected \['cells.9.proj.conv.weight'\]"):
+        grow_model(desc, extra, config.model.candidate_ops)
 
 
 @pytest.mark.parametrize("name", list(PARENTS))
@@ -102,17 +112,29 @@ def test_growth_preserves_the_function_exactly(config, splits, trained_parents, 
                                                             abs=1e-6)
 
 
-@pytest.mark.parametrize("name", list(PARENTS))
-def test_parent_gets_exactly_its_own_gradients(config, splits, trained_parents, name):
+def _loss(model, x, y) -> torch.Tensor:
+    """Cross entropy, plus the auxiliary head's when the model has one."""
+    if model.aux_head is None:
+        return F.cross_entropy(model(x), y)
+    logits, aux = model(x, with_aux=True)
+    return F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(aux, y)
+
+
+@pytest.mark.parametrize("name,drop_path", [("r1", 0.0), ("r2", 0.0), ("r1", 0.3),
+                                            ("aux", 0.3)])
+def test_parent_gets_exactly_its_own_gradients(config, splits, trained_parents, name,
+                                               drop_path):
+    """In train mode, with drop-path masks (the same draws for both: the candidate draws
+    none) and an auxiliary head, the parent's gradients are exactly its own."""
     desc, trained = trained_parents[name]
     parent = copy.deepcopy(trained).train()  # train-mode BN updates statistics: copies
     grown = grow_model(desc, _state(trained), config.model.candidate_ops).train()
+    parent.drop_path_prob = grown.drop_path_prob = drop_path
     x, y = _batch(splits, 64, "train")
     torch.manual_seed(7)
-    F.cross_entropy(parent(x), y).backward()
+    _loss(parent, x, y).backward()
     torch.manual_seed(7)
-    logits = grown(x)
-    F.cross_entropy(logits, y).backward()
+    _loss(grown, x, y).backward()
 
     parent_params = dict(parent.named_parameters())
     compared = 0
@@ -228,6 +250,64 @@ def test_finalize_preserves_the_function(config, splits, searched, k):
     assert (want - got).abs().max().item() <= 1e-6
     # finalize works on a copy: the grown state is untouched.
     assert all(torch.equal(state[key], value) for key, value in searched.state_dict().items())
+
+
+@pytest.mark.parametrize("name", ["r2", "aux"])
+def test_finalize_preserves_the_function_in_train_mode(config, splits, trained_parents,
+                                                       name):
+    """Batch statistics instead of running ones, and an auxiliary head: the new node's
+    contribution is still exactly zero. (With drop-path the outputs would differ, but by
+    the masks only: the new node draws its own, which shifts the random stream.)"""
+    desc, parent = trained_parents[name]
+    grown = grow_model(desc, _state(parent), config.model.candidate_ops)
+    new_desc, new_state = finalize(grown.desc, _state(grown), 3)
+    child = build_model(new_desc)
+    child.load_state_dict(new_state)
+    before, child = copy.deepcopy(grown).train(), child.train()
+    x, _ = _batch(splits, 64, "train")
+    want, got = before(x, with_aux=True), child(x, with_aux=True)
+    assert (want[0] - got[0]).abs().max().item() <= 1e-5
+    if name == "aux":
+        assert (want[1] - got[1]).abs().max().item() <= 1e-5
+    else:
+        assert want[1] is None and got[1] is None
+
+
+def test_fresh_init_preserves_the_function_with_untrained_node_weights(splits, searched):
+    state = _state(searched)
+    inherited_desc, inherited = finalize(searched.desc, state, 3)
+    torch.manual_seed(11)
+    desc, fresh = finalize(searched.desc, state, 3, init="fresh")
+    assert desc == inherited_desc
+    node = desc.nodes - 1
+    new_keys = [k for k in fresh if f".nodes.{node}.edges." in k]
+    kernels = [k for k in new_keys if fresh[k].dim() == 4]   # conv weights: freshly drawn
+    assert kernels and all(not torch.equal(fresh[k], inherited[k]) for k in kernels)
+    assert all(torch.equal(fresh[k], inherited[k]) for k in fresh if k not in new_keys)
+    child = build_model(desc)
+    child.load_state_dict(fresh)
+    child.eval()
+    x, _ = _batch(splits, 256)
+    with torch.no_grad():
+        assert (searched(x) - child(x)).abs().max().item() <= 1e-6
+    with pytest.raises(ValueError, match="init must be one of"):
+        finalize(searched.desc, state, 3, init="zero")
+
+
+def test_random_pairs_are_k_distinct_non_none_and_seeded(searched):
+    desc = searched.desc
+    draws = [random_pairs(desc, 3, torch.Generator().manual_seed(s)) for s in (0, 0, 1)]
+    assert draws[0] == draws[1] != draws[2]
+    for kind, chosen in draws[0].items():
+        pairs = getattr(desc, kind).candidate.pairs
+        assert len(set(chosen)) == 3 and chosen == sorted(chosen)
+        assert all(pairs[m][1] != "none" for m in chosen)
+    # Every usable pair comes up over many draws; `none` never does.
+    seen = set()
+    for s in range(200):
+        seen.update(random_pairs(desc, 3, torch.Generator().manual_seed(s))["normal"])
+    usable = {m for m, (_, op) in enumerate(desc.normal.candidate.pairs) if op != "none"}
+    assert seen == usable
 
 
 def test_finalized_node_still_learns(config, splits, searched):

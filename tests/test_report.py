@@ -1,40 +1,39 @@
-"""Tests for petrinas.search.report: tables, frontier ids, plots, gallery, throttling."""
+"""The reporter (tables, model folders, hypervolume, throttled figures) and the figures,
+checked for what a reader sees: labels, points, lines, filled gallery members."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.colors import to_rgba
 
-from petrinas.search.report import (
-    POOL_COLUMNS,
-    Reporter,
-    frontier_ids,
-    plot_frontier,
-    plot_pool,
-    plot_seeds,
-    sync_gallery,
-    write_tsv,
-)
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from petrinas.search import figures
+from petrinas.search.hypervolume import hypervolume
+from petrinas.search.report import (HV_COLUMNS, Layout, Reporter, append_tsv, frontier_ids,
+                                    sync_folders, write_tsv)
+from petrinas.search.rows import COLUMNS
+from support import read_tsv
 
 
 def _row(trial_id: str, macs: int, val: float, *, stage: str = "search",
          test: float | None = None, **extra) -> dict:
     row = dict(trial_id=trial_id, parent_id="" if stage == "seed" else "t0000", stage=stage,
-               cells=3, reductions=2, nodes=4, macs=macs, params=macs // 10,
-               val_top1=val, test_top1=test, train_top1=0.99, epochs=2, wall_s=1.5,
-               device="cpu", status="ok", error="", elapsed_s=3.0)
+               status="ok", cells=3, reductions=1, nodes=2, macs=macs, params=macs // 10,
+               val_top1=val, test_top1=test, train_top1=0.99, epochs=2, compute_s=1.5,
+               device="cpu", error="", elapsed_s=3.0)
     row.update(extra)
     return row
 
 
 def _failed(trial_id: str, error: str = "CUDA OOM") -> dict:
     return dict(trial_id=trial_id, parent_id="t0000", stage="search", status="failed",
-                error=error, elapsed_s=4.0)
+                error=error, compute_s=0.5, elapsed_s=4.0)
 
 
 # Hand-checked pool (macs, error = 1 - val):
@@ -46,91 +45,58 @@ def _failed(trial_id: str, error: str = "CUDA OOM") -> dict:
 # .11 <= 1.1 * .10: in. The band is A, B, D, E.
 def _example_rows() -> list[dict]:
     return [
-        _row("t0003", 400_000_000, 0.90),            # D
-        _row("t0000", 100_000_000, 0.70, stage="seed"),  # A
-        _failed("t0006"),                            # F
-        _row("t0002", 300_000_000, 0.82),            # C
-        _row("t0004", 500_000_000, 0.89),            # E
-        _row("t0001", 200_000_000, 0.80, stage="seed"),  # B
-        _row("t0005", 150_000_000, 0.70),            # G
+        _row("t0003", 400_000_000, 0.90, test=0.88),                 # D
+        _row("t0000", 100_000_000, 0.70, stage="seed", test=0.69),   # A
+        _failed("t0006"),                                            # F
+        _row("t0002", 300_000_000, 0.82, test=0.80),                 # C
+        _row("t0004", 500_000_000, 0.89, test=0.90),                 # E
+        _row("t0001", 200_000_000, 0.80, stage="seed", test=0.78),   # B
+        _row("t0005", 150_000_000, 0.70),                            # G
     ]
+
+
+HULL, BAND = ["t0000", "t0001", "t0003"], ["t0000", "t0001", "t0003", "t0004"]
 
 
 # ------------------------------------------------------------------------- tables
 
 def test_frontier_ids_hand_checked_example():
-    hull_ids, band_ids = frontier_ids(_example_rows(), 0.1)
-    assert hull_ids == ["t0000", "t0001", "t0003"]
-    assert band_ids == ["t0000", "t0001", "t0003", "t0004"]
+    assert frontier_ids(_example_rows(), 0.1) == (HULL, BAND)
     # eps = 0: the hull line only; E (.11) is above the flat extension (.10).
-    assert frontier_ids(_example_rows(), 0.0) == (hull_ids, hull_ids)
+    assert frontier_ids(_example_rows(), 0.0) == (HULL, HULL)
 
 
 def test_frontier_ids_other_metric_skips_rows_without_it():
     rows = [_row("a", 100, 0.7, test=0.65), _row("b", 200, 0.8, test=None),
             _row("c", 300, 0.9, test=0.85)]
     assert frontier_ids(rows, 0.0, metric="test_top1") == (["a", "c"], ["a", "c"])
+    assert frontier_ids([], 0.1) == ([], []) == frontier_ids([_failed("t0")], 0.1)
 
 
-def test_frontier_ids_empty_and_failed_only():
-    assert frontier_ids([], 0.1) == ([], [])
-    assert frontier_ids([_failed("t0000")], 0.1) == ([], [])
-
-
-def test_write_tsv_header_rows_and_formatting(tmp_path: Path):
+def test_write_and_append_tsv(tmp_path: Path):
     rows = _example_rows() + [_failed("t0007", "line one\nline\ttwo")]
     rows[0]["val_top1"] = 0.123456789
     path = tmp_path / "pool.tsv"
-    write_tsv(path, rows)
+    write_tsv(path, rows[:4])
+    append_tsv(path, rows[4:])
     lines = path.read_text().splitlines()
-    assert lines[0].split("\t") == list(POOL_COLUMNS)
+    assert lines[0].split("\t") == list(COLUMNS)
     assert len(lines) == 1 + len(rows)
-    cells = [dict(zip(POOL_COLUMNS, line.split("\t"))) for line in lines[1:]]
-    assert all(len(line.split("\t")) == len(POOL_COLUMNS) for line in lines)
+    assert all(len(line.split("\t")) == len(COLUMNS) for line in lines)
+    cells = [dict(zip(COLUMNS, line.split("\t"))) for line in lines[1:]]
     assert cells[0]["val_top1"] == "0.123457"          # 6 significant digits
-    assert cells[0]["test_top1"] == ""                  # None
+    assert cells[6]["test_top1"] == ""                  # None
     assert cells[0]["macs"] == "400000000"              # ints are not rounded
     failed = [c for c in cells if c["status"] == "failed"]
     assert [c["trial_id"] for c in failed] == ["t0006", "t0007"]
     assert failed[0]["val_top1"] == "" and failed[0]["macs"] == ""
     assert failed[1]["error"] == "line one line two"
     assert not list(tmp_path.glob(".*"))                # no temp file left behind
+    append_tsv(tmp_path / "new.tsv", rows[:1], ("trial_id", "macs"))
+    assert (tmp_path / "new.tsv").read_text() == "trial_id\tmacs\nt0003\t400000000\n"
 
 
-# -------------------------------------------------------------------------- plots
-
-def _assert_figure(stem: Path) -> None:
-    png, pdf = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")
-    assert png.read_bytes().startswith(PNG_SIGNATURE)
-    assert pdf.read_bytes().startswith(b"%PDF")
-
-
-def test_plots_write_valid_png_and_pdf(tmp_path: Path):
-    rows = _example_rows()
-    plot_frontier(tmp_path / "frontier", rows, 0.1, title="pool")
-    plot_pool(tmp_path / "pool", rows)
-    plot_seeds(tmp_path / "seeds", rows)
-    for stem in ("frontier", "pool", "seeds"):
-        _assert_figure(tmp_path / stem)
-
-
-def test_plot_frontier_eval_with_reference_and_log_axis(tmp_path: Path):
-    # Test metric on eval rows, reference rows without test accuracy (val fallback),
-    # and a MACs span > 20x (log axis).
-    evals = [_row(f"e{i}", m, 0.8, stage="eval", test=t)
-             for i, (m, t) in enumerate([(1_000_000, 0.6), (10_000_000, 0.75),
-                                         (100_000_000, 0.9)])]
-    plot_frontier(tmp_path / "eval", evals, 0.0, metric="test_top1",
-                  reference_rows=_example_rows(), title="eval")
-    _assert_figure(tmp_path / "eval")
-
-
-def test_plot_frontier_with_no_points(tmp_path: Path):
-    plot_frontier(tmp_path / "empty", [_failed("t0000")], 0.1)
-    _assert_figure(tmp_path / "empty")
-
-
-# ------------------------------------------------------------------------ gallery
+# ------------------------------------------------------------------- model folders
 
 def _fake_trial(run_dir: Path, trial_id: str, *, weights: bytes = b"w",
                 metrics: bool = True) -> None:
@@ -142,102 +108,184 @@ def _fake_trial(run_dir: Path, trial_id: str, *, weights: bytes = b"w",
         (folder / "metrics.json").write_text(json.dumps({"trial_id": trial_id, "x": 1}))
 
 
-def _no_hidden(gallery: Path) -> bool:
-    return not [p for p in gallery.iterdir() if p.name.startswith(".")]
-
-
-def test_sync_gallery_copies_refreshes_and_prunes(tmp_path: Path):
+def test_sync_folders_copies_only_what_changed_and_prunes(tmp_path: Path):
     for t in ("t0000", "t0001", "t0002"):
         _fake_trial(tmp_path, t, metrics=t != "t0002")
-    rows = {t: _row(t, 100, 0.5) for t in ("t0000", "t0001", "t0002")}
     gallery = tmp_path / "gallery"
-
-    names = sync_gallery(tmp_path, ["t0000", "t0001", "t0002"], rows)
-    assert names == ["t0000", "t0001", "t0002"]
-    for t in names:
+    src = {t: tmp_path / "trials" / t for t in ("t0000", "t0001", "t0002")}
+    # t0002 has no metrics.json yet (mid-write): left out.
+    assert sync_folders(gallery, src, prune=True) == ["t0000", "t0001"]
+    for t in ("t0000", "t0001"):
         assert sorted(p.name for p in (gallery / t).iterdir()) == [
             "desc.yaml", "metrics.json", "weights.pt"]
         assert (gallery / t / "weights.pt").read_bytes() == b"w" + t.encode()
-    assert json.loads((gallery / "t0000" / "metrics.json").read_text())["x"] == 1
-    # No metrics.json in the trial: the row stands in for it.
-    assert json.loads((gallery / "t0002" / "metrics.json").read_text()) == rows["t0002"]
-    assert _no_hidden(gallery)
-
-    # Unchanged members are left alone (same folder, not rebuilt); a changed one is.
     inode0 = (gallery / "t0000").stat().st_ino
-    weights1 = tmp_path / "trials" / "t0001" / "weights.pt"
-    weights1.write_bytes(b"retrained-and-longer")
-    names = sync_gallery(tmp_path, ["t0000", "t0001"], rows)
-    assert names == ["t0000", "t0001"]
-    assert (gallery / "t0000").stat().st_ino == inode0
+    (tmp_path / "trials" / "t0001" / "weights.pt").write_bytes(b"retrained-and-longer")
+    assert sync_folders(gallery, {t: src[t] for t in ("t0000", "t0001")},
+                        prune=True) == ["t0000", "t0001"]
+    assert (gallery / "t0000").stat().st_ino == inode0          # unchanged: untouched
     assert (gallery / "t0001" / "weights.pt").read_bytes() == b"retrained-and-longer"
-    # t0002 left the band: removed.
-    assert sorted(p.name for p in gallery.iterdir()) == ["t0000", "t0001"]
-    assert _no_hidden(gallery)
-
-
-def test_sync_gallery_cleans_interrupted_install_and_skips_missing(tmp_path: Path):
-    _fake_trial(tmp_path, "t0000")
-    gallery = tmp_path / "gallery"
-    (gallery / ".t0000.tmp").mkdir(parents=True)
-    (gallery / ".t0000.tmp" / "weights.pt").write_bytes(b"half")
-    # t0009 has no trial folder: it cannot be copied and is not listed.
-    names = sync_gallery(tmp_path, ["t0000", "t0009"], {})
-    assert names == ["t0000"]
+    (gallery / ".t0001.tmp").mkdir()                            # an interrupted install
+    assert sync_folders(gallery, {"t0000": src["t0000"]}, prune=True) == ["t0000"]
     assert sorted(p.name for p in gallery.iterdir()) == ["t0000"]
+    # Without pruning (the eval stage) nothing else in the folder is touched.
+    (gallery / "pool.tsv").write_text("x")
+    sync_folders(gallery, {"m1": src["t0001"]}, prune=False)
+    assert sorted(p.name for p in gallery.iterdir()) == ["m1", "pool.tsv", "t0000"]
 
 
 # ----------------------------------------------------------------------- reporter
 
-def _trial_folders(run_dir: Path, rows: list[dict]) -> None:
+def _reporter(run_dir: Path, interval: float = 3600.0, drawn: list | None = None,
+              hv_ref=(1e9, 0.8)) -> Reporter:
+    def draw(folder: Path, snapshot) -> None:
+        if drawn is not None:
+            drawn.append(sorted(r["trial_id"] for r in snapshot.rows))
+    return Reporter(run_dir, Layout(eps=0.1, figures=draw, hv_ref=hv_ref), interval)
+
+
+def test_start_add_finish_write_tables_gallery_and_hypervolume(tmp_path: Path):
+    rows = _example_rows()
     for r in rows:
         if r["status"] == "ok":
-            _fake_trial(run_dir, r["trial_id"])
+            _fake_trial(tmp_path, r["trial_id"])
+    reporter = _reporter(tmp_path)
+    summary = reporter.start(rows[:5])   # D A F C E
+    assert summary["pool"] == 4 and summary["failed"] == 1
+    for row in rows[5:]:                 # B G arrive
+        summary = reporter.add(row)
+    assert summary == {"pool": 6, "failed": 1, "duplicates": 0, "frontier": 3, "band": 4,
+                       "best_error": pytest.approx(0.10),
+                       "hypervolume": summary["hypervolume"]}
+    # Sorted at the start; while the run goes, appended in arrival order.
+    assert [r["trial_id"] for r in read_tsv(tmp_path / "pool.tsv")] == \
+        ["t0000", "t0002", "t0003", "t0004", "t0006", "t0001", "t0005"]
+    assert [r["trial_id"] for r in read_tsv(tmp_path / "frontier.tsv")] == HULL
+    assert [r["trial_id"] for r in read_tsv(tmp_path / "frontier_eps.tsv")] == BAND
+    assert sorted(p.name for p in (tmp_path / "gallery").iterdir()) == BAND
+    hv = read_tsv(tmp_path / "hypervolume.tsv")
+    assert list(hv[0]) == list(HV_COLUMNS) and len(hv) == 7
+    assert [int(r["trials"]) for r in hv] == list(range(1, 8))
+    assert float(hv[-1]["compute_s"]) == pytest.approx(6 * 1.5 + 0.5)
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert float(hv[-1]["hv_val"]) == pytest.approx(hypervolume(
+        [r["macs"] for r in ok], [1 - r["val_top1"] for r in ok], 1e9, 0.8), abs=1e-6)
+    gallery = [r for r in ok if r["trial_id"] in BAND]
+    assert float(hv[-1]["hv_test"]) == pytest.approx(hypervolume(
+        [r["macs"] for r in gallery], [1 - r["test_top1"] for r in gallery], 1e9, 0.8),
+        abs=1e-6)
+    assert summary["hypervolume"] == pytest.approx(float(hv[-1]["hv_val"]))
+    reporter.finish()                    # sorted at the end
+    assert [r["trial_id"] for r in read_tsv(tmp_path / "pool.tsv")] == \
+        [f"t{i:04d}" for i in range(7)]
 
 
-def test_reporter_refresh_writes_tables_gallery_and_summary(tmp_path: Path):
+def test_figures_are_throttled_off_the_loop_and_drawn_at_the_end(tmp_path: Path):
+    drawn: list = []
+    reporter = _reporter(tmp_path, interval=3600.0, drawn=drawn)
     rows = _example_rows()
-    _trial_folders(tmp_path, rows)
-    summary = Reporter(tmp_path, 0.1, plot_interval_s=3600).refresh(rows)
-    assert summary == {"pool": 6, "failed": 1, "frontier": 3, "band": 4,
-                       "best_error": pytest.approx(0.10)}
-    pool = (tmp_path / "pool.tsv").read_text().splitlines()
-    assert [line.split("\t")[0] for line in pool[1:]] == [f"t{i:04d}" for i in range(7)]
-    assert pool[7].split("\t")[POOL_COLUMNS.index("status")] == "failed"
-    frontier = (tmp_path / "frontier.tsv").read_text().splitlines()
-    band = (tmp_path / "frontier_eps.tsv").read_text().splitlines()
-    assert frontier[0] == band[0] == "\t".join(POOL_COLUMNS)
-    assert [line.split("\t")[0] for line in frontier[1:]] == ["t0000", "t0001", "t0003"]
-    assert [line.split("\t")[0] for line in band[1:]] == ["t0000", "t0001", "t0003", "t0004"]
-    assert sorted(p.name for p in (tmp_path / "gallery").iterdir()) == [
-        "t0000", "t0001", "t0003", "t0004"]
-    for stem in ("frontier", "pool", "seeds"):
-        _assert_figure(tmp_path / stem)
+    reporter.start(rows[:2])
+    deadline = time.time() + 10
+    while not drawn and time.time() < deadline:   # the first drawing, on its thread
+        time.sleep(0.01)
+    assert drawn == [["t0000", "t0003"]]
+    for row in rows[2:]:
+        reporter.add(row)
+    assert len(drawn) == 1                          # not due again within the interval
+    reporter.finish()
+    assert len(drawn) == 2 and len(drawn[-1]) == 6  # the final state, drawn in full
 
 
-def test_reporter_throttles_plots(tmp_path: Path):
-    rows = _example_rows()
-    _trial_folders(tmp_path, rows)
-    reporter = Reporter(tmp_path, 0.1, plot_interval_s=3600)
-    reporter.refresh(rows)
-    png, tsv = tmp_path / "frontier.png", tmp_path / "pool.tsv"
-    # Backdate both, so "rewritten" does not depend on the file system's mtime resolution.
-    for p in (png, tsv):
-        os.utime(p, ns=(1_000_000_000, 1_000_000_000))
-    reporter.refresh(rows + [_row("t0007", 50_000_000, 0.5)])
-    assert png.stat().st_mtime_ns == 1_000_000_000       # plots throttled
-    assert tsv.stat().st_mtime_ns != 1_000_000_000       # tables always refreshed
-    assert "t0007" in tsv.read_text()
-    reporter.refresh(rows, final=True)
-    assert png.stat().st_mtime_ns != 1_000_000_000
-
-
-def test_reporter_with_no_ok_rows_writes_headers_and_no_plots(tmp_path: Path):
-    summary = Reporter(tmp_path, 0.1, plot_interval_s=0).refresh([_failed("t0000")],
-                                                                 final=True)
-    assert summary == {"pool": 0, "failed": 1, "frontier": 0, "band": 0, "best_error": None}
-    header = "\t".join(POOL_COLUMNS)
+def test_no_trained_model_means_headers_and_no_figures(tmp_path: Path):
+    drawn: list = []
+    reporter = _reporter(tmp_path, interval=0, drawn=drawn)
+    summary = reporter.start([_failed("t0000")])
+    reporter.finish()
+    assert summary["pool"] == 0 and summary["best_error"] is None and drawn == []
+    header = "\t".join(COLUMNS)
     assert (tmp_path / "frontier.tsv").read_text().splitlines() == [header]
-    assert (tmp_path / "frontier_eps.tsv").read_text().splitlines() == [header]
     assert len((tmp_path / "pool.tsv").read_text().splitlines()) == 2
-    assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("*.pdf"))
+
+
+# -------------------------------------------------------------------------- figures
+
+def _scatters(ax) -> list[PathCollection]:
+    return [c for c in ax.collections if isinstance(c, PathCollection)]
+
+
+def _points(ax) -> list[tuple[float, float]]:
+    return [tuple(p) for c in _scatters(ax) for p in np.asarray(c.get_offsets())]
+
+
+def test_frontier_figure_shows_every_model_the_hull_and_the_gallery():
+    rows = [r for r in _example_rows() if r["status"] == "ok"]
+    fig = figures.frontier_figure(rows, BAND, 0.1, title="Search")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "MACs" and ax.get_ylabel() == "Validation error (%)"
+    assert ax.get_title() == "Search" and ax.get_xscale() == "linear"  # 5x span: linear
+    points = sorted(_points(ax))
+    assert points == sorted((r["macs"], pytest.approx(100 * (1 - r["val_top1"])))
+                            for r in rows)
+    # Filled markers are exactly the gallery's.
+    filled = sorted((float(x), round(float(y), 6)) for c in _scatters(ax)
+                    for (x, y), face in zip(np.asarray(c.get_offsets()),
+                                            c.get_facecolors()) if face[3] > 0)
+    assert filled == sorted((float(r["macs"]), round(100 * (1 - r["val_top1"]), 6))
+                            for r in rows if r["trial_id"] in BAND)
+    # The hull line runs through its vertices A, B, D and stops at D.
+    line = next(line for line in ax.get_lines() if line.get_label() == "lower hull")
+    xs, ys = line.get_data()
+    for x, err in ((100e6, 30.0), (200e6, 20.0), (400e6, 10.0)):
+        assert ys[list(xs).index(x)] == pytest.approx(err)
+    assert max(xs) == 400e6
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["seed", "grown", "gallery (filled)", "lower hull", "ε-band (ε = 0.1)"]
+    # Costs read in units, not as 0.1-0.5 "M" or 1e8.
+    assert ax.xaxis.get_major_formatter()(2e8) == "200M"
+    assert ax.xaxis.get_major_formatter()(16_700) == "16.7k"
+
+
+def test_eval_frontier_has_the_reference_line_and_a_log_axis():
+    evals = [_row(f"e{i}", m, 0.8, stage="eval", test=t)
+             for i, (m, t) in enumerate([(1_000_000, 0.6), (10_000_000, 0.75),
+                                         (100_000_000, 0.9)])]
+    reference = [r for r in _example_rows() if r["trial_id"] in HULL]
+    fig = figures.frontier_figure(evals, [], 0.0, metric="test_top1",
+                                  reference_rows=reference, reference_label="search")
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "Test error (%)" and ax.get_xscale() == "log"
+    grey = next(line for line in ax.get_lines() if line.get_label() == "search")
+    assert to_rgba(grey.get_color()) == to_rgba("#7f7f7f")
+    assert sorted(p[0] for p in _points(ax)) == [1e6, 1e7, 1e8]
+
+
+def test_pool_seeds_and_hypervolume_figures():
+    rows = [r for r in _example_rows() if r["status"] == "ok"]
+    pool = figures.pool_figure(rows, BAND)
+    assert [ax.get_xlabel() for ax in pool.axes] == ["MACs", "Parameters"]
+    assert pool.axes[0].get_ylabel() == "Validation error (%)"
+    assert all(len(_points(ax)) == len(rows) for ax in pool.axes)
+
+    seeds = figures.seeds_figure(rows)
+    ax = seeds.axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["3", "3"]   # cells of A and B
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["1 red., 2 nodes"]
+    assert len(_points(ax)) == 2
+
+    hv_rows = [{"trials": i, "compute_s": 3600.0 * i, "hv_val": 0.1 * i, "hv_test": 0.05 * i}
+               for i in range(1, 4)]
+    ax = figures.hypervolume_figure(hv_rows).axes[0]
+    assert ax.get_xlabel() == "Cumulative compute (device hours)"
+    val = next(line for line in ax.get_lines() if line.get_label() == "pool, validation")
+    assert list(val.get_xdata()) == [1.0, 2.0, 3.0]
+    assert list(val.get_ydata()) == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_save_writes_png_and_a_dateless_pdf(tmp_path: Path):
+    fig = figures.frontier_figure([_row("t0", 100, 0.5)], ["t0"], 0.0)
+    figures.save(fig, tmp_path / "f")
+    first = (tmp_path / "f.pdf").read_bytes()
+    os.utime(tmp_path / "f.pdf", (0, 0))
+    figures.save(fig, tmp_path / "f")
+    assert (tmp_path / "f.pdf").read_bytes() == first     # no creation date inside
+    assert (tmp_path / "f.png").stat().st_size > 1000

@@ -8,6 +8,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from petrinas.config import load_config
 from petrinas.errors import ConfigError, InputError
@@ -107,9 +108,15 @@ def test_another_configuration_is_refused_unless_overwrite(tmp_path, config):
 
 
 def test_budgets_and_resources_may_change_on_resume(tmp_path, config):
-    RunStore.open(tmp_path / "run", config).close()
+    store = RunStore.open(tmp_path / "run", config)
+    ids = submit(store, strategy_from_config(config), 2)
+    store.close()
     bigger = load_config("petridish_digits", ["search.max_trials=50", "resources.cpus_per_job=2"])
-    RunStore.open(tmp_path / "run", bigger).close()
+    reopened = RunStore.open(tmp_path / "run", bigger)
+    written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert written["search"]["max_trials"] == 50 and written["resources"]["cpus_per_job"] == 2
+    assert reopened.replay(strategy_from_config(bigger)) == ids  # the run goes on
+    reopened.close()
 
 
 def test_a_result_written_before_a_kill_is_adopted_not_retrained(tmp_path, config):
@@ -117,7 +124,7 @@ def test_a_result_written_before_a_kill_is_adopted_not_retrained(tmp_path, confi
     strategy = strategy_from_config(config)
     (tid,) = submit(store, strategy, 1)
     row = {"macs": 1000, "params": 10, "val_top1": 0.9, "test_top1": 0.9,
-           "train_top1": 0.95, "epochs": 1, "wall_s": 1.0, "cells": 1, "reductions": 0,
+           "train_top1": 0.95, "epochs": 1, "compute_s": 1.0, "cells": 1, "reductions": 0,
            "nodes": 1}
     from petrinas.model_desc import build_model, build_seed
     from petrinas.model_desc.model import weights_to_bytes

@@ -1,34 +1,46 @@
-"""The Petridish strategy on its own: no Ray, no torch, synthetic results."""
+"""The strategies on their own: no Ray, no torch, synthetic results.
+
+The contract tests run over the whole registry, so a new strategy file is checked by
+them as soon as it exists; the rest pin down what each strategy does."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from petrinas.search.strategy import (FINISHED, SEARCH, SEED, JobSpec, PetridishStrategy,
-                                      StopRules)
+from petrinas.config import load_config
+from petrinas.errors import ConfigError
+from petrinas.search.strategies.petridish import Petridish
+from petrinas.search.strategies.random_parent import RandomParent
+from petrinas.search.strategies.random_search import RandomSearch
+from petrinas.search.strategies.random_selection import RandomSelection
+from petrinas.search.strategy import (FINISHED, RANDOM, SEARCH, SEED, STRATEGIES, JobSpec,
+                                      Strategy, known_strategies, strategy_from_config)
 
 SEEDS = [(1, 0, 1), (2, 0, 1), (3, 1, 1)]
 
 
-def fake_result(trial_id: str, spec: JobSpec, parents: dict) -> dict:
+def fake_result(trial_id: str, spec: JobSpec, rows: dict) -> dict:
     """A deterministic result: children cost more than their parent and err a bit less."""
-    if spec.stage == SEED:
+    if spec.stage in (SEED, RANDOM):
         cells, reductions, nodes = spec.macro
         macs, err = 1000 * cells * (nodes + 1), 0.3 / cells
     else:
-        parent = parents[spec.parent_id]
+        parent = rows[spec.parent_id]
         cells, reductions, nodes = parent["cells"], parent["reductions"], parent["nodes"] + 1
         macs, err = parent["macs"] * 1.3, (1 - parent["val_top1"]) * 0.9
-    row = {"macs": int(macs), "params": int(macs // 10), "val_top1": 1 - err,
+    row = {"trial_id": trial_id, "parent_id": spec.parent_id or "", "stage": spec.stage,
+           "status": "ok", "macs": int(macs), "params": int(macs // 10), "val_top1": 1 - err,
            "test_top1": 1 - err, "cells": cells, "reductions": reductions, "nodes": nodes}
-    parents[trial_id] = row
+    rows[trial_id] = row
     return row
 
 
-def drive(strategy: PetridishStrategy, steps: int, start: int = 0, parents=None,
-          slots: int = 1) -> list:
-    """Run the strategy like the runner does with `slots` slots; returns the specs."""
-    parents = {} if parents is None else parents
+def drive(strategy: Strategy, steps: int, start: int = 0, rows=None, slots: int = 1,
+          on_suggest=None) -> list:
+    """Run the strategy as the loop does with `slots` slots; returns the specs."""
+    rows = {} if rows is None else rows
     log, running, next_id = [], [], start
     for _ in range(steps):
         while len(running) < slots:
@@ -36,20 +48,112 @@ def drive(strategy: PetridishStrategy, steps: int, start: int = 0, parents=None,
             spec = strategy.suggest(tid)
             if not isinstance(spec, JobSpec):
                 break
+            if on_suggest is not None:
+                on_suggest(tid, spec)
             next_id += 1
             running.append((tid, spec))
             log.append((tid, spec))
         if not running:
             break
         tid, spec = running.pop(0)
-        strategy.on_trial_complete(tid, result=fake_result(tid, spec, parents))
+        strategy.on_trial_complete(tid, result=fake_result(tid, spec, rows))
     return log
 
 
-def make(seed=0, **rules) -> PetridishStrategy:
-    defaults = dict(max_trials=20, max_pool=100, max_macs=0, eps=0.025)
-    return PetridishStrategy(SEEDS, StopRules(**{**defaults, **rules}), seed=seed)
+def make(cls=Petridish, seed=0, **kwargs) -> Strategy:
+    if cls is RandomSearch:
+        return RandomSearch(SEEDS, ["sep_conv_3x3", "max_pool_3x3", "none"], 3, seed=seed)
+    return cls(SEEDS, **{"eps": 0.025, "seed": seed, **kwargs})
 
+
+ALL = [Petridish, RandomSelection, RandomParent, RandomSearch]
+
+
+# ---------------------------------------------------------------- the contract
+
+def test_the_registry_holds_the_four_strategies():
+    assert known_strategies() == ["petridish", "random_parent", "random_search",
+                                  "random_selection"]
+    assert {STRATEGIES[n] for n in known_strategies()} == set(ALL)
+
+
+@pytest.mark.parametrize("name", known_strategies())
+def test_every_strategy_is_built_from_its_config_name(name):
+    config = load_config("petridish_digits", [f"search.strategy={name}"])
+    strategy = strategy_from_config(config)
+    assert isinstance(strategy, Strategy) and strategy.name == name
+
+
+def test_an_unknown_strategy_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"search.strategy: unknown strategy 'petridsh'; "
+                       r"known: petridish, random_parent, random_search, random_selection "
+                       r"\(did you mean petridish\?\)"):
+        load_config("petridish_digits", ["search.strategy=petridsh"])
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_state_round_trips_through_json_and_continues_identically(cls):
+    a = make(cls, seed=3)
+    rows_a = {}
+    drive(a, steps=12, rows=rows_a, slots=2)
+    state = json.loads(json.dumps(a.state_dict()))
+    b = make(cls, seed=99)  # another seed: the state must override it
+    b.load_state_dict(state)
+    assert b.state_dict() == a.state_dict()
+    rows_b = dict(rows_a)
+    assert drive(a, steps=15, start=12, rows=rows_a) == drive(b, steps=15, start=12,
+                                                             rows=rows_b)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_replaying_the_journal_restores_the_exact_state(cls):
+    live = make(cls, seed=5)
+    journal, rows, next_id, running = [], {}, 0, []
+    for _ in range(12):
+        while len(running) < 2:
+            tid = f"t{next_id:04d}"
+            spec = live.suggest(tid)
+            if not isinstance(spec, JobSpec):
+                break
+            next_id += 1
+            running.append((tid, spec))
+            journal.append(("submit", tid, spec, live.rng_state()))
+        tid, spec = running.pop(0)
+        row = fake_result(tid, spec, rows)
+        live.on_trial_complete(tid, result=row)
+        journal.append(("result", tid, row, None))
+    replayed = make(cls, seed=5)
+    for event, tid, payload, rng in journal:
+        if event == "submit":
+            replayed.restore_submission(tid, payload, rng)
+        else:
+            replayed.on_trial_complete(tid, result=payload)
+    assert replayed.state_dict() == live.state_dict()
+    assert list(replayed.in_flight) == [tid for tid, _ in running]
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_failures_and_duplicates_are_counted_not_pooled(cls):
+    strategy = make(cls)
+    first, second = strategy.suggest("t0000"), strategy.suggest("t0001")
+    strategy.on_trial_complete("t0000", error="RuntimeError: boom")
+    duplicate = {**fake_result("t0001", second, {}), "status": "duplicate",
+                 "duplicate_of": "t0000"}
+    strategy.on_trial_complete("t0001", result=duplicate)
+    assert (strategy.failed, strategy.duplicates, len(strategy.pool)) == (1, 1, 0)
+    assert first.stage in (SEED, RANDOM)
+    with pytest.raises(KeyError):
+        strategy.on_trial_complete("t0042", result={})
+
+
+def test_strategies_and_hull_import_without_torch_or_ray():
+    code = ("import sys, petrinas.search.strategy, petrinas.search.hull;"
+            "petrinas.search.strategy.known_strategies();"
+            "assert 'torch' not in sys.modules and 'ray' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------ petridish
 
 def test_seeds_come_first_then_children_of_pool_models():
     log = drive(make(), steps=10)
@@ -57,7 +161,7 @@ def test_seeds_come_first_then_children_of_pool_models():
     assert stages[:3] == [SEED] * 3 and set(stages[3:]) == {SEARCH}
     assert [spec.macro for _, spec in log[:3]] == SEEDS
     ids = {tid for tid, _ in log}
-    assert all(spec.parent_id in ids for _, spec in log[3:])
+    assert all(spec.parent_id in ids and spec.selection == "alpha" for _, spec in log[3:])
 
 
 def test_nothing_now_while_only_seeds_are_in_flight():
@@ -69,21 +173,39 @@ def test_nothing_now_while_only_seeds_are_in_flight():
     assert strategy.suggest("t3").stage == SEARCH
 
 
-def test_max_trials_is_never_exceeded_and_then_finished():
-    strategy = make(max_trials=7)
-    log = drive(strategy, steps=50, slots=3)
-    assert len(log) == 7 and strategy.submitted == 7
+def test_every_parent_is_in_the_band_when_it_is_drawn():
+    strategy = make(seed=1)
+    drawn = []
+
+    def check(tid, spec):
+        if spec.stage == SEARCH:
+            band = strategy.pool.band(0.025)
+            assert spec.parent_id in band, (spec.parent_id, band)
+            drawn.append(spec.parent_id)
+    drive(strategy, steps=40, slots=2, on_suggest=check)
+    # The pool has models outside the band by now, and none was ever drawn.
+    outside = {e.trial_id for e in strategy.pool.entries()} - set(strategy.pool.band(0.025))
+    assert outside and not outside & set(drawn)
+    assert sum(e.sampled for e in strategy.pool.entries()) == len(drawn)
+
+
+def test_models_over_the_cost_budget_are_never_grown():
+    strategy = make(max_cost=3000)  # seeds cost 2000, 4000 and 6000 MACs
+    log = drive(strategy, steps=30)
+    parents = {spec.parent_id for _, spec in log if spec.stage == SEARCH}
+    pool = strategy.pool
+    assert parents and all(pool[p].cost <= 3000 for p in parents)
+    # The over-budget seeds are on the frontier all the same, and in the band.
+    assert {"t0001", "t0002"} <= set(pool.frontier()) & set(pool.band(0.025))
+    assert not {"t0001", "t0002"} & parents
+
+
+def test_a_budget_nothing_fits_finishes_after_the_seeds():
+    strategy = make(max_cost=1500)
+    log = drive(strategy, steps=10)
+    assert [spec.stage for _, spec in log] == [SEED] * 3
     assert strategy.suggest("t9999") is FINISHED
-    assert strategy.finish_reason() == "max_trials"
-
-
-def test_failed_trials_count_against_the_budget_and_the_search_goes_on():
-    strategy = make(max_trials=5)
-    assert strategy.suggest("t0").stage == SEED
-    strategy.on_trial_complete("t0", error="RuntimeError: boom")
-    assert strategy.failed == 1 and len(strategy.pool) == 0
-    log = drive(strategy, steps=20, start=1)
-    assert len(log) == 4 and len(strategy.pool) == 4
+    assert strategy.finish_reason() == "no model within search.max_macs to grow"
 
 
 def test_all_seeds_failing_finishes_the_search():
@@ -95,75 +217,46 @@ def test_all_seeds_failing_finishes_the_search():
     assert strategy.is_finished() and strategy.finish_reason() == "all seeds failed"
 
 
-@pytest.mark.parametrize("rule,value,reason", [("max_macs", 2500, "max_macs"),
-                                               ("max_pool", 4, "max_pool")])
-def test_stop_rules(rule, value, reason):
-    strategy = make(**{rule: value})
-    drive(strategy, steps=30)
-    assert strategy.stop_reason == reason
-    assert strategy.suggest("t9999") is FINISHED
-
-
-def test_parents_come_from_the_band_and_sampling_counts_grow():
-    strategy = make(max_trials=30)
-    drive(strategy, steps=30)
-    band = set(strategy.pool.band(0.025))
-    assert band
-    assert sum(e.sampled for e in strategy.pool.entries()) == strategy.submitted - len(SEEDS)
-
-
-def test_state_round_trips_through_json_and_continues_identically():
-    a = make(seed=3, max_trials=40)
-    parents_a = {}
-    drive(a, steps=12, parents=parents_a)
-    state = json.loads(json.dumps(a.state_dict()))
-    b = make(seed=99, max_trials=40)  # a different seed: the state must override it
-    b.load_state_dict(state)
-    assert b.state_dict() == a.state_dict()
-    parents_b = dict(parents_a)
-    assert drive(a, steps=15, start=12, parents=parents_a) == \
-        drive(b, steps=15, start=12, parents=parents_b)
-
-
 def test_one_slot_fixed_seed_is_reproducible_and_the_seed_matters():
-    runs = [drive(make(seed=s, max_trials=25), steps=25) for s in (7, 7, 8)]
+    runs = [drive(make(seed=s), steps=25) for s in (7, 7, 8)]
     assert runs[0] == runs[1]
     assert [spec.parent_id for _, spec in runs[0]] != [spec.parent_id for _, spec in runs[2]]
 
 
-def test_replaying_submissions_restores_the_exact_state():
-    live = make(seed=5, max_trials=30)
-    journal, parents, next_id, running = [], {}, 0, []
-    for _ in range(12):
-        while len(running) < 2:
-            tid = f"t{next_id:04d}"
-            spec = live.suggest(tid)
-            if not isinstance(spec, JobSpec):
-                break
-            next_id += 1
-            running.append((tid, spec))
-            journal.append(("submit", tid, spec, live.rng_state()))
-        tid, spec = running.pop(0)
-        row = fake_result(tid, spec, parents)
-        live.on_trial_complete(tid, result=row)
-        journal.append(("result", tid, row, None))
-    replayed = make(seed=5, max_trials=30)
-    for event, tid, payload, rng in journal:
-        if event == "submit":
-            replayed.restore_submission(tid, payload, rng)
-        else:
-            replayed.on_trial_complete(tid, result=payload)
-    assert replayed.state_dict() == live.state_dict()
+# ------------------------------------------------------------------ baselines
+
+def test_random_selection_differs_from_petridish_in_the_selection_only():
+    petridish, random = drive(make(seed=4), steps=20), drive(make(RandomSelection, seed=4),
+                                                            steps=20)
+    assert [(t, s.stage, s.parent_id, s.macro) for t, s in petridish] == \
+        [(t, s.stage, s.parent_id, s.macro) for t, s in random]
+    assert {s.selection for _, s in random if s.stage == SEARCH} == {"random"}
 
 
-def test_unknown_trial_completion_is_an_error():
-    with pytest.raises(KeyError):
-        make().on_trial_complete("t0042", result={})
+def test_random_parent_draws_from_the_whole_pool():
+    strategy = make(RandomParent, seed=2)
+    log = drive(strategy, steps=60)
+    parents = [spec.parent_id for _, spec in log if spec.stage == SEARCH]
+    band = set(strategy.pool.band(0.025))
+    assert any(p not in band for p in parents)  # Petridish never does this (test above)
+    assert {spec.selection for _, spec in log if spec.stage == SEARCH} == {"alpha"}
 
 
-def test_strategy_and_hull_import_without_torch_or_ray():
-    import subprocess
-    import sys
-    code = ("import sys, petrinas.search.strategy, petrinas.search.hull;"
-            "assert 'torch' not in sys.modules and 'ray' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True)
+def test_random_search_draws_valid_random_models():
+    strategy = make(RandomSearch, seed=0)
+    log = drive(strategy, steps=30, slots=3)
+    assert len(log) == 32 and {spec.stage for _, spec in log} == {RANDOM}
+    assert {spec.macro for _, spec in log} == set(SEEDS)  # every shape comes up
+    for _, spec in log:
+        nodes = spec.macro[2]
+        for kind in ("normal", "reduce"):
+            cell = spec.cells[kind]
+            assert len(cell) == nodes
+            for k, edges in enumerate(cell):
+                pairs = [tuple(e) for e in edges]
+                assert len(pairs) == len(set(pairs)) == min(3, 2 * (2 + k))
+                assert all(0 <= i < 2 + k and op in ("sep_conv_3x3", "max_pool_3x3")
+                           for i, op in pairs)
+    # Different draws, not one structure over and over (the space has 3 x 16 models).
+    assert len({(spec.macro, json.dumps(spec.cells)) for _, spec in log}) > 10
+    assert not strategy.is_finished()

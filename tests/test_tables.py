@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from petrinas.tables import frontier_tables, latex_escape, write_frontier_tables
+import pytest
+
+from petrinas.tables import frontier_tables, latex_escape, si, write_frontier_tables
 
 
-def _row(trial_id: str, macs, params, test, *, cells=3, nodes=2, val=0.9) -> dict:
+def _row(trial_id: str, macs, params, test, *, cells=3, nodes=2, val=0.9, **extra) -> dict:
     return dict(trial_id=trial_id, cells=cells, nodes=nodes, macs=macs, params=params,
-                val_top1=val, test_top1=test, status="ok")
+                val_top1=val, test_top1=test, status="ok", **extra)
 
 
-# Hand-checked: MACs / 1e6 to 2 decimals, params / 1e6 to 3, 100 * (1 - acc) to 2.
+# Hand-checked: MACs and params to 3 significant digits with a unit, 100 * (1 - acc) to 2.
 ROWS = [
-    _row("t0010", 1_234_567, 45_678, 0.9777158774373259),     # 1.23, 0.046, 2.23
-    _row("t0002", 94_880, 4_162, 0.9, cells=1, nodes=1),       # 0.09, 0.004, 10.00
-    _row("eval_t0005", 5_006_000, 1_999_600, None, nodes=4),   # 5.01, 2.000, missing
+    _row("t0010", 1_234_567, 45_678, 0.9777158774373259),      # 1.23M, 45.7K, 10.00, 2.23
+    _row("t0002", 94_880, 3_802, 0.9, cells=1, nodes=1, val=0.95),  # 94.9K, 3.80K, 5.00
+    _row("e0005", 5_006_000, 1_999_600, None, nodes=4, stage="eval",
+         parent_id="t_0033"),                                  # 5.01M, 2.00M, missing
 ]
 
 
@@ -28,38 +31,45 @@ def _body(markdown: str) -> list[list[str]]:
 def test_markdown_values_order_and_missing_metric():
     markdown, _ = frontier_tables(ROWS)
     lines = markdown.strip().splitlines()
-    assert lines[0] == ("| name | cells | nodes | MACs (M) | params (M) "
+    assert lines[0] == ("| model | trial | cells | nodes | MACs | params | val. error (%) "
                         "| test error (%) |")
-    assert lines[1] == "|:---|---:|---:|---:|---:|---:|"
+    assert lines[1] == "|:---|---:|---:|---:|---:|---:|---:|---:|"
     assert _body(markdown) == [
-        ["t0002", "1", "1", "0.09", "0.004", "10.00"],
-        ["t0010", "3", "2", "1.23", "0.046", "2.23"],
-        ["eval_t0005", "3", "4", "5.01", "2.000", "–"],
+        ["t0002", "t0002", "1", "1", "94.9K", "3.80K", "5.00", "10.00"],
+        ["t0010", "t0010", "3", "2", "1.23M", "45.7K", "10.00", "2.23"],
+        # An eval model is named by the gallery model it was built from.
+        ["t_0033", "e0005", "3", "4", "5.01M", "2.00M", "10.00", "–"],
     ]
 
 
-def test_metric_choice_changes_column():
-    markdown, latex = frontier_tables(ROWS, metric="val_top1")
-    assert "val. error (%)" in markdown.splitlines()[0]
-    assert all(r[-1] == "10.00" for r in _body(markdown))
-    assert r"val. error (\%)" in latex
+def test_metric_choice_changes_columns():
+    markdown, latex = frontier_tables(ROWS, metrics=("test_top1",))
+    assert markdown.splitlines()[0].endswith("| params | test error (%) |")
+    assert r"params & test error (\%) \\" in latex
 
 
 def test_latex_booktabs_escaping_caption_label():
     _, latex = frontier_tables(ROWS)
     lines = latex.strip().splitlines()
     assert lines[0] == r"\begin{table}[t]" and lines[-1] == r"\end{table}"
-    assert r"\caption{" in latex and r"\label{tab:frontier}" in latex
-    assert r"\begin{tabular}{lrrrrr}" in latex
+    assert r"\caption{Eval-stage models on the frontier of validation error" in latex
+    assert r"\label{tab:frontier}" in latex
+    assert r"\begin{tabular}{llrrrrrr}" in latex
     top, mid, bottom = (lines.index(r) for r in (r"\toprule", r"\midrule", r"\bottomrule"))
     assert top < mid < bottom
-    assert lines[top + 1] == (r"name & cells & nodes & MACs (M) & params (M) "
-                              r"& test error (\%) \\")
+    assert lines[top + 1] == (r"model & trial & cells & nodes & MACs & params "
+                              r"& val. error (\%) & test error (\%) \\")
     body = lines[mid + 1:bottom]
-    assert body[0] == r"t0002 & 1 & 1 & 0.09 & 0.004 & 10.00 \\"
-    assert body[1] == r"t0010 & 3 & 2 & 1.23 & 0.046 & 2.23 \\"
-    assert body[2] == r"eval\_t0005 & 3 & 4 & 5.01 & 2.000 & -- \\"
-    assert "eval_t0005" not in latex  # no bare underscore anywhere
+    assert body[0] == r"t0002 & t0002 & 1 & 1 & 94.9K & 3.80K & 5.00 & 10.00 \\"
+    assert body[2] == r"t\_0033 & e0005 & 3 & 4 & 5.01M & 2.00M & 10.00 & -- \\"
+    assert "t_0033" not in latex  # no bare underscore anywhere
+
+
+@pytest.mark.parametrize("value,text", [(3802, "3.80K"), (94_880, "94.9K"),
+                                        (270_000, "270K"), (1_234_567, "1.23M"),
+                                        (999, "999"), (999.6, "1.00K"), (2e9, "2.00G")])
+def test_three_significant_digits_with_a_unit(value, text):
+    assert si(value) == text
 
 
 def test_latex_escape_specials():
@@ -74,8 +84,8 @@ def test_missing_macs_sort_last_and_strings_parse():
     body = _body(frontier_tables(rows)[0])
     # Equal MACs keep natural trial order (t10 before t11); no MACs goes last.
     assert [r[0] for r in body] == ["t10", "t11", "t9"]
-    assert body[0][3:] == ["2.00", "0.001", "25.00"]
-    assert body[2][3:5] == ["–", "–"]
+    assert body[0][4:] == ["2.00M", "1.00K", "10.00", "25.00"]
+    assert body[2][4:6] == ["–", "–"]
 
 
 def test_pipe_in_name_is_escaped_in_markdown():

@@ -66,8 +66,8 @@ def frontier_figure(rows: Sequence[dict], band_ids: Sequence[str], eps: float, *
     """Every model, the lower hull of (cost, error) with its (1 + eps) band shaded, and
     the gallery (band members) filled. `reference_rows` (another stage's frontier, with
     their own error) are drawn as a grey line for comparison."""
-    fig, (ax,) = _new_figure()
-    log = _cost_axis(ax, [float(r[cost_key]) for r in [*rows, *reference_rows]], cost_key)
+    fig, (ax,) = new_figure()
+    log = cost_axis(ax, [float(r[cost_key]) for r in [*rows, *reference_rows]], cost_key)
     _scatter(ax, rows, cost_key, metric, set(band_ids))
     if reference_rows:
         _hull_line(ax, reference_rows, cost_key, "val_top1", log, color="#7f7f7f",
@@ -78,19 +78,19 @@ def frontier_figure(rows: Sequence[dict], band_ids: Sequence[str], eps: float, *
     ax.set_ylabel(ERROR_LABELS.get(metric, f"{metric} error (%)"), fontsize=FONT)
     if title:
         ax.set_title(title, fontsize=FONT)
-    _legend(ax)
+    legend(ax)
     return fig
 
 
 def pool_figure(rows: Sequence[dict], band_ids: Sequence[str]) -> Figure:
     """Validation error against MACs and against parameters, side by side."""
-    fig, axes = _new_figure((6.0, 2.4), ncols=2)
+    fig, axes = new_figure((6.0, 2.4), ncols=2)
     for ax, key in zip(axes, ("macs", "params")):
-        _cost_axis(ax, [float(r[key]) for r in rows], key)
+        cost_axis(ax, [float(r[key]) for r in rows], key)
         _scatter(ax, rows, key, "val_top1", set(band_ids))
     axes[0].set_ylabel(ERROR_LABELS["val_top1"], fontsize=FONT)
     axes[1].sharey(axes[0])
-    _legend(axes[0])
+    legend(axes[0])
     fig.tight_layout()
     return fig
 
@@ -99,8 +99,8 @@ def seeds_figure(rows: Sequence[dict], cost_key: str = "macs") -> Figure:
     """The seed models: colour = reductions, marker = nodes per cell, and the number of
     cells written beside each point (one digit, so labels do not run into each other)."""
     seeds = [r for r in rows if r.get("stage") == "seed"]
-    fig, (ax,) = _new_figure()
-    _cost_axis(ax, [float(r[cost_key]) for r in seeds], cost_key)
+    fig, (ax,) = new_figure()
+    cost_axis(ax, [float(r[cost_key]) for r in seeds], cost_key)
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
     markers = ["o", "s", "^", "D", "v"]
     groups: dict[tuple[int, int], list[dict]] = {}
@@ -118,14 +118,14 @@ def seeds_figure(rows: Sequence[dict], cost_key: str = "macs") -> Figure:
     ax.set_ylabel(ERROR_LABELS["val_top1"], fontsize=FONT)
     ax.set_title("Seed models (label: number of cells)", fontsize=FONT)
     ax.margins(x=0.08, y=0.12)
-    _legend(ax)
+    legend(ax)
     return fig
 
 
 def hypervolume_figure(rows: Sequence[dict]) -> Figure:
     """Hypervolume of the pool's validation front and of the gallery's test front
     against cumulative compute (rows of hypervolume.tsv)."""
-    fig, (ax,) = _new_figure()
+    fig, (ax,) = new_figure()
     hours = [float(r["compute_s"]) / 3600 for r in rows]
     for key, label, color in (("hv_val", "pool, validation", "#1f77b4"),
                               ("hv_test", "gallery, test", "#d62728")):
@@ -133,13 +133,13 @@ def hypervolume_figure(rows: Sequence[dict]) -> Figure:
                 linewidth=1.0, label=label)
     ax.set_xlabel("Cumulative compute (device hours)", fontsize=FONT)
     ax.set_ylabel("Hypervolume", fontsize=FONT)
-    _legend(ax)
+    legend(ax)
     return fig
 
 
 # ------------------------------------------------------------------------- helpers
 
-def _new_figure(figsize: tuple[float, float] = FIGSIZE, ncols: int = 1
+def new_figure(figsize: tuple[float, float] = FIGSIZE, ncols: int = 1
                 ) -> tuple[Figure, list[Axes]]:
     fig = Figure(figsize=figsize)
     FigureCanvasAgg(fig)  # attaches itself to the figure; no pyplot involved
@@ -150,7 +150,7 @@ def _new_figure(figsize: tuple[float, float] = FIGSIZE, ncols: int = 1
     return fig, axes
 
 
-def _cost_axis(ax: Axes, values: Sequence[float], cost_key: str) -> bool:
+def cost_axis(ax: Axes, values: Sequence[float], cost_key: str) -> bool:
     """Label the cost axis in engineering units; log scale when it spans more than
     LOG_SPAN. Returns whether it is logarithmic."""
     ax.set_xlabel(COST_LABELS.get(cost_key, cost_key), fontsize=FONT)
@@ -208,7 +208,7 @@ def _hull_line(ax: Axes, rows: Sequence[dict], cost_key: str, metric: str, log: 
                         label=f"ε-band (ε = {eps:g})", zorder=2)
 
 
-def _legend(ax: Axes) -> None:
+def legend(ax: Axes) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=FONT - 1, loc="best", framealpha=0.85, handlelength=1.5,
                   borderpad=0.3, labelspacing=0.25)
