@@ -1,11 +1,10 @@
 """Pictures of a model's cells: `<stem>_normal.{png,pdf}` and `<stem>_reduce.{png,pdf}`.
 
 Left to right: inputs c_{k-2}, c_{k-1}, nodes, output c_{k} (it concatenates every node);
-edges carry their ops; a title names the model and cell kind. The first
-meta["seed"]["nodes"] nodes (set by build_seed, kept by growth and build_eval) are seed
-nodes, blue squares; nodes added by growth are orange circles; a key says so. graphviz
-draws when its package and `dot` are present; else matplotlib (object API, Agg canvas)
-draws a layered layout in inches (arrange()) with monospace op labels: no font metrics.
+edges carry ops; a title names model and cell kind. The first meta["seed"]["nodes"] nodes
+(build_seed sets it; growth and build_eval keep it) are seed nodes, blue squares; grown
+nodes are orange circles; a key says so. graphviz draws if its package and `dot` are there;
+else matplotlib (object API, Agg canvas): a layered layout (arrange()) needing no fonts.
 """
 
 from __future__ import annotations
@@ -205,8 +204,7 @@ def figure(cell: CellDesc, title: str, kinds: dict[str, str]) -> Figure:
             ax.text(*label, e.op, ha="center", va="center", fontsize=OP_FONT, zorder=4,
                     family="monospace", gid="op", bbox=dict(
                         boxstyle="square,pad=0.15", facecolor="white", edgecolor="none"))
-    key = [k for k in KEY if k in kinds.values()]
-    if key:
+    if key := [k for k in KEY if k in kinds.values()]:
         ax.legend(handles=[Line2D([], [], linestyle="none", marker="s" if k == "seed"
                                   else "o", markersize=8, markerfacecolor=STYLE[k][0],
                                   markeredgecolor=STYLE[k][1], label=KEY[k]) for k in key],
@@ -233,16 +231,18 @@ def _render_graphviz(cell: CellDesc, title: str, kinds: dict[str, str]) -> dict[
     import graphviz
     key = "; ".join(f"{'square' if k == 'seed' else 'circle'}: {KEY[k]}"
                     for k in KEY if k in kinds.values())
-    g = graphviz.Digraph(  # dot ranks by longest path: inputs leftmost, output rightmost
+    g = graphviz.Digraph(  # the output, which reads every node, is rightmost anyway
         graph_attr=dict(rankdir="LR", dpi=str(DPI), labelloc="t", fontname="Helvetica",
                         label=f"{title}\\n{key}" if key else title),
         node_attr=dict(fontname="Helvetica"),
         edge_attr=dict(fontname="Courier", fontsize="11", penwidth="0.9", arrowsize="0.7"))
     names = {"s0": "<c<sub>k-2</sub>>", "s1": "<c<sub>k-1</sub>>", "out": "<c<sub>k</sub>>"}
-    for k, kind in kinds.items():
-        shape = "box" if k in names else "square" if kind == "seed" else "circle"
-        g.node(k, names.get(k, k[1:]), shape=shape, fillcolor=STYLE[kind][0],
-               color=STYLE[kind][1], style="rounded,filled" if k in names else "filled")
+    with g.subgraph(graph_attr=dict(rank="source")) as inputs:  # both inputs leftmost
+        for k, kind in kinds.items():
+            shape = "box" if k in names else "square" if kind == "seed" else "circle"
+            (inputs if kind == "input" else g).node(
+                k, names.get(k, k[1:]), shape=shape, fillcolor=STYLE[kind][0],
+                color=STYLE[kind][1], style="rounded,filled" if k in names else "filled")
     for e in cell_edges(cell):
         g.edge(e.src, e.dst, label=e.op, color="#333333" if e.op else "#9a9a9a")
     # cairo stamps the PDF with the time: a fixed stamp of the same length keeps the offsets.
