@@ -141,6 +141,8 @@ def draw_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="STEM",
                    help="output path stem: writes STEM_normal.{png,pdf} and "
                         "STEM_reduce.{png,pdf} (default: DIR/cell)")
+    p.add_argument("--backend", choices=("auto", "graphviz", "matplotlib"), default="auto",
+                   help="auto: graphviz when its `dot` program is installed, else matplotlib")
     return p
 
 
@@ -149,10 +151,14 @@ def draw_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _draw(argv: Sequence[str] | None) -> None:
-    from petrinas.draw import draw_folder
+    from petrinas.draw import draw_folder, graphviz_available
 
     args = draw_parser().parse_args(argv)
-    for path in draw_folder(Path(args.dir), Path(args.out) if args.out else None):
+    if args.backend == "graphviz" and not graphviz_available():
+        raise InputError("--backend graphviz needs the graphviz Python package and its `dot` "
+                         "program (apt-get install graphviz); --backend matplotlib needs neither")
+    for path in draw_folder(Path(args.dir), Path(args.out) if args.out else None,
+                            backend=args.backend):
         print(path)
 
 
