@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError, TaskCancelledError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from petrinas.config import Config
 from petrinas.errors import InputError
@@ -41,10 +42,7 @@ def _trial_task(kind: str, config: Config, payload: dict, weights: bytes | None,
     ctx = pipeline.JobContext(
         seed=seed, device=device, cpu_threads=cpu_threads,
         memory_limit_mb=config.resources.memory_per_job_mb if device == "cpu" else 0)
-    claim = pipeline.no_claims
-    if claim_as is not None:
-        registry, trial_id = claim_as
-        claim = lambda arch: ray.get(registry.claim.remote(arch, trial_id))  # noqa: E731
+    claim = pipeline.no_claims if claim_as is None else _claimer(*claim_as)
     if kind == "seed":
         output = pipeline.run_seed(config, tuple(payload["macro"]), ctx, claim)
     elif kind == "search":
@@ -59,6 +57,19 @@ def _trial_task(kind: str, config: Config, payload: dict, weights: bytes | None,
         raise ValueError(f"unknown job kind {kind!r}")
     output.notes["node_id"] = ray.get_runtime_context().get_node_id()
     return output
+
+
+def _claimer(registry, trial_id: str):
+    """claim(arch) through the registry; if it cannot be reached, the trial trains its
+    architecture anyway: deduplication saves compute, it must never fail a trial."""
+    def claim(arch: str) -> str | None:
+        try:
+            return ray.get(registry.claim.remote(arch, trial_id), timeout=60)
+        except (RayError, GetTimeoutError) as exc:
+            log.warning("%s: architecture registry unreachable (%s); training anyway",
+                        trial_id, _one_line(exc))
+            return None
+    return claim
 
 
 @ray.remote(num_cpus=0)
@@ -241,7 +252,13 @@ class RayExecutor:
         if res.memory_per_job_mb:
             options["memory"] = res.memory_per_job_mb * 1024 * 1024
         self._task = _trial_task.options(**options)
-        self._registry = ArchRegistry.remote(owners) if owners is not None else None
+        self._registry = None
+        if owners is not None:
+            # On the driver's own node: it lives as long as the driver, whatever node is
+            # lost. (A lost registry would only cost deduplication, see _claimer.)
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
+                                                  soft=False)
+            self._registry = ArchRegistry.options(scheduling_strategy=here).remote(owners)
         self._running: dict[ray.ObjectRef, str] = {}
         self._weights: OrderedDict[str, ray.ObjectRef] = OrderedDict()
 

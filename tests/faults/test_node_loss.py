@@ -42,8 +42,8 @@ def test_worker_node_removed_mid_job(tmp_path, two_nodes):
     cluster, worker = two_nodes
     worker_id = worker.node_id
     config = load_config("petridish_digits", [
-        *TINY, "search.max_trials=6", "search.seed_train.epochs=6",
-        "search.post_train.epochs=3", "resources.max_retries=2"])
+        *TINY, "search.max_trials=4", "search.seed_train.epochs=40",
+        "dataset.max_train=256", "resources.max_retries=2"])
     outcome = {}
     thread = threading.Thread(
         target=lambda: outcome.update(summary=run_search(config, tmp_path / "run")))
@@ -52,7 +52,9 @@ def test_worker_node_removed_mid_job(tmp_path, two_nodes):
     while running(tmp_path / "run") < 2 and time.time() < deadline:
         time.sleep(0.05)
     assert running(tmp_path / "run") == 2, "both nodes busy before the removal"
-    time.sleep(1.0)  # well inside the jobs: each trains for several seconds
+    # Well inside the jobs (each seed trains for 10 s or more), and long enough for both
+    # to have started on their nodes: a task still waiting would not need a retry.
+    time.sleep(5.0)
     running_at_removal = in_flight(tmp_path / "run")
     cluster.remove_node(worker)
     removed_at = time.time()
@@ -60,7 +62,7 @@ def test_worker_node_removed_mid_job(tmp_path, two_nodes):
     assert not thread.is_alive()
 
     summary = outcome["summary"]
-    assert summary.trials == 6 and summary.failed == 0
+    assert summary.trials == 4 and summary.failed == 0
     # The job that was running on the lost node was run again, on the head node, after
     # the loss (the notes are those of the attempt that succeeded).
     notes = {trial.name: json.loads((trial / "metrics.json").read_text())["notes"]
