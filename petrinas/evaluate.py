@@ -83,6 +83,10 @@ class EvalStrategy(Strategy):
     def on_trial_cancelled(self, trial_id: str) -> None:
         self._in_flight.pop(trial_id, None)
 
+    @overrides
+    def on_trial_lost(self, trial_id: str) -> None:
+        self.done = {m: t for m, t in self.done.items() if t != trial_id}  # eval it again
+
     @property
     @overrides
     def in_flight(self) -> dict[str, JobSpec]:

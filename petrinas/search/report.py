@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from petrinas.fileio import write_text_atomic
+from petrinas.fileio import replace_durably, write_text_atomic
 from petrinas.search import hull
 from petrinas.search.hypervolume import hypervolume
 from petrinas.search.pool import Pool, entry_from_row
@@ -318,7 +318,7 @@ def install_folder(root: Path, name: str, src: Path) -> None:
         shutil.copy2(src / file, tmp / file)
     if dest.exists():
         os.replace(dest, old)  # a directory cannot be renamed over a non-empty one
-    os.replace(tmp, dest)
+    replace_durably(tmp, dest)
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -144,11 +144,23 @@ class TrialLoop:
             self._submit(trial_id, spec)
 
     def _submit(self, trial_id: str, spec: JobSpec) -> None:
-        job = self.request(spec)
+        try:
+            job = self.request(spec)
+        except FileNotFoundError as exc:  # the parent's files vanished under the run
+            self._lose_parent(trial_id, spec, exc)
+            return
         self.executor.submit(trial_id, job.kind, job.payload,
                              seed=trial_seed(self.config.seed, trial_id),
                              weights_key=job.weights_key, weights=job.weights)
         log.info("%s: submitted %s", trial_id, _describe(spec))
+
+    def _lose_parent(self, trial_id: str, spec: JobSpec, exc: OSError) -> None:
+        error = f"parent {spec.parent_id} is lost: {exc.filename} is gone"
+        row = self.store.record_failure(trial_id, error)
+        self.strategy.on_trial_complete(trial_id, error=error)
+        self.store.mark_lost(self.strategy)
+        log.warning("%s: failed: %s", trial_id, error)
+        self.summary = self.reporter.add(row)
 
     def _handle(self, done: Completion) -> None:
         if done.error is None:
@@ -261,6 +273,9 @@ def run_stage(config: Config, store: RunStore, strategy: Strategy, reporter: Rep
     Ray is started (or joined) only when there is work left; its own log lines go to
     `logs/ray.log` in the run directory. Returns the finish reason."""
     in_flight = store.replay(strategy)
+    for trial_id in store.mark_lost(strategy):
+        log.warning("%s: its files are gone; marked lost, the run goes on without it",
+                    trial_id)
     reporter.start(store.rows.values())
     verdict = budget.verdict(trials=len(store.specs), pooled=store.pooled,
                              elapsed=store.elapsed())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
 import socket
@@ -28,10 +29,13 @@ import yaml
 
 from petrinas.config import Config, config_to_yaml
 from petrinas.errors import ConfigError, InputError
-from petrinas.fileio import write_bytes_atomic, write_text_atomic
+from petrinas.fileio import (ensure_dir, fsync_dir, replace_durably, write_bytes_atomic,
+                             write_text_atomic)
 from petrinas.model_desc.desc import ModelDesc
-from petrinas.search.rows import COLUMNS, DUPLICATE, FAILED, OK, make_row, pooled
+from petrinas.search.rows import COLUMNS, DUPLICATE, FAILED, LOST, OK, make_row, pooled
 from petrinas.search.strategy import JobSpec, Strategy
+
+log = logging.getLogger("petrinas.store")
 
 JOURNAL = "journal.jsonl"
 SNAPSHOT = "snapshot.json"
@@ -73,7 +77,7 @@ class RunStore:
         run_dir = Path(run_dir)
         created = not run_dir.exists()
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            ensure_dir(run_dir)
             fd = _acquire_lock(run_dir)
         except PermissionError:
             raise InputError(f"--out {run_dir}: not writable") from None
@@ -115,20 +119,34 @@ class RunStore:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
 
     def _load_journal(self) -> None:
-        """The snapshot (if any) and the journal records written after it."""
-        snapshot_path = self.dir / SNAPSHOT
-        if snapshot_path.exists():
-            self.snapshot = json.loads(snapshot_path.read_text())
+        """The snapshot (if any) and the journal records written after it. A snapshot
+        that cannot be read is rebuilt from the whole history (journal-archive/ and the
+        journal), which it only summarizes."""
+        try:
+            self.snapshot = _read_snapshot(self.dir / SNAPSHOT)
+        except ValueError as exc:
+            log.warning("%s is unreadable (%s); rebuilding the run's state from %s/ and "
+                        "the journal", self.dir / SNAPSHOT, exc, ARCHIVE)
+            self.snapshot = None
+            self.records = history(self.dir)
+        if self.snapshot is not None:
             self._seq = self.snapshot["seq"] + 1
             self._elapsed_before = float(self.snapshot["elapsed"])
         path = self.dir / JOURNAL
-        if path.exists():
+        if path.exists() and not self.records:
             # Records up to the snapshot may remain if a stop came before the rotation.
             self.records = [r for r in _read_journal(path) if r["seq"] >= self._seq]
         if self.records:
             self._seq = self.records[-1]["seq"] + 1
             self._elapsed_before = float(self.records[-1].get("elapsed", 0.0))
+        self._open_journal()
+
+    def _open_journal(self) -> None:
+        path = self.dir / JOURNAL
+        new = not path.exists()
         self._journal = open(path, "a")
+        if new:
+            fsync_dir(self.dir)
 
     def discard_if_empty(self) -> None:
         """Remove a directory this run created and never journaled into (refused start)."""
@@ -176,6 +194,21 @@ class RunStore:
             strategy.on_trial_complete(trial_id, error=record["row"]["error"])
         elif event == "cancelled":
             strategy.on_trial_cancelled(trial_id)
+        elif event == "lost":
+            self._set_row({**self.rows[trial_id], "status": LOST})
+            strategy.on_trial_lost(trial_id)
+
+    def mark_lost(self, strategy: Strategy) -> list[str]:
+        """Journal every trained model whose files are gone (deleted by hand, a disk
+        restored from an old backup) as lost: the run goes on without it."""
+        lost = [tid for tid, row in self.rows.items() if row["status"] == OK
+                and not all((self.trial_dir(tid) / name).is_file()
+                            for name in ("desc.yaml", "weights.pt"))]
+        for trial_id in lost:
+            self._append({"event": "lost", "trial_id": trial_id})
+            self._set_row({**self.rows[trial_id], "status": LOST})
+            strategy.on_trial_lost(trial_id)
+        return lost
 
     # ----------------------------------------------------------------- trial ids
     def next_trial_id(self) -> str:
@@ -256,11 +289,10 @@ class RunStore:
                  "specs": {t: s.to_dict() for t, s in self.specs.items()}}
         write_text_atomic(self.dir / SNAPSHOT, json.dumps(state, separators=(",", ":")))
         self._journal.close()
-        archive = self.dir / ARCHIVE
-        archive.mkdir(exist_ok=True)
+        archive = ensure_dir(self.dir / ARCHIVE)
         first = self.records[0]["seq"]
-        os.replace(self.dir / JOURNAL, archive / f"{first:08d}-{last:08d}.jsonl")
-        self._journal = open(self.dir / JOURNAL, "a")
+        replace_durably(self.dir / JOURNAL, archive / f"{first:08d}-{last:08d}.jsonl")
+        self._open_journal()
         self.snapshot, self.records = state, []
 
     def adopt_finished(self, trial_id: str) -> dict | None:
@@ -306,16 +338,35 @@ def read_rows(run_dir: Path) -> list[dict]:
     """The pool rows of `run_dir` (snapshot, then journal), without locking it."""
     rows: dict[str, dict] = {}
     seq = 0
-    snapshot = Path(run_dir) / SNAPSHOT
-    if snapshot.exists():
-        state = json.loads(snapshot.read_text())
+    try:
+        state = _read_snapshot(Path(run_dir) / SNAPSHOT)
+        records = _read_journal(Path(run_dir) / JOURNAL, repair=False) \
+            if (Path(run_dir) / JOURNAL).exists() else []
+    except ValueError:
+        state, records = None, history(run_dir)  # the snapshot is rebuilt from the history
+    if state is not None:
         rows, seq = dict(state["rows"]), state["seq"] + 1
-    path = Path(run_dir) / JOURNAL
-    if path.exists():
-        for record in _read_journal(path, repair=False):
-            if record["seq"] >= seq and record["event"] in ("result", "failed"):
-                rows[record["trial_id"]] = record["row"]
+    for record in records:
+        if record["seq"] >= seq and record["event"] in ("result", "failed"):
+            rows[record["trial_id"]] = record["row"]
+        elif record["seq"] >= seq and record["event"] == "lost":
+            rows[record["trial_id"]] = {**rows[record["trial_id"]], "status": LOST}
     return list(rows.values())
+
+
+def _read_snapshot(path: Path) -> dict | None:
+    """The snapshot, None if there is none; ValueError if it is truncated or corrupt."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        state = json.loads(text)
+        for key in ("seq", "elapsed", "strategy", "rows", "specs"):
+            state[key]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{type(exc).__name__}: {str(exc)[:80]}") from None
+    return state
 
 
 def is_locked(run_dir: Path) -> bool:

@@ -74,8 +74,9 @@ class Strategy(ABC):
     """The interface the loop and the store are written against; nothing more.
 
     The loop asks for a job per free slot (`suggest`), reports each trial's end
-    (`on_trial_complete` / `on_trial_cancelled`), and stops when `is_finished`; the store
-    journals `rng_state()` with every suggestion and replays it (`restore_submission`).
+    (`on_trial_complete` / `on_trial_cancelled`) and a model whose files are gone
+    (`on_trial_lost`), and stops when `is_finished`; the store journals `rng_state()`
+    with every suggestion and replays it (`restore_submission`).
     """
 
     @abstractmethod
@@ -92,6 +93,10 @@ class Strategy(ABC):
     @abstractmethod
     def on_trial_cancelled(self, trial_id: str) -> None:
         """A suggested trial was stopped by the loop (time budget, interrupt)."""
+
+    @abstractmethod
+    def on_trial_lost(self, trial_id: str) -> None:
+        """A trained model's files are gone: never build on it again."""
 
     @abstractmethod
     def restore_submission(self, trial_id: str, spec: JobSpec, rng_state: dict) -> None:

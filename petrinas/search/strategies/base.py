@@ -51,6 +51,14 @@ class PoolStrategy(Strategy):
         self._in_flight.pop(trial_id, None)
 
     @overrides
+    def on_trial_lost(self, trial_id: str) -> None:
+        """The pool is rebuilt without it (rare: the pool only grows otherwise)."""
+        if trial_id in self.pool:
+            state = self.pool.state_dict()
+            state["entries"] = [e for e in state["entries"] if e["trial_id"] != trial_id]
+            self.pool.load_state_dict(state)
+
+    @overrides
     def restore_submission(self, trial_id: str, spec: JobSpec, rng_state: dict) -> None:
         self._replay(spec)
         self._in_flight[trial_id] = spec
