@@ -73,6 +73,9 @@ def _search(argv: Sequence[str] | None) -> None:
     out = Path(args.out or Path("runs") / config.name)
     config = config.with_run_dir(out)
     progress = Progress(enabled=not args.quiet)
+    from petrinas.search.runner import budget_warnings
+    for warning in budget_warnings(config):
+        progress.warn(warning)
     summary = run_search(config, out, address=args.address, overwrite=args.overwrite,
                          progress=progress, verbose=args.verbose)
     best = f"{summary.best_error * 100:.2f}%" if summary.best_error is not None else "-"

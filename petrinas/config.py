@@ -137,6 +137,9 @@ class SearchConfig:
                               "the costliest seed model's (written to config.yaml)")
     hv_ref_error: float = spec(0.0, lo=0, hi=1, doc="hypervolume reference error; 0: "
                                "chance, 1 - 1/classes (written to config.yaml)")
+    max_children_in_flight: int = spec(0, lo=0, doc="cap on a parent's children training "
+                                       "at once (parents are drawn least busy first "
+                                       "anyway); 0: no cap")
     finalize_init: str = spec("inherit", choices=("inherit", "fresh"),
                               doc="the finalized node's ops: the candidate's trained "
                                   "weights, or a fresh initialization (ablation)")

@@ -184,7 +184,7 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
     if not models:
         raise InputError(f"--run {run_dir}: the search has no trained models to evaluate")
     store = RunStore.open(run_dir / EVAL, config, resumable_keys=EVAL_RESUMABLE_KEYS,
-                          id_prefix="e")
+                          id_prefix="e", budgets=False)
     with logging_to(store.dir / "logs" / "eval.log"):
         try:
             reporter = Reporter(store.dir, eval_layout(config, search_rows),
@@ -193,9 +193,17 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
             def request(spec: JobSpec) -> JobRequest:
                 return JobRequest(EVAL, {"gallery": read_trial_desc(run_dir, spec.parent_id)})
 
-            reason = run_stage(config, store, EvalStrategy(models), reporter, request,
+            strategy = EvalStrategy(models)
+
+            def left() -> list[str]:  # after the replay: the models still to train
+                return [m for m in models if m not in strategy.done]
+
+            reason = run_stage(config, store, strategy, reporter, request,
                                budget=Budget(max_trials=sys.maxsize), dedup=False,
-                               ray_options=RayOptions(address, verbose), progress=progress)
+                               ray_options=RayOptions(address, verbose), progress=progress,
+                               total=lambda: len(store.rows) + len(left()),
+                               header=lambda: f"eval {store.dir}: {len(left())} of "
+                                              f"{len(models)} gallery models to train")
             summary = reporter.finish()
             log.info("eval finished (%s)", reason)
             tests = [1.0 - float(r["test_top1"]) for r in store.rows.values()

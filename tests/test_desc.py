@@ -2,7 +2,10 @@
 
 from dataclasses import replace
 
+import json
+
 import pytest
+
 import yaml
 
 from petrinas.errors import UntrustedFileError
@@ -57,8 +60,11 @@ def test_saved_yaml_is_plain_and_readable(tmp_path):
     path = tmp_path / "desc.yaml"
     _desc().save(path)
     text = path.read_text()
-    assert "op: sep_conv_3x3" in text
-    assert "!!" not in text  # no tags: any YAML reader can load it
+    lines = text.splitlines()
+    assert lines[0].startswith('{"format": 1,') and lines[-1].startswith(' "meta": ')
+    assert ' "cells": 5,' in lines and '"op": "sep_conv_3x3"' in text  # one key a line
+    assert "!!" not in text  # no tags: any YAML (or JSON) reader can load it
+    assert json.loads(text) == _desc().to_dict()
     data = yaml.safe_load(text)
     assert data["cells"] == 5 and data["normal"]["nodes"][0]["edges"][0] == {
         "input": 1, "op": "sep_conv_3x3"}

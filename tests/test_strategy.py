@@ -260,3 +260,41 @@ def test_random_search_draws_valid_random_models():
     # Different draws, not one structure over and over (the space has 3 x 16 models).
     assert len({(spec.macro, json.dumps(spec.cells)) for _, spec in log}) > 10
     assert not strategy.is_finished()
+
+
+# ------------------------------------------------------------- many slots, few parents
+
+def _children_in_flight(strategy, parent):
+    return sum(s.parent_id == parent for s in strategy.in_flight.values() if s.stage == SEARCH)
+
+
+def test_with_many_slots_parents_are_drawn_least_busy_first():
+    strategy = make(seed=6)
+    checked = []
+
+    def check(tid, spec):
+        if spec.stage == SEARCH:
+            band = strategy.parent_candidates()
+            before = {t: _children_in_flight(strategy, t) for t in band}
+            before[spec.parent_id] -= 1   # without the child just suggested
+            assert before[spec.parent_id] == min(before.values()), (spec.parent_id, before)
+            checked.append(len(band))
+    log = drive(strategy, steps=40, slots=8, on_suggest=check)
+    assert checked and max(checked) > 1
+    # One seed finished first, yet its children did not take every slot.
+    first_children = [s.parent_id for _, s in log[3:11]]
+    assert len(set(first_children)) > 1
+
+
+def test_a_cap_on_children_in_flight_makes_the_strategy_wait():
+    strategy = make(max_children_in_flight=1)
+    for i in range(3):
+        strategy.suggest(f"t{i}")
+    rows = {}
+    for i in range(3):
+        strategy.on_trial_complete(f"t{i}", result=fake_result(
+            f"t{i}", strategy.in_flight[f"t{i}"], rows))
+    band = strategy.parent_candidates()
+    children = [strategy.suggest(f"t{3 + i}") for i in range(len(band))]
+    assert sorted(c.parent_id for c in children) == sorted(band)  # one child each
+    assert strategy.suggest("t9") is None                         # then: wait

@@ -28,7 +28,6 @@ Conventions shared by all functions:
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from fractions import Fraction
 from typing import Sequence
 
@@ -114,20 +113,18 @@ def hull_error_at(costs: Sequence[float], errors: Sequence[float], hull: list[in
     `hull` is what `lower_hull(costs, errors)` returned (any list of indices with strictly
     increasing costs works). At a vertex's own cost the vertex's error is returned exactly.
     """
+    return float(hull_errors_at(costs, errors, hull, [cost])[0])
+
+
+def hull_errors_at(costs: Sequence[float], errors: Sequence[float], hull: list[int],
+                   at: Sequence[float]) -> np.ndarray:
+    """`hull_error_at` at every cost of `at`, in one pass (numpy's interpolation, which
+    is flat beyond the ends and exact at the vertices)."""
     if not hull:
         raise ValueError("hull is empty")
-    hc = [float(costs[i]) for i in hull]
-    he = [float(errors[i]) for i in hull]
-    x = float(cost)
-    if x <= hc[0]:
-        return he[0]
-    if x >= hc[-1]:
-        return he[-1]
-    k = bisect_right(hc, x)  # hc[k-1] <= x < hc[k]
-    c0, c1, e0, e1 = hc[k - 1], hc[k], he[k - 1], he[k]
-    if x == c0:
-        return e0
-    return e0 + (e1 - e0) * ((x - c0) / (c1 - c0))
+    hc = np.array([float(costs[i]) for i in hull])
+    he = np.array([float(errors[i]) for i in hull])
+    return np.interp(np.asarray(at, dtype=float), hc, he)
 
 
 def eps_band(costs: Sequence[float], errors: Sequence[float], eps: float) -> list[int]:
@@ -144,9 +141,10 @@ def eps_band(costs: Sequence[float], errors: Sequence[float], eps: float) -> lis
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
     c, _ = _points(costs, errors)
     hull = lower_hull(costs, errors)
-    band = [i for i in range(len(costs))
-            if float(errors[i]) <= (1 + eps) * hull_error_at(costs, errors, hull, costs[i])
-            + BAND_ABS_TOL]
+    if not hull:
+        return []
+    bound = (1 + eps) * hull_errors_at(costs, errors, hull, [float(x) for x in costs])
+    band = [i for i in range(len(costs)) if float(errors[i]) <= bound[i] + BAND_ABS_TOL]
     # Same order as the hull: by exact cost, then index.
     return sorted(band, key=lambda i: (c[i], i))
 

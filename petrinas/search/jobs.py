@@ -17,7 +17,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError, TaskCancelledError
@@ -90,7 +90,7 @@ class ArchRegistry:
 @dataclass
 class Completion:
     trial_id: str
-    output: Any = None          # a pipeline.TrialOutput when the job succeeded
+    output: Any = None          # a rows.TrialOutput when the job succeeded
     error: str | None = None    # one line: why it failed
     detail: str = ""            # the full traceback, for the trial folder
 
@@ -244,14 +244,16 @@ class RayExecutor:
     job claims its architecture through an `ArchRegistry` before training it; with None
     (the eval stage) nothing is deduplicated."""
 
-    def __init__(self, config: Config, owners: dict[str, str] | None = None):
+    def __init__(self, config: Config, owners: dict[str, str] | None = None, task=None):
+        """`task`: the remote function a trial runs (default: the real training job;
+        benchmarks of the driver pass a stand-in with the same signature)."""
         self.config = config
         res = config.resources
         options: dict[str, Any] = dict(num_cpus=res.cpus_per_job, num_gpus=res.gpus_per_job,
                                        max_retries=res.max_retries, retry_exceptions=False)
         if res.memory_per_job_mb:
             options["memory"] = res.memory_per_job_mb * 1024 * 1024
-        self._task = _trial_task.options(**options)
+        self._task = (task or _trial_task).options(**options)
         self._registry = None
         if owners is not None:
             # On the driver's own node: it lives as long as the driver, whatever node is
@@ -264,14 +266,30 @@ class RayExecutor:
 
     # ----------------------------------------------------------------- capacity
     def slots(self) -> int:
+        """How many trials to keep submitted: what the cluster can run now, or
+        `resources.max_concurrent` when set, even beyond the cluster's size (the extra
+        trials wait in Ray's queue, where an autoscaler sees the demand). 0 while the
+        cluster has lost too many nodes to run one job: the loop then waits."""
         res = self.config.resources
-        slots = cluster_slots(res.gpus_per_job, res.cpus_per_job, res.memory_per_job_mb)
-        if slots < 1:
+        if res.max_concurrent:
+            return res.max_concurrent
+        return max(cluster_slots(res.gpus_per_job, res.cpus_per_job, res.memory_per_job_mb), 0)
+
+    def check_capacity(self) -> None:
+        """At start: a cluster that cannot run a single job is an input error (unless
+        max_concurrent asks to queue jobs for an autoscaler to satisfy)."""
+        res = self.config.resources
+        if not res.max_concurrent and self.slots() < 1:
             raise InputError(
                 f"resources.gpus_per_job={res.gpus_per_job:g}, resources.cpus_per_job="
                 f"{res.cpus_per_job:g}, resources.memory_per_job_mb={res.memory_per_job_mb}: "
                 f"the Ray cluster ({_describe_cluster()}) cannot run even one job")
-        return min(slots, res.max_concurrent) if res.max_concurrent else slots
+
+    def waiting_for(self) -> str:
+        """Why no trial can start now ('' if one can): for the status line."""
+        if self.slots() > 0:
+            return ""
+        return f"waiting for capacity: the cluster has {_describe_cluster()}"
 
     def free_slots(self) -> int:
         return max(self.slots() - len(self._running), 0)
@@ -282,10 +300,12 @@ class RayExecutor:
 
     # ------------------------------------------------------------------ submit
     def submit(self, trial_id: str, kind: str, payload: dict, *, seed: int,
-               weights_key: str | None = None, weights: bytes | None = None) -> None:
-        """Start a trial. `weights` (a parent's) go into the object store once per
-        `weights_key` and travel to every child of that parent as a reference."""
-        ref = self._weights_ref(weights_key, weights) if weights is not None else None
+               weights_key: str | None = None,
+               load_weights: Callable[[], bytes] | None = None) -> None:
+        """Start a trial. A parent's weights go into the object store once per
+        `weights_key` (read with `load_weights` then) and travel to every child of that
+        parent as a reference."""
+        ref = self._weights_ref(weights_key, load_weights) if load_weights else None
         res = self.config.resources
         claim_as = (self._registry, trial_id) if self._registry is not None else None
         task_ref = self._task.remote(kind, self.config, payload, ref, seed,
@@ -293,11 +313,11 @@ class RayExecutor:
                                      claim_as)
         self._running[task_ref] = trial_id
 
-    def _weights_ref(self, key: str | None, weights: bytes) -> ray.ObjectRef:
+    def _weights_ref(self, key: str | None, load: Callable[[], bytes]) -> ray.ObjectRef:
         if key is not None and key in self._weights:
             self._weights.move_to_end(key)
             return self._weights[key]
-        ref = ray.put(weights)
+        ref = ray.put(load())
         if key is not None:
             self._weights[key] = ref
             while len(self._weights) > WEIGHT_CACHE_SIZE:

@@ -7,7 +7,7 @@ MACs, parameters or latency); error is `1 - val_top1`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -74,7 +74,8 @@ class Pool:
             raise ValueError(f"trial {entry.trial_id} is already in the pool")
         self._index[entry.trial_id] = len(self._entries)
         self._entries[entry.trial_id] = entry
-        self._hull = self._lower_hull(self._hull + [entry.trial_id])
+        if not self._clearly_above_hull(entry):  # else the hull stays as it is
+            self._hull = self._lower_hull(self._hull + [entry.trial_id])
         for eps, band in self._bands.items():
             self._bands[eps] = self._eps_band(band + [entry.trial_id], eps)
 
@@ -89,6 +90,16 @@ class Pool:
             self._bands[eps] = self._eps_band(list(self._entries), eps)
         return list(self._bands[eps])
 
+    def _clearly_above_hull(self, entry: PoolEntry) -> bool:
+        """Whether `entry` lies above the hull by more than rounding could explain, so
+        that it cannot change it (a quick float test; the exact rational hull is
+        recomputed only when this cannot tell)."""
+        if not self._hull or entry.cost <= self._entries[self._hull[0]].cost:
+            return False
+        costs, errors = self._points(self._hull)
+        line = float(np.interp(entry.cost, costs, errors))
+        return entry.error > line * (1 + 1e-9) + hull.BAND_ABS_TOL
+
     def _points(self, ids: list[str]) -> tuple[list[float], list[float]]:
         entries = [self._entries[t] for t in ids]
         return [e.cost for e in entries], [e.error for e in entries]
@@ -98,12 +109,13 @@ class Pool:
 
     def _eps_band(self, ids: list[str], eps: float) -> list[str]:
         """The members of `ids` within (1 + eps) of the pool's hull, cheapest first."""
+        if not self._hull:
+            return []
         costs, errors = self._points(ids)
         hull_costs, hull_errors = self._points(self._hull)
-        vertices = list(range(len(self._hull)))
-        band = [t for t, c, e in zip(ids, costs, errors)
-                if e <= (1 + eps) * hull.hull_error_at(hull_costs, hull_errors, vertices, c)
-                + hull.BAND_ABS_TOL]
+        bound = (1 + eps) * hull.hull_errors_at(hull_costs, hull_errors,
+                                                list(range(len(self._hull))), costs)
+        band = [t for t, e, b in zip(ids, errors, bound) if e <= b + hull.BAND_ABS_TOL]
         return sorted(band, key=lambda t: (self._entries[t].cost, self._index[t]))
 
     def sample_parent(self, rng: np.random.Generator, candidates: list[str]) -> str:
@@ -117,7 +129,9 @@ class Pool:
         return chosen.trial_id
 
     def state_dict(self) -> dict:
-        return {"entries": [asdict(e) for e in self._entries.values()]}
+        # Entries hold scalars only: a shallow copy of each is a full copy (asdict's deep
+        # copy costs ten times more, on every snapshot of a long run).
+        return {"entries": [dict(vars(e)) for e in self._entries.values()]}
 
     def load_state_dict(self, state: dict) -> None:
         self._entries, self._index, self._hull, self._bands = {}, {}, [], {}

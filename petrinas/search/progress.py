@@ -1,12 +1,28 @@
-"""Progress on screen: one live status line on a terminal, plain lines otherwise."""
+"""Progress on screen: one live status line on a terminal, plain lines otherwise.
+
+    search runs/petridish_digits: 40 trials or 1:00:00, strategy petridish, 16 seed shapes
+    7/40 trials, 2 running, 0 failed, 1 duplicate | pool 6, frontier 3, best val. error
+    4.17% | 01:23 elapsed, ETA 02:10
+
+The ETA is the remaining trials times the median time of the last trials, shared by the
+trials that run at once: it settles as soon as a few trials have finished, instead of
+swinging with each one as elapsed / done does. Off a terminal a line is printed when a
+result arrives (or now and then), never per loop.
+"""
 
 from __future__ import annotations
 
 import io
+import math
 import os
+import statistics
 import sys
 import time
+from collections import deque
+from dataclasses import dataclass
 from typing import TextIO
+
+RECENT = 50  # trials the ETA's median is taken over
 
 
 def format_duration(seconds: float) -> str:
@@ -16,12 +32,40 @@ def format_duration(seconds: float) -> str:
         f"{rest // 60:02d}:{rest % 60:02d}"
 
 
-def eta(done: int, max_trials: int, elapsed: float, max_seconds: float) -> float | None:
-    """Seconds left: the sooner of the trial budget (at the pace so far) and the time one."""
-    left = [max_seconds - elapsed]
-    if done:
-        left.append(elapsed / done * max(max_trials - done, 0))
-    return max(min(left), 0.0)
+def eta(remaining: int, trial_seconds: list[float], parallel: int,
+        time_left: float) -> float | None:
+    """Seconds left: `remaining` trials at the median of `trial_seconds` each, `parallel`
+    at a time, and never more than the time budget left. None before any trial ended."""
+    if not trial_seconds:
+        return None
+    waves = math.ceil(max(remaining, 0) / max(parallel, 1))
+    return max(min(waves * statistics.median(trial_seconds), time_left), 0.0)
+
+
+@dataclass
+class Status:
+    done: int                  # trials that ended (trained, duplicates, failed)
+    total: int | None          # trials the budget allows (None: no trial budget)
+    running: int
+    failed: int
+    duplicates: int
+    pool: int
+    frontier: int
+    best_error: float | None
+    elapsed: float
+    eta: float | None
+    note: str = ""             # e.g. "waiting for capacity: ..."
+
+    def line(self) -> str:
+        total = f"/{self.total}" if self.total is not None else ""
+        best = f"{self.best_error * 100:.2f}%" if self.best_error is not None else "-"
+        dup = f", {self.duplicates} duplicate{'s' * (self.duplicates != 1)}" \
+            if self.duplicates else ""
+        left = f", ETA {format_duration(self.eta)}" if self.eta is not None else ""
+        return (f"{self.done}{total} trials, {self.running} running, {self.failed} failed"
+                f"{dup} | pool {self.pool}, frontier {self.frontier}, best val. error {best} "
+                f"| {format_duration(self.elapsed)} elapsed{left}"
+                + (f" | {self.note}" if self.note else ""))
 
 
 def terminal() -> TextIO:
@@ -42,31 +86,37 @@ class Progress:
         self.enabled = enabled
         self.live = enabled and self.stream.isatty()
         self.interval_s = interval_s
-        self._last_results: tuple = ()
+        self.trial_seconds: deque[float] = deque(maxlen=RECENT)
+        self._last: tuple = ()
         self._last_print = 0.0
         self._width = 0
 
-    def update(self, *, done: int, running: int, failed: int, pool: int, frontier: int,
-               best_error: float | None, elapsed: float, max_trials: int,
-               max_seconds: float) -> None:
+    def header(self, text: str) -> None:
+        """The first line: what runs, where, and its budget."""
+        if self.enabled:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def warn(self, text: str) -> None:
+        """A warning the user must see, --quiet or not."""
+        self.close()
+        self.stream.write(f"warning: {text}\n")
+        self.stream.flush()
+
+    def update(self, status: Status) -> None:
         if not self.enabled:
             return
-        best = f"{best_error * 100:.2f}%" if best_error is not None else "-"
-        left = eta(done, max_trials, elapsed, max_seconds)
-        line = (f"trials {done} done, {running} running, {failed} failed | pool {pool}, "
-                f"frontier {frontier}, best error {best} | {format_duration(elapsed)} elapsed"
-                + (f", ETA {format_duration(left)}" if left is not None and done else ""))
+        line = status.line()
+        key = (status.done, status.failed, status.pool, status.note)
         if self.live:
             self.stream.write("\r" + line.ljust(self._width))
             self._width = len(line)
             self.stream.flush()
-        elif (done, failed, pool, frontier, best_error) != self._last_results or \
-                time.monotonic() - self._last_print > self.interval_s:
-            # Off a terminal: a line when a result arrives (or now and then), not per job.
+        elif key != self._last or time.monotonic() - self._last_print > self.interval_s:
             self.stream.write(line + "\n")
             self.stream.flush()
             self._last_print = time.monotonic()
-        self._last_results = (done, failed, pool, frontier, best_error)
+        self._last = key
 
     def close(self) -> None:
         if self.live and self._width:

@@ -28,6 +28,7 @@ import re
 import shutil
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -36,7 +37,7 @@ from petrinas.fileio import replace_durably, write_text_atomic
 from petrinas.search import hull
 from petrinas.search.hypervolume import hypervolume
 from petrinas.search.pool import Pool, entry_from_row
-from petrinas.search.rows import COLUMNS, FAILED, pooled
+from petrinas.search.rows import COLUMNS, DUPLICATE, FAILED, pooled
 
 log = logging.getLogger("petrinas.report")
 
@@ -78,9 +79,12 @@ class Reporter:
         self.layout = layout
         self.plot_interval_s = plot_interval_s
         self._rows: dict[str, dict] = {}
+        self._count: Counter = Counter()        # rows by status
+        self._lines: dict[str, str] = {}        # trial id -> its TSV line
         self._pool = Pool()
         self._hull: list[str] = []
         self._band: list[str] = []
+        self._gallery: set[str] | None = None    # members in gallery/ (None: unknown)
         self._hv = _HypervolumeLog(layout.hv_ref) if layout.hv_ref else None
         self._last_plot: float | None = None
         self._drawing: threading.Thread | None = None
@@ -88,7 +92,8 @@ class Reporter:
     # ------------------------------------------------------------------ feeding
     def start(self, rows: Iterable[dict]) -> dict:
         """Every row so far, in the order they were recorded: rewrite everything."""
-        self._rows, self._pool = {}, Pool()
+        self._rows, self._pool, self._count = {}, Pool(), Counter()
+        self._gallery = None
         if self._hv is not None:
             self._hv.reset()
         for row in rows:
@@ -115,25 +120,30 @@ class Reporter:
     def finish(self) -> dict:
         """The final state: pool.tsv sorted by trial id, every figure drawn now."""
         write_tsv(self.dir / "pool.tsv", self._sorted_rows())
+        self._gallery = None  # checked in full once more
         self._frontier_changed()
         if self._drawing is not None:
             self._drawing.join()
-        if self._pool.entries():
+        if len(self._pool):
             self._draw(self._snapshot())
         return self.summary()
 
     def summary(self) -> dict:
-        rows = self._rows.values()
-        best = min((e.error for e in self._pool.entries()), default=None)
-        return {"pool": len(self._pool), "failed": sum(r.get("status") == FAILED
-                                                       for r in rows),
-                "duplicates": sum(r.get("status") == "duplicate" for r in rows),
-                "frontier": len(self._hull), "band": len(self._band), "best_error": best,
+        """Counts for the status line (kept as rows arrive: O(1) here)."""
+        best = self._pool[self._hull[-1]].error if self._hull else None
+        return {"pool": len(self._pool), "failed": self._count[FAILED],
+                "duplicates": self._count[DUPLICATE], "frontier": len(self._hull),
+                "band": len(self._band), "best_error": best,
                 "hypervolume": self._hv.rows[-1]["hv_val"] if self._hv and self._hv.rows
                 else None}
 
     # ----------------------------------------------------------------- internals
     def _ingest(self, row: dict) -> None:
+        old = self._rows.get(row["trial_id"])
+        if old is not None:
+            self._count[old.get("status")] -= 1
+            self._lines.pop(row["trial_id"], None)
+        self._count[row.get("status")] += 1
         self._rows[row["trial_id"]] = row
         if pooled(row) and row["trial_id"] not in self._pool:
             self._pool.add(entry_from_row(row, self.layout.cost_key))
@@ -141,21 +151,42 @@ class Reporter:
         if self._hv is not None:
             self._hv.record(row, [self._rows[t] for t in self._band], self.layout.cost_key)
 
+    def _line(self, trial_id: str) -> str:
+        if trial_id not in self._lines:
+            self._lines[trial_id] = _lines([self._rows[trial_id]], COLUMNS)[0]
+        return self._lines[trial_id]
+
     def _sorted_rows(self) -> list[dict]:
         return sorted(self._rows.values(), key=lambda r: natural_key(str(r["trial_id"])))
 
     def _frontier_changed(self) -> None:
         hull_rows = [self._rows[t] for t in self._hull]
-        write_tsv(self.dir / "frontier.tsv", hull_rows)
-        write_tsv(self.dir / "frontier_eps.tsv", [self._rows[t] for t in self._band])
+        # Rows never change once recorded, so their TSV lines are formatted once.
+        header = "\t".join(COLUMNS)
+        for name, ids in (("frontier.tsv", self._hull), ("frontier_eps.tsv", self._band)):
+            write_text_atomic(self.dir / name, "\n".join([header, *map(self._line, ids)])
+                              + "\n")
         if self.layout.folders == "gallery":
-            sync_folders(self.dir / "gallery", {t: self._source(t) for t in self._band},
-                         prune=True)
+            self._sync_gallery()
         else:
             sync_folders(self.dir, {r["parent_id"]: self._source(r["trial_id"])
                                     for r in self._rows.values() if pooled(r)}, prune=False)
         if self.layout.tables is not None:
             self.layout.tables(self.dir, hull_rows)
+
+    def _sync_gallery(self) -> None:
+        """gallery/ = the band. In full the first time (a resumed run's gallery may be
+        stale); after that only the members that joined or left, since a trial's files
+        never change once written."""
+        band = {t: self._source(t) for t in self._band}
+        if self._gallery is None:
+            self._gallery = set(sync_folders(self.dir / "gallery", band, prune=True))
+            return
+        joined = {t: src for t, src in band.items() if t not in self._gallery}
+        self._gallery |= set(sync_folders(self.dir / "gallery", joined, prune=False))
+        for gone in self._gallery - band.keys():
+            shutil.rmtree(self.dir / "gallery" / gone, ignore_errors=True)
+            self._gallery.discard(gone)
 
     def _source(self, trial_id: str) -> Path:
         return self.dir / "trials" / trial_id
@@ -168,7 +199,7 @@ class Reporter:
     def _maybe_draw(self) -> None:
         """Draw on a background thread when due and no drawing is under way: a slow
         figure must not hold up the loop that keeps the cluster busy."""
-        if not self._pool.entries() or self.layout.figures is None:
+        if not len(self._pool) or self.layout.figures is None:
             return
         due = (self._last_plot is None
                or time.monotonic() - self._last_plot >= self.plot_interval_s)

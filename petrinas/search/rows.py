@@ -12,6 +12,8 @@ spec) and what its job measured; the reporter writes it as a TSV line. Statuses:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 COLUMNS: tuple[str, ...] = (
     "trial_id", "parent_id", "stage", "status", "cells", "reductions", "nodes", "macs",
     "params", "val_top1", "test_top1", "train_top1", "epochs", "examples", "compute_s",
@@ -40,3 +42,14 @@ def make_row(trial_id: str, spec, measured: dict, *, status: str, elapsed_s: flo
 def pooled(row: dict) -> bool:
     """Whether the row's model is in the pool (trained, with a validation accuracy)."""
     return row.get("status") == OK and row.get("val_top1") is not None
+
+
+@dataclass
+class TrialOutput:
+    """What a job returns to the driver: plain data (no torch), so results of any job,
+    real or stand-in, travel back and are recorded the same way."""
+    desc: dict                      # the trained model's description (ModelDesc.to_dict)
+    weights: bytes | None           # its state_dict as bytes; None for a duplicate
+    row: dict                       # pool.tsv fields measured by the job (MEASURED)
+    history: dict = field(default_factory=dict)  # phase -> per-epoch metrics
+    notes: dict = field(default_factory=dict)    # free-form: chosen pairs, timing, node

@@ -12,14 +12,15 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
 
-from petrinas.config import Config
+from petrinas.config import Config, seed_macros
 from petrinas.errors import InputError
 from petrinas.search import figures
 from petrinas.search.jobs import Completion, RayExecutor, RayOptions, ray_session
-from petrinas.search.progress import Progress
+from petrinas.search.progress import Progress, Status, eta, format_duration
 from petrinas.search.report import Layout, Reporter
 from petrinas.search.rows import OK
 from petrinas.search.stopping import Action, Budget, Verdict
@@ -47,24 +48,36 @@ class SearchSummary:
 
 @dataclass
 class JobRequest:
-    """How to run one spec: the job kind, its payload, and a parent's weights if any."""
+    """How to run one spec: the job kind, its payload, and a parent's weights if any
+    (read only when they are not in the object store already: `load_weights`)."""
     kind: str
     payload: dict
     weights_key: str | None = None
-    weights: bytes | None = None
+    load_weights: Callable[[], bytes] | None = None
 
 
-def search_request(store: RunStore, spec: JobSpec) -> JobRequest:
-    """A seed trains from its macro shape, a random model from its cells; a child gets
-    its parent's desc and weights."""
-    if spec.stage == SEED:
-        return JobRequest(SEED, {"macro": list(spec.macro)})
-    if spec.stage == RANDOM:
-        return JobRequest(RANDOM, {"macro": list(spec.macro), "cells": spec.cells})
-    weights = (store.trial_dir(spec.parent_id) / "weights.pt").read_bytes()
-    return JobRequest(SEARCH, {"parent": read_trial_desc(store.dir, spec.parent_id),
-                               "selection": spec.selection},
-                      weights_key=spec.parent_id, weights=weights)
+class SearchRequests:
+    """JobRequests of a search. A parent's description is read once and kept (they
+    never change once written), so a parent of many children costs one YAML parse."""
+
+    def __init__(self, store: RunStore, cache_size: int = 256):
+        self.store = store
+        self._desc = lru_cache(maxsize=cache_size)(
+            lambda parent_id: read_trial_desc(store.dir, parent_id))
+
+    def __call__(self, spec: JobSpec) -> JobRequest:
+        """A seed trains from its macro shape, a random model from its cells; a child
+        gets its parent's desc and weights."""
+        if spec.stage == SEED:
+            return JobRequest(SEED, {"macro": list(spec.macro)})
+        if spec.stage == RANDOM:
+            return JobRequest(RANDOM, {"macro": list(spec.macro), "cells": spec.cells})
+        weights = self.store.trial_dir(spec.parent_id) / "weights.pt"
+        if not weights.is_file():
+            raise FileNotFoundError(2, "no such file", str(weights))
+        return JobRequest(SEARCH, {"parent": self._desc(spec.parent_id),
+                                   "selection": spec.selection},
+                          weights_key=spec.parent_id, load_weights=weights.read_bytes)
 
 
 def trial_seed(run_seed: int, trial_id: str) -> int:
@@ -78,7 +91,10 @@ class TrialLoop:
 
     def __init__(self, config: Config, store: RunStore, strategy: Strategy,
                  executor: RayExecutor, reporter: Reporter, progress: Progress,
-                 request: Callable[[JobSpec], JobRequest], budget: Budget):
+                 request: Callable[[JobSpec], JobRequest], budget: Budget,
+                 total: int | None):
+        """`total`: the trials this stage will have run when it is done, for the status
+        line (the trial budget of a search; the models of an eval)."""
         self.config = config
         self.store = store
         self.strategy = strategy
@@ -87,7 +103,9 @@ class TrialLoop:
         self.progress = progress
         self.request = request
         self.budget = budget
+        self.total = total
         self.summary: dict = reporter.summary()   # the latest counts, for the status line
+        self.waiting = ""                         # why nothing can start, if so
         self._draining = ""
 
     def run(self, in_flight: list[str]) -> str:
@@ -101,7 +119,9 @@ class TrialLoop:
                     return verdict.reason
                 if verdict.action is Action.SUBMIT:
                     self._fill()
-                if not self.executor.running:
+                self.waiting = self.executor.waiting_for()
+                if not self.executor.running and not (verdict.action is Action.SUBMIT
+                                                      and self.waiting):
                     return (verdict.reason or self.strategy.finish_reason()
                             or "nothing to run")
                 for completion in self.executor.wait(WAIT_S):
@@ -151,7 +171,7 @@ class TrialLoop:
             return
         self.executor.submit(trial_id, job.kind, job.payload,
                              seed=trial_seed(self.config.seed, trial_id),
-                             weights_key=job.weights_key, weights=job.weights)
+                             weights_key=job.weights_key, load_weights=job.load_weights)
         log.info("%s: submitted %s", trial_id, _describe(spec))
 
     def _lose_parent(self, trial_id: str, spec: JobSpec, exc: OSError) -> None:
@@ -166,6 +186,7 @@ class TrialLoop:
         if done.error is None:
             row = self.store.record_result(done.trial_id, done.output)
             self.strategy.on_trial_complete(done.trial_id, result=row)
+            self.progress.trial_seconds.append(float(row["compute_s"]))
             if row["status"] == OK:
                 log.info("%s: done, val top-1 %.4f, %.2fM MACs, %.0fs", done.trial_id,
                          row["val_top1"], row["macs"] / 1e6, row["compute_s"])
@@ -189,13 +210,19 @@ class TrialLoop:
 
     # ------------------------------------------------------------------- output
     def _show(self) -> None:
-        summary = self.summary
-        self.progress.update(
-            done=sum(1 for r in self.store.rows.values() if r["status"] == OK),
-            running=len(self.executor.running), failed=summary.get("failed", 0),
-            pool=summary.get("pool", 0), frontier=summary.get("frontier", 0),
-            best_error=summary.get("best_error"), elapsed=self.store.elapsed(),
-            max_trials=self.budget.max_trials, max_seconds=self.budget.max_seconds)
+        summary, running = self.summary, len(self.executor.running)
+        done = len(self.store.rows)
+        note = self.waiting or (f"draining ({self._draining} reached)" if self._draining
+                                else "")
+        remaining = None if self.total is None else self.total - done
+        self.progress.update(Status(
+            done=done, total=self.total, running=running, failed=summary["failed"],
+            duplicates=summary["duplicates"], pool=summary["pool"],
+            frontier=summary["frontier"], best_error=summary["best_error"],
+            elapsed=self.store.elapsed(), note=note,
+            eta=eta(remaining, list(self.progress.trial_seconds),
+                    max(running, 1), self.budget.max_seconds - self.store.elapsed())
+            if remaining is not None else None))
 
 
 def _describe(spec: JobSpec) -> str:
@@ -223,10 +250,12 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
                 eps=search.convex_hull_eps, cost_key="macs", folders="gallery",
                 figures=figures.search_figures(search.convex_hull_eps, "macs"),
                 hv_ref=(search.hv_ref_cost, search.hv_ref_error)), search.plot_interval_s)
+            budget = Budget.from_config(config)
             reason = run_stage(config, store, strategy, reporter,
-                               lambda spec: search_request(store, spec),
-                               budget=Budget.from_config(config), dedup=True,
-                               ray_options=RayOptions(address, verbose), progress=progress)
+                               SearchRequests(store), budget=budget,
+                               dedup=True, ray_options=RayOptions(address, verbose),
+                               progress=progress, total=lambda: budget.max_trials,
+                               header=lambda: _search_header(config, store))
             summary = reporter.finish()
             log.info("search finished (%s) after %.0fs", reason, store.elapsed())
             return SearchSummary(run_dir=store.dir, trials=len(store.specs),
@@ -239,6 +268,23 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
             raise
         finally:
             store.close()
+
+
+def _search_header(config: Config, store: RunStore) -> str:
+    search = config.search
+    resumed = f", resumed at {len(store.specs)} trials" if store.specs else ""
+    return (f"search {store.dir}{resumed}: {search.max_trials} trials or "
+            f"{format_duration(search.max_hours * 3600)}, strategy {search.strategy}, "
+            f"{len(seed_macros(config))} seed shapes")
+
+
+def budget_warnings(config: Config) -> list[str]:
+    """Budgets that run but cannot do what a user expects of them."""
+    seeds = len(seed_macros(config))
+    if config.search.strategy != "random_search" and config.search.max_trials <= seeds:
+        return [f"search.max_trials={config.search.max_trials} is not above the {seeds} "
+                f"seed shapes of search.seeds: no model will be grown"]
+    return []
 
 
 def with_reference_point(config: Config) -> Config:
@@ -267,11 +313,14 @@ def check_data(config: Config) -> None:
 
 def run_stage(config: Config, store: RunStore, strategy: Strategy, reporter: Reporter,
               request: Callable[[JobSpec], JobRequest], *, budget: Budget, dedup: bool,
-              ray_options: RayOptions, progress: Progress | None) -> str:
+              ray_options: RayOptions, progress: Progress | None,
+              header: Callable[[], str], total: Callable[[], int | None],
+              task=None) -> str:
     """Replay the journal into `strategy`, then run trials on Ray until it is finished.
 
     Ray is started (or joined) only when there is work left; its own log lines go to
-    `logs/ray.log` in the run directory. Returns the finish reason."""
+    `logs/ray.log` in the run directory. `task` replaces the training job (a stand-in
+    with its signature, for benchmarks of the driver). Returns the finish reason."""
     in_flight = store.replay(strategy)
     for trial_id in store.mark_lost(strategy):
         log.warning("%s: its files are gone; marked lost, the run goes on without it",
@@ -284,11 +333,13 @@ def run_stage(config: Config, store: RunStore, strategy: Strategy, reporter: Rep
         return verdict.reason or strategy.finish_reason()
     owners = ({row["arch_hash"]: tid for tid, row in store.rows.items()
                if row["status"] == OK and row.get("arch_hash")} if dedup else None)
+    progress = progress or Progress(enabled=False)
+    progress.header(header())
     with ray_session(ray_options, store.dir / "logs" / "ray.log"):
-        executor = RayExecutor(config, owners)
-        executor.slots()  # refuse a cluster that cannot run a single job, up front
-        loop = TrialLoop(config, store, strategy, executor, reporter,
-                         progress or Progress(enabled=False), request=request, budget=budget)
+        executor = RayExecutor(config, owners, task=task)
+        executor.check_capacity()
+        loop = TrialLoop(config, store, strategy, executor, reporter, progress,
+                         request=request, budget=budget, total=total())
         log.info("%s: %d trials journaled, %d in flight", store.dir, len(store.specs),
                  len(in_flight))
         reason = loop.run(in_flight)

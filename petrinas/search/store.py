@@ -68,12 +68,14 @@ class RunStore:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, run_dir: str | Path, config: Config, *, overwrite: bool = False,
-             resumable_keys: tuple[str, ...] = RESUMABLE_KEYS, id_prefix: str = "t"
-             ) -> "RunStore":
+             resumable_keys: tuple[str, ...] = RESUMABLE_KEYS, id_prefix: str = "t",
+             budgets: bool = True) -> "RunStore":
         """Lock the directory, check its config, and load its journal (creating it).
 
         A config that differs from the one there in any key outside `resumable_keys` is
-        refused unless `overwrite`, which discards the old run."""
+        refused unless `overwrite`, which discards the old run. With `budgets`, a trial
+        or time budget lowered below what the run has already used is refused too: a
+        budget can grow on resume, not shrink. Nothing is written before these checks."""
         run_dir = Path(run_dir)
         created = not run_dir.exists()
         try:
@@ -86,9 +88,11 @@ class RunStore:
         store = cls(run_dir, fd, id_prefix)
         store.created = created
         try:
-            store._check_config(config, overwrite, resumable_keys)
-            write_text_atomic(run_dir / "config.yaml", config_to_yaml(config))
+            old = store._check_config(config, overwrite, resumable_keys)
             store._load_journal()
+            if budgets and old:
+                store._check_budgets(old, config)
+            write_text_atomic(run_dir / "config.yaml", config_to_yaml(config))
         except BaseException:
             store.close()
             if created:
@@ -97,12 +101,13 @@ class RunStore:
         return store
 
     def _check_config(self, config: Config, overwrite: bool,
-                      resumable_keys: tuple[str, ...]) -> None:
+                      resumable_keys: tuple[str, ...]) -> dict | None:
+        """The run's config as it was (None for a new run), if `config` may resume it."""
         path = self.dir / "config.yaml"
         if not path.exists() or overwrite:
             if overwrite:
                 self._clear()
-            return
+            return None
         try:
             old = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError:
@@ -111,6 +116,20 @@ class RunStore:
         if diff:
             raise ConfigError(f"{self.dir} holds a run of another configuration "
                               f"({diff}); use another --out or --overwrite")
+        return old
+
+    def _check_budgets(self, old: dict, config: Config) -> None:
+        trials = len(self.snapshot["specs"]) if self.snapshot else 0
+        trials += sum(r["event"] == "submit" for r in self.records)
+        used = {"max_trials": (trials, f"{trials} trials"),
+                "max_hours": (self._elapsed_before / 3600,
+                              f"{self._elapsed_before / 3600:.3g} hours")}
+        for key, (spent, text) in used.items():
+            before, now = old.get("search", {}).get(key), getattr(config.search, key)
+            if before is not None and now < before and now < spent:
+                raise ConfigError(f"search.{key}={now:g}: this run has already used "
+                                  f"{text}; a budget can grow when a run resumes, not "
+                                  f"shrink (use another --out or --overwrite)")
 
     def _clear(self) -> None:
         for child in self.dir.iterdir():
@@ -269,8 +288,11 @@ class RunStore:
 
     # ---------------------------------------------------------------- compaction
     def maybe_compact(self, strategy: Strategy) -> bool:
-        """Compact once SNAPSHOT_EVERY records have gathered since the last snapshot."""
-        if len(self.records) < SNAPSHOT_EVERY:
+        """Compact once SNAPSHOT_EVERY records, or a quarter as many as the run has
+        trials, have gathered since the last snapshot: a snapshot costs O(run), so
+        spacing them in proportion keeps the cost per result flat, and a restart still
+        replays at most a quarter of the history."""
+        if len(self.records) < max(SNAPSHOT_EVERY, len(self.specs) // 4):
             return False
         self.compact(strategy)
         return True

@@ -20,7 +20,7 @@ of that trial (no weights), so no architecture is paid for twice.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -32,6 +32,7 @@ from petrinas.model_desc.cost import cost
 from petrinas.model_desc.desc import ModelDesc
 from petrinas.model_desc.grow import alphas, finalize, grow_model, random_pairs, select_pairs
 from petrinas.model_desc.model import build_model, weights_from_bytes, weights_to_bytes
+from petrinas.search.rows import TrialOutput
 from petrinas.train.memory import MemoryGuard
 from petrinas.train.trainer import TrainResult, train
 
@@ -41,15 +42,6 @@ Claim = Callable[[str], "str | None"]
 
 def no_claims(arch_hash: str) -> None:
     return None
-
-
-@dataclass
-class TrialOutput:
-    desc: dict
-    weights: bytes | None           # None for a duplicate
-    row: dict                       # pool.tsv fields measured by the job
-    history: dict = field(default_factory=dict)  # phase -> list of per-epoch metrics
-    notes: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

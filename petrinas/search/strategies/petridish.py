@@ -6,10 +6,18 @@ last, most expensive seeds train. A parent is drawn from the ε-band of the pool
 convex hull (less-sampled and cheaper models favoured), among the models whose cost is
 within `max_cost`: a model over the budget stays in the pool and on the frontier, but
 is never grown (its children would only cost more).
+
+Many slots, few parents: the draw is among the candidates with the fewest children in
+flight, so the work in flight spreads over as many parents as the band holds (rather
+than dozens of near-identical siblings of the first seed to finish). With
+`max_children_in_flight` set, a parent never has more children in flight than that; when
+every candidate has that many, the strategy waits for a result instead of starting more
+siblings. With one slot, the draw is Petridish's as published.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Sequence
 
 from overrides import overrides
@@ -23,12 +31,14 @@ class Petridish(PoolStrategy):
     selection = "alpha"  # a child's finalized pairs: the top-k |alpha| of its candidate
 
     def __init__(self, seed_macros: Sequence[tuple[int, int, int]], *, eps: float = 0.025,
-                 max_cost: float = 0.0, seed: int = 0, cost_key: str = "macs"):
+                 max_cost: float = 0.0, seed: int = 0, cost_key: str = "macs",
+                 max_children_in_flight: int = 0):
         """`seed_macros` are (cells, reductions, nodes) triples, trained in this order."""
         super().__init__(seed=seed, cost_key=cost_key)
         self.seed_macros = [tuple(m) for m in seed_macros]
         self.eps = eps
         self.max_cost = max_cost
+        self.max_children_in_flight = max_children_in_flight
         self.next_seed = 0
 
     @classmethod
@@ -37,7 +47,8 @@ class Petridish(PoolStrategy):
 
         search = config.search
         return cls(seed_macros(config), eps=search.convex_hull_eps,
-                   max_cost=search.max_macs, seed=config.seed, cost_key="macs")
+                   max_cost=search.max_macs, seed=config.seed, cost_key="macs",
+                   max_children_in_flight=search.max_children_in_flight)
 
     # -------------------------------------------------------------------- decisions
     @overrides
@@ -61,8 +72,23 @@ class Petridish(PoolStrategy):
         return [t for t in band if self.pool[t].cost <= self.max_cost]
 
     def _pick_parent(self) -> str | None:
-        candidates = self.parent_candidates()
-        return self.pool.sample_parent(self.rng, candidates) if candidates else None
+        return self._draw(self.parent_candidates())
+
+    def _draw(self, candidates: list[str]) -> str | None:
+        """A parent among the least busy `candidates` (None: wait for a result)."""
+        eligible = self._least_busy(candidates)
+        return self.pool.sample_parent(self.rng, eligible) if eligible else None
+
+    def _least_busy(self, candidates: list[str]) -> list[str]:
+        """The candidates with the fewest children in flight, within the cap."""
+        if not candidates:
+            return []
+        busy = Counter(spec.parent_id for spec in self.in_flight.values()
+                       if spec.stage == SEARCH)
+        fewest = min(busy[t] for t in candidates)
+        if self.max_children_in_flight and fewest >= self.max_children_in_flight:
+            return []
+        return [t for t in candidates if busy[t] == fewest]
 
     @overrides
     def _replay(self, spec: JobSpec) -> None:

@@ -19,10 +19,10 @@ class RandomParent(Petridish):
                 if not self.max_cost or e.cost <= self.max_cost]
 
     @overrides
-    def _pick_parent(self) -> str | None:
-        candidates = self.parent_candidates()
-        if not candidates:
+    def _draw(self, candidates: list[str]) -> str | None:
+        eligible = self._least_busy(candidates)
+        if not eligible:
             return None
-        chosen = self.pool[candidates[int(self.rng.integers(len(candidates)))]]
+        chosen = self.pool[eligible[int(self.rng.integers(len(eligible)))]]
         chosen.sampled += 1
         return chosen.trial_id
