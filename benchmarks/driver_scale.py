@@ -93,6 +93,10 @@ def stand_in_task(low: float, high: float):
 
 # ----------------------------------------------------------------- 1. utilization
 
+def _nap(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def utilization(slots: int, jobs: int, low: float, high: float, out: Path) -> dict:
     import ray
 
@@ -112,8 +116,8 @@ def utilization(slots: int, jobs: int, low: float, high: float, out: Path) -> di
              configure_logging=False,
              _system_config={"num_workers_soft_limit": slots + 8,
                              "worker_maximum_startup_concurrency": 8})
-    warm = [ray.remote(num_gpus=1, num_cpus=0)(time.sleep).remote(5) for _ in range(slots)]
-    ray.get(warm)  # a worker per slot, started before the clock runs
+    nap = ray.remote(num_gpus=1, num_cpus=0)(_nap)
+    ray.get([nap.remote(5) for _ in range(slots)])  # a worker per slot, before the clock
     store = RunStore.open(out / f"run{slots}", config, overwrite=True)
     strategy = strategy_from_config(config)
     search = config.search

@@ -330,8 +330,12 @@ class RayExecutor:
         if not self._running:
             time.sleep(min(timeout, 0.05))
             return []
-        ready, _ = ray.wait(list(self._running), num_returns=len(self._running),
-                            timeout=timeout)
+        refs = list(self._running)
+        # Back as soon as one trial ends (its slot is refilled at once), with every
+        # other trial that has ended by then.
+        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        if ready:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         return [self._collect(ref) for ref in ready]
 
     def _collect(self, ref: ray.ObjectRef) -> Completion:
