@@ -84,6 +84,8 @@ class TrainConfig:
     cutout: int = spec(0, lo=0, doc="cutout square side in pixels; 0 turns it off")
     amp: bool = spec(True, doc="mixed precision on CUDA (ignored on CPU)")
     channels_last: bool = spec(True, doc="channels_last memory format on CUDA")
+    test_every_epoch: bool = spec(False, doc="evaluate the test split after every epoch "
+                                  "(per-epoch test curves); off: once, after the last epoch")
 
 
 @dataclass

@@ -109,10 +109,13 @@ def test_parent_gets_exactly_its_own_gradients(config, splits, trained_parents, 
     grown = grow_model(desc, _state(trained), config.model.candidate_ops).train()
     x, y = _batch(splits, 64, "train")
     torch.manual_seed(7)
-    F.cross_entropy(parent(x), y).backward()
+    parent_logits = parent(x)
+    F.cross_entropy(parent_logits, y).backward()
     torch.manual_seed(7)
     logits = grown(x)
     F.cross_entropy(logits, y).backward()
+    # In training mode the candidate runs, and its stop-forwarded value is exactly zero.
+    assert torch.equal(logits, parent_logits)
 
     parent_params = dict(parent.named_parameters())
     compared = 0
@@ -141,6 +144,34 @@ def test_parent_gets_exactly_its_own_gradients(config, splits, trained_parents, 
     assert candidate_params
     dead = [k for k, p in candidate_params if p.grad is None or p.grad.abs().sum() == 0]
     assert not dead, dead
+
+
+def _count_candidate_op_calls(model) -> list[str]:
+    calls: list[str] = []
+    for i, cell in enumerate(model.cells):
+        for m, op in enumerate(cell.candidate.ops):
+            op.register_forward_hook(lambda *_, name=f"{i}.{m}": calls.append(name))
+    return calls
+
+
+def test_candidate_runs_only_where_it_carries_a_gradient(config, splits, trained_parents):
+    """Evaluation (eval mode, or no_grad) skips the candidate's ops; the output is the
+    parent's, bit for bit. Training mode with gradients runs every one of them."""
+    desc, parent = trained_parents["r1"]
+    grown = grow_model(desc, _state(parent), config.model.candidate_ops)
+    calls = _count_candidate_op_calls(grown)
+    x, _ = _batch(splits, 64)
+    parent.eval(), grown.eval()
+    want = parent(x)
+    assert torch.equal(grown(x), want)              # eval mode, gradients on
+    with torch.no_grad():
+        assert torch.equal(grown(x), want)          # eval mode, no_grad
+        grown.train()
+        grown(x)                                    # training mode, no_grad
+    assert calls == []
+    grown(x)                                        # training mode, gradients on
+    n_ops = sum(len(cell.candidate.ops) for cell in grown.cells)
+    assert len(calls) == n_ops == desc.cells * 4 * len(config.model.candidate_ops)
 
 
 def test_trainer_moves_parent_weights_as_without_candidate(config, splits, trained_parents):

@@ -85,6 +85,26 @@ def test_same_seed_same_history(splits):
     assert other != runs[0]["history"][0]["train_loss"]
 
 
+def test_test_split_is_evaluated_once_after_the_last_epoch(splits):
+    model = _model()
+    result = train(model, splits, _cfg(epochs=3), seed=0)
+    assert [m.test_top1 is None for m in result.history] == [True, True, False]
+    assert [m.test_loss is None for m in result.history] == [True, True, False]
+    assert all(m.val_top1 is not None for m in result.history)
+    # What the last epoch reports is the trained model's real test score.
+    assert (result.final["test_loss"], result.final["test_top1"]) == pytest.approx(
+        evaluate(model, splits["test"]))
+
+
+def test_test_every_epoch_gives_per_epoch_test_curves(splits):
+    once = train(_model(), splits, _cfg(epochs=3), seed=0)
+    every = train(_model(), splits, _cfg(epochs=3, test_every_epoch=True), seed=0)
+    assert all(m.test_top1 is not None for m in every.history)
+    # Evaluating does not touch the training: both runs train identically.
+    assert [m.train_loss for m in every.history] == [m.train_loss for m in once.history]
+    assert every.final["test_top1"] == once.final["test_top1"]
+
+
 def test_nan_loss_raises(splits):
     with pytest.raises(TrainingError, match="nan.*epoch 1"):
         train(NaNNet(), splits, _cfg(epochs=2))
