@@ -30,7 +30,7 @@ import yaml
 from petrinas.errors import ConfigError
 
 CONFS_DIR = Path(__file__).resolve().parent.parent / "confs"
-DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "npz")
+DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "npz", "synthetic")
 RUN_DIR_VAR = "${run_dir}"
 
 
@@ -98,6 +98,14 @@ class DatasetConfig:
                                 doc="fixed test share for datasets without a test split")
     image_size: int = spec(0, lo=0, doc="imagefolder: resize to this square; 0 keeps size")
     max_train: int = spec(0, lo=0, doc="cap on training examples; 0 uses all")
+    synthetic_shape: list[int] = spec(factory=lambda: [3, 32, 32],
+                                      doc="synthetic: C, H, W of the images")
+    synthetic_classes: int = spec(10, lo=2, doc="synthetic: number of classes")
+    synthetic_size: int = spec(60000, lo=3, doc="synthetic: examples in all, the "
+                               "test_fraction held out for testing included")
+    synthetic_seed: int = spec(0, lo=0, doc="synthetic: seed of the generated images; "
+                               "not the run's seed, so the test split is the same in every "
+                               "run, as for the other datasets")
 
 
 @dataclass
@@ -391,6 +399,10 @@ def validate(config: Config) -> None:
     for phase in ("seed_train", "search_train"):
         if getattr(config.search, phase).epochs < 1:
             raise ConfigError(f"search.{phase}.epochs: must be >= 1")
+    shape = config.dataset.synthetic_shape
+    if len(shape) != 3 or min(shape) < 1:
+        raise ConfigError(f"dataset.synthetic_shape: expected [C, H, W] of positive sizes, "
+                          f"got {shape}")
     if config.dataset.name in ("cifar10", "cifar100", "imagefolder", "npz") \
             and not config.dataset.root:
         raise ConfigError(f"dataset.root: required for dataset {config.dataset.name}")

@@ -4,7 +4,11 @@ Importable from every test folder: pytest puts tests/ on sys.path for its confte
 """
 
 import csv
+import hashlib
+import pickle
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["search.seeds.cells=[1, 2]", "search.seeds.reductions=[0, 0]",
@@ -28,3 +32,36 @@ def numeric(row: dict) -> dict:
         if key in out:
             out[key] = float(out[key]) if out[key] not in ("", None) else None
     return out
+
+
+CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+
+
+def write_tiny_cifar10(root: Path, per_batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A CIFAR-10 folder in torchvision's on-disk format (root/cifar-10-batches-py/:
+    five training batches, test_batch and batches.meta, pickled dicts with N×3072 uint8
+    rows in R, G, B plane order), holding `per_batch` synthetic images per batch.
+
+    Returns the images (N×3×32×32 uint8) and labels written, as "train_x", "train_y",
+    "test_x", "test_y", and the files' MD5 checksums as "md5" (name -> hex digest)."""
+    from petrinas.train.synthetic import synthetic_images
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    x, y = synthetic_images((3, 32, 32), 10, 6 * per_batch, seed)
+    batches = {name: slice(i * per_batch, (i + 1) * per_batch)
+               for i, name in enumerate(CIFAR10_BATCHES + ["test_batch"])}
+    for name, rows in batches.items():
+        entry = {"batch_label": name, "labels": y[rows].tolist(),
+                 "data": x[rows].reshape(-1, 3 * 32 * 32),
+                 "filenames": [f"{name}_{i}.png" for i in range(per_batch)]}
+        (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+             "ship", "truck"]
+    (folder / "batches.meta").write_bytes(pickle.dumps(
+        {"label_names": names, "num_cases_per_batch": per_batch, "num_vis": 3072}, protocol=2))
+    md5 = {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in folder.iterdir()}
+    train = slice(0, 5 * per_batch)
+    test = batches["test_batch"]
+    return {"train_x": x[train], "train_y": y[train], "test_x": x[test], "test_y": y[test],
+            "md5": md5}

@@ -5,7 +5,8 @@ CPU job slices batches out of memory instead of waiting on a DataLoader.
 
 Splits:
   * test: fixed and independent of the run's seed. CIFAR uses its official test set; the
-    other datasets hold out `test_fraction` with a permutation from a constant seed.
+    other datasets (synthetic included: its images come from `synthetic_seed`) hold out
+    `test_fraction` with a permutation from a constant seed.
   * train/val: the remaining ("pool") data split by `val_fraction` with a permutation
     from the run's seed; `max_train` caps the train split.
   * normalization: per-channel mean/std over the whole pool (train + val), so the
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 
 from petrinas.config import DATASETS, Config, DatasetConfig
 from petrinas.errors import DataError
+from petrinas.train.synthetic import synthetic_images
 
 # The test split must never depend on the run's seed, so it gets its own constant one.
 TEST_SPLIT_SEED = 12345
@@ -107,6 +109,8 @@ def dataset_info(cfg: DatasetConfig) -> DatasetInfo:
         return _imagefolder_info(cfg)
     if cfg.name == "npz":
         return _npz_info(cfg)
+    if cfg.name == "synthetic":
+        return DatasetInfo(tuple(cfg.synthetic_shape), cfg.synthetic_classes)
     raise _unknown_dataset(cfg.name)
 
 
@@ -152,6 +156,10 @@ def _load_source(cfg: DatasetConfig) -> _Source:
         x, y, num_classes = _load_imagefolder(cfg)
     elif cfg.name == "npz":
         x, y, num_classes = _load_npz(cfg)
+    elif cfg.name == "synthetic":
+        x, y = synthetic_images(tuple(cfg.synthetic_shape), cfg.synthetic_classes,
+                                cfg.synthetic_size, cfg.synthetic_seed)
+        num_classes = cfg.synthetic_classes
     else:
         raise _unknown_dataset(cfg.name)
     return _hold_out_test(x, y, num_classes, cfg.test_fraction)
