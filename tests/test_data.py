@@ -8,7 +8,7 @@ from PIL import Image
 from petrinas.config import Config, DatasetConfig, load_config
 from petrinas.data import TensorData, dataset_info, load_dataset, load_splits
 from petrinas.errors import DataError
-from petrinas.train.data import augment_batch
+from petrinas.train.data import SPLITS, augment_batch
 from petrinas.train.pipeline import JobContext, run_seed
 from petrinas.train.synthetic import synthetic_images
 from support import write_tiny_cifar10
@@ -256,6 +256,32 @@ def test_a_seed_job_trains_on_a_cifar10_folder(tiny_cifar10):
     output = run_seed(config, (1, 0, 1), JobContext(seed=0))
     assert output.row["epochs"] == 1 and 0 <= output.row["test_top1"] <= 1
     assert output.desc["input_shape"] == [3, 32, 32] and output.desc["num_classes"] == 10
+
+
+# -------------------------------------------------------------------- uint8 on device
+
+def test_uint8_splits_normalize_per_batch_exactly_as_float_splits():
+    """Bit for bit: the same float32 operations on the same pixels."""
+    cfg = _synthetic()
+    floats = load_splits(cfg, seed=0)
+    raw = load_splits(cfg, seed=0, keep_uint8=True)
+    index = torch.tensor([5, 0, 17, 3])
+    for split in SPLITS:
+        assert raw[split].x.dtype == torch.uint8 and raw[split].mean.dtype == torch.float32
+        assert raw[split].x.element_size() * 4 == floats[split].x.element_size()
+        assert torch.equal(raw[split].normalized().x, floats[split].x)
+        assert torch.equal(raw[split].batch(index), floats[split].x[index])
+        assert torch.equal(raw[split].batch(slice(2, 9)), floats[split].x[2:9])
+        assert torch.equal(raw[split][4][0], floats[split][4][0])
+        assert torch.equal(raw[split].y, floats[split].y)
+    # The public loader still returns the float32 tensors that training used.
+    assert torch.equal(load_dataset(cfg, split="test").x, floats["test"].x)
+
+
+def test_keep_uint8_leaves_float_sources_as_they_are(digits_seed0):
+    kept = load_splits(DatasetConfig(name="digits"), seed=0, keep_uint8=True)
+    assert kept["train"].mean is None and kept["train"].normalized() is kept["train"]
+    assert torch.equal(kept["train"].x, digits_seed0["train"].x)
 
 
 # -------------------------------------------------------------------------- synthetic

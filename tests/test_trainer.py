@@ -105,6 +105,27 @@ def test_test_every_epoch_gives_per_epoch_test_curves(splits):
     assert every.final["test_top1"] == once.final["test_top1"]
 
 
+def test_uint8_splits_train_exactly_as_float_splits():
+    """Batches normalized as they are taken (then augmented) give the same training,
+    bit for bit, as the float32 tensors normalized in advance."""
+    cfg = DatasetConfig(name="synthetic", synthetic_shape=[3, 8, 8], synthetic_size=400)
+    runs = []
+    for keep_uint8 in (False, True):
+        splits = load_splits(cfg, seed=0, keep_uint8=keep_uint8)
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+        result = train(model, splits, _cfg(epochs=2, augment=True, cutout=3), seed=0)
+        runs.append((result, model.state_dict()))
+    (floats, float_state), (raw, raw_state) = runs
+    assert [_metric_values(m) for m in raw.history] == [_metric_values(m) for m in floats.history]
+    assert all(torch.equal(raw_state[k], v) for k, v in float_state.items())
+
+
+def _metric_values(m: EpochMetrics) -> tuple:
+    return m.train_loss, m.train_top1, m.val_loss, m.val_top1, m.test_loss, m.test_top1
+
+
 def test_nan_loss_raises(splits):
     with pytest.raises(TrainingError, match="nan.*epoch 1"):
         train(NaNNet(), splits, _cfg(epochs=2))

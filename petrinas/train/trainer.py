@@ -2,7 +2,9 @@
 
 Batches are sliced out of tensors that live on the device (no DataLoader), losses and
 accuracies are summed on the device, and the host reads them once per epoch, so a CUDA
-step never waits on the CPU.
+step never waits on the CPU. Splits may hold uint8 pixels (`TensorData.mean`/`std` set):
+each batch is normalized as it is taken, before augmentation, exactly as the float32
+tensors were.
 
 Learning rate: linear warmup over `warmup_epochs`, then cosine from `lr` to `lr_min`,
 both updated every step (not every epoch) so short runs get a smooth schedule.
@@ -63,9 +65,8 @@ def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextMana
     return contextlib.nullcontext()
 
 
-def _prepare_input(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    if channels_last and device.type == "cuda":
+def _prepare_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    if channels_last and x.device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     return x
 
@@ -80,11 +81,12 @@ def evaluate(model: nn.Module, data: TensorData, *, batch_size: int = 256,
     """
     device = torch.device(device)
     model.eval()
+    data = data.to(device)  # a no-op for the trainer's splits, which are there already
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     for start in range(0, len(data), batch_size):
-        x = _prepare_input(data.x[start:start + batch_size], device, channels_last)
-        y = data.y[start:start + batch_size].to(device, non_blocking=True)
+        x = _prepare_input(data.batch(slice(start, start + batch_size)), channels_last)
+        y = data.y[start:start + batch_size]
         with _autocast(device, amp):
             logits = model(x)
         logits = logits.float()
@@ -276,7 +278,7 @@ def _train_one_epoch(model: nn.Module, data: TensorData, cfg: TrainConfig, setup
 
 def _training_batch(data: TensorData, index: torch.Tensor, cfg: TrainConfig,
                     setup: _Setup) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = data.x[index], data.y[index]
+    x, y = data.batch(index), data.y[index]
     if cfg.augment or cfg.cutout > 0:
         x = augment_batch(x, crop_padding=CROP_PADDING if cfg.augment else 0,
                           flip=cfg.augment, cutout=cfg.cutout, generator=setup.generator)
