@@ -82,8 +82,15 @@ class TrainConfig:
     aux_weight: float = spec(0.0, lo=0, doc="auxiliary-head loss weight (needs model.aux_head)")
     augment: bool = spec(False, doc="random crop (padding 4) and horizontal flip")
     cutout: int = spec(0, lo=0, doc="cutout square side in pixels; 0 turns it off")
-    amp: bool = spec(True, doc="mixed precision on CUDA (ignored on CPU)")
+    amp: bool = spec(True, doc="mixed precision on CUDA (ignored on CPU): see amp_dtype")
+    amp_dtype: str = spec("auto", choices=("auto", "bfloat16", "float16"),
+                          doc="auto: bfloat16 where the GPU supports it (Ampere and later), "
+                          "else float16 with a gradient scaler")
     channels_last: bool = spec(True, doc="channels_last memory format on CUDA")
+    compile: bool = spec(False, doc="torch.compile the training steps' model, on CUDA "
+                         "(ignored on CPU, where torch 2.14.1's compiled backward of 1x1 "
+                         "stride-2 convolutions corrupts memory). Off by default: not yet "
+                         "measured on a GPU; benchmarks/gpu_throughput.py measures it")
     test_every_epoch: bool = spec(False, doc="evaluate the test split after every epoch "
                                   "(per-epoch test curves); off: once, after the last epoch")
 
@@ -412,6 +419,9 @@ def validate(config: Config) -> None:
                              ("eval.train", config.eval.train)):
         if train.aux_weight > 0 and not config.model.aux_head:
             raise ConfigError(f"{train_key}.aux_weight: needs model.aux_head: true")
+        if train.compile and train.drop_path > 0:
+            raise ConfigError(f"{train_key}.compile: not with drop_path > 0 (the drop rate "
+                              f"changes every epoch, which would recompile every epoch)")
 
 
 def seed_macros(config: Config) -> list[tuple[int, int, int]]:

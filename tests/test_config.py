@@ -263,6 +263,11 @@ def test_malformed_synthetic_shape(value):
     assert message.startswith("dataset.synthetic_shape") and "[C, H, W]" in message, message
 
 
+def test_compile_with_drop_path_is_refused():
+    message = _error("eval.train.compile=true", "eval.train.drop_path=0.2")
+    assert message.startswith("eval.train.compile") and "drop_path" in message, message
+
+
 def test_unknown_candidate_op_suggests_nearest():
     message = _error("model.candidate_ops=[sep_conv_3x3, dil_conv_3x4]")
     assert "model.candidate_ops[1]" in message

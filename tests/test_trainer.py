@@ -1,5 +1,6 @@
 """The training loop, run for real on digits."""
 
+import dataclasses
 import math
 
 import pytest
@@ -9,7 +10,9 @@ from torch import nn
 from petrinas.config import DatasetConfig, TrainConfig
 from petrinas.data import load_splits
 from petrinas.errors import TrainingError
-from petrinas.train.trainer import EpochMetrics, TrainResult, evaluate, lr_factor, train
+from petrinas.train.trainer import (EpochMetrics, TrainResult, _setup, _step, _training_forward,
+                                    autocast_dtype, cudnn_benchmark, evaluate, lr_factor,
+                                    train)
 
 
 class SmallCNN(nn.Module):
@@ -186,3 +189,69 @@ def test_lr_schedule():
     assert lr_factor(cfg, 9, 100, 10) == pytest.approx(1.0)
     assert lr_factor(cfg, 10, 100, 10) == pytest.approx(1.0)
     assert lr_factor(cfg, 100, 100, 10) == pytest.approx(0.1)  # lr_min / lr
+
+
+# ------------------------------------------------------------------------------ CUDA options
+
+@pytest.mark.parametrize("device, amp, amp_dtype, bf16_supported, want", [
+    ("cpu", True, "auto", True, None),               # mixed precision is for CUDA only
+    ("cuda", False, "auto", True, None),
+    ("cuda", True, "auto", True, torch.bfloat16),
+    ("cuda", True, "auto", False, torch.float16),    # pre-Ampere: float16 + grad scaler
+    ("cuda", True, "float16", True, torch.float16),
+    ("cuda", True, "bfloat16", True, torch.bfloat16),
+])
+def test_autocast_dtype(device, amp, amp_dtype, bf16_supported, want):
+    cfg = TrainConfig(amp=amp, amp_dtype=amp_dtype)
+    assert autocast_dtype(device, cfg, bf16_supported) == want
+
+
+def test_bfloat16_on_a_gpu_without_it_is_refused():
+    with pytest.raises(TrainingError, match="bfloat16"):
+        autocast_dtype("cuda", TrainConfig(amp_dtype="bfloat16"), bf16_supported=False)
+
+
+def test_grad_scaler_step_is_the_float32_step(splits):
+    """With a power-of-two scale, scaling the loss and unscaling the gradients is exact,
+    so the float16 path's update equals the plain one, bit for bit, even with gradient
+    clipping active: the gradients are unscaled before they are clipped."""
+    cfg = _cfg(grad_clip=0.05)
+    x, y = splits["train"].x[:64], splits["train"].y[:64]
+    states = []
+    for scaled in (False, True):
+        model = _model()
+        setup = _setup(model, cfg, "cpu", 0, (), 0.0, None)
+        if scaled:
+            setup = dataclasses.replace(setup, scaler=torch.amp.GradScaler("cpu",
+                                                                           init_scale=2.0 ** 12))
+        model.train()
+        for _ in range(3):
+            _step(x, y, cfg, setup)
+        states.append(model.state_dict())
+    assert all(torch.equal(states[1][k], v) for k, v in states[0].items())
+
+
+def test_cudnn_benchmark_is_on_for_cuda_and_restored():
+    before = torch.backends.cudnn.benchmark
+    assert before is False
+    with cudnn_benchmark(torch.device("cuda")):
+        assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cudnn.benchmark is before
+    with cudnn_benchmark(torch.device("cpu")):
+        assert torch.backends.cudnn.benchmark is before
+
+
+def test_cpu_training_is_float32_and_never_compiled(splits):
+    model = _model()
+    cfg = _cfg(amp=True, compile=True)
+    assert _training_forward(model, cfg, torch.device("cpu")) is model
+    result = train(model, splits, _cfg(epochs=1, amp=True, compile=True), seed=0)
+    assert result.final["precision"] == "float32"
+
+
+def test_compile_on_cuda_wraps_the_model_unless_drop_path_is_on():
+    model = _model()
+    compiled = _training_forward(model, _cfg(compile=True), torch.device("cuda"))
+    assert compiled is not model and compiled._orig_mod is model  # compiled lazily
+    with pytest.raises(ValueError, match="drop_path"):
+        _training_forward(model, _cfg(compile=True, drop_path=0.2), torch.device("cuda"))
