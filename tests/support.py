@@ -6,7 +6,9 @@ Importable from every test folder: pytest puts tests/ on sys.path for its confte
 import csv
 import hashlib
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -21,6 +23,18 @@ SYNTHETIC_SMALL = ["dataset.name=synthetic", "dataset.synthetic_shape=[3, 32, 32
                    "dataset.synthetic_size=1200", "dataset.root="]
 NUMERIC = ("cells", "reductions", "nodes", "macs", "params", "val_top1", "test_top1",
            "train_top1", "epochs", "wall_s", "elapsed_s")
+
+
+@contextmanager
+def local_ray(num_cpus: int, num_gpus: int) -> Iterator[None]:
+    """A local Ray instance with `num_gpus` GPUs declared (real or not), for the block."""
+    import ray
+    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+             log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def read_tsv(path: Path) -> list[dict]:

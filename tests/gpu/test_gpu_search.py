@@ -6,17 +6,15 @@ import pytest
 import torch
 
 from petrinas.config import load_config
-from support import SYNTHETIC_SMALL, TINY, read_tsv
+from support import SYNTHETIC_SMALL, TINY, local_ray, read_tsv
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 @pytest.fixture
 def one_gpu_ray():
-    import ray
-    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with local_ray(num_cpus=4, num_gpus=1):  # one GPU, even on a machine with more
+        yield
 
 
 def test_four_trials_two_jobs_on_one_gpu(tmp_path, one_gpu_ray):
