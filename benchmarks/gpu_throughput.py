@@ -8,10 +8,13 @@ search phase's model as a search job does (`pipeline._train`'s trainer, its conf
     2 reductions, 2 nodes) grown by a candidate node (candidate on, L1 on the alphas);
   * post:   the post-train phase: that child finalized (3 nodes, no candidate).
 Each runs with `resources.gpus_per_job` 1, 0.5 and 0.25 (1, 2 and 4 jobs at once on one
-GPU, placed by Ray), with `compile` off and on. Per row: training images/s of one job
-and of the GPU (the jobs together), the first epoch's extra seconds (cudnn autotuning,
-compilation), and memory per job (CUDA: peak reserved by PyTorch's allocator, without
-the ~0.5 GB CUDA context). An epoch's seconds include its validation pass, as in a job.
+GPU, placed by Ray), with `compile` off and on. The jobs of a row start training
+together (a barrier), and the GPU's rate is measured over the window in which all of
+them are past their first epoch and none has finished. Per row: training images/s of
+the GPU (the jobs together) and per job (their mean), the first epoch's extra seconds
+(cudnn autotuning, compilation), and memory per job (CUDA: peak reserved by PyTorch's
+allocator, without the ~0.5 GB CUDA context; CPU: the worker's peak RSS). An epoch's
+time includes its validation pass, as in a job.
 
 The projection: `search.max_trials` trials of the paper config, of which the seed models
 train `seed_train.epochs` at the post rate (a seed has no candidate), and every other
@@ -25,7 +28,7 @@ them, one GPU declared to Ray so that the packing goes through Ray as on a GPU; 
 is CUDA-only in the trainer, so those rows are not run): the numbers test the code,
 they say nothing about GPUs.
 
-    python benchmarks/gpu_throughput.py [--epochs 3] [--train-images 45000]
+    python benchmarks/gpu_throughput.py [--epochs 3] [--train-images 45000] [--reduced]
                                         [--packings 1,0.5,0.25] [--compile off,on]
                                         [--json results.json]
 """
@@ -33,6 +36,7 @@ they say nothing about GPUs.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import logging
@@ -89,8 +93,27 @@ def job_model(config: Config, kind: str, macro: dict):
     return child, config.search.post_train, []
 
 
-def run_job(config: Config, kind: str, macro: dict, compile_: bool, threads: int) -> dict:
-    """One job, in a Ray worker: train and report its epochs' seconds and memory."""
+@ray.remote(num_cpus=0)
+class Barrier:
+    """Holds every job back until all have loaded their data and built their model, so
+    that their training epochs run side by side (worker processes start at different
+    times)."""
+
+    def __init__(self, parties: int):
+        self.parties, self.arrived = parties, 0
+        self.all_here = asyncio.Event()
+
+    async def wait(self) -> None:
+        self.arrived += 1
+        if self.arrived >= self.parties:
+            self.all_here.set()
+        await self.all_here.wait()
+
+
+def run_job(config: Config, kind: str, macro: dict, compile_: bool, threads: int,
+            barrier) -> dict:
+    """One job, in a Ray worker: train, and report its epochs' wall-clock spans and its
+    memory."""
     from petrinas.data import load_splits
     from petrinas.train.memory import peak_rss_mb, reset_peak_rss
     from petrinas.train.pipeline import pick_device
@@ -106,12 +129,21 @@ def run_job(config: Config, kind: str, macro: dict, compile_: bool, threads: int
         torch.cuda.empty_cache()  # a reused worker keeps its last job's cache
         torch.cuda.reset_peak_memory_stats()
     reset_peak_rss()
+    spans: list[tuple[float, float]] = []
+
+    def record(metrics) -> None:
+        now = time.time()
+        spans.append((now - metrics.seconds, now))
+
+    from torch import _dynamo  # noqa: F401  torch.optim's first use imports it (seconds)
+    ray.get(barrier.wait.remote())
     result = train(model, splits, cfg, device=device, seed=0, l1_params=l1_params,
-                   l1=config.search.l1, cpu_threads=threads, eval_test=False)
+                   l1=config.search.l1, cpu_threads=threads, eval_test=False,
+                   epoch_callback=record)
     memory = (torch.cuda.max_memory_reserved() if device == "cuda"
               else peak_rss_mb() * 2 ** 20)
     return {"device": device, "precision": result.final["precision"],
-            "epoch_s": [m.seconds for m in result.history],
+            "epoch_s": [m.seconds for m in result.history], "epoch_spans": spans,
             "train_images": len(splits["train"]), "memory_mb": memory / 2 ** 20,
             "span": (started, time.time())}
 
@@ -125,24 +157,38 @@ def steady(epoch_s: list[float]) -> tuple[float, float]:
     return rest, epoch_s[0] - rest
 
 
+def window_rate(jobs: list[list[tuple[float, float]]], train_images: int) -> float:
+    """Training images/s of all jobs together, over the window in which every job was
+    past its first (warm-up) epoch and none had finished. Each job is a list of its
+    epochs' (start, end) wall-clock times; an epoch's `train_images` count in proportion
+    to the part of it inside the window."""
+    start = max(epochs[0][1] for epochs in jobs)
+    end = min(epochs[-1][1] for epochs in jobs)
+    if end <= start:
+        raise ValueError("the jobs' steady epochs never ran side by side: use more epochs")
+    images = 0.0
+    for epochs in jobs:
+        for first, last in epochs[1:]:
+            inside = max(0.0, min(last, end) - max(first, start))
+            images += train_images * inside / (last - first)
+    return images / (end - start)
+
+
 def measure(config: Config, kind: str, macro: dict, gpus_per_job: float, compile_: bool,
-            cpus: float) -> dict:
+            cpus: float, threads: int) -> dict:
     """`1 / gpus_per_job` jobs at once on one GPU; per-job and per-GPU images/s."""
     jobs = round(1 / gpus_per_job)
     task = ray.remote(run_job).options(num_gpus=gpus_per_job, num_cpus=cpus / jobs,
                                        max_retries=0)
-    threads = max(1, int(cpus // jobs))
-    outputs = ray.get([task.remote(config, kind, macro, compile_, threads)
+    barrier = Barrier.remote(jobs)
+    outputs = ray.get([task.remote(config, kind, macro, compile_, threads, barrier)
                        for _ in range(jobs)])
-    rates, warmups = [], []
-    for out in outputs:
-        epoch, warmup = steady(out["epoch_s"])
-        rates.append(out["train_images"] / epoch)
-        warmups.append(warmup)
+    per_gpu = window_rate([out["epoch_spans"] for out in outputs],
+                          outputs[0]["train_images"])
     return {"kind": kind, "gpus_per_job": gpus_per_job, "jobs": jobs, "compile": compile_,
             "device": outputs[0]["device"], "precision": outputs[0]["precision"],
-            "images_per_s_job": statistics.mean(rates), "images_per_s_gpu": sum(rates),
-            "first_epoch_extra_s": max(warmups),
+            "images_per_s_job": per_gpu / jobs, "images_per_s_gpu": per_gpu,
+            "first_epoch_extra_s": max(steady(out["epoch_s"])[1] for out in outputs),
             "memory_mb_job": max(out["memory_mb"] for out in outputs),
             "spans": [out["span"] for out in outputs]}
 
@@ -207,8 +253,9 @@ def _table(rows: list[dict]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3,
-                        help="epochs per job; the first is the warm-up")
+    parser.add_argument("--epochs", type=int, default=0,
+                        help="epochs per job, the first being the warm-up (default: 3; "
+                        "reduced: 6, as its epochs are short enough to drift apart)")
     parser.add_argument("--train-images", type=int, default=0,
                         help="training images per epoch (default: 45000; reduced: 64)")
     parser.add_argument("--batch-size", type=int, default=0,
@@ -227,7 +274,8 @@ def main(argv: list[str] | None = None) -> dict:
     cuda = torch.cuda.is_available()
     reduced = args.reduced or not cuda
     train_images = args.train_images or (64 if reduced else 45_000)
-    config = bench_config(reduced, train_images, args.epochs,
+    epochs = args.epochs or (6 if reduced else 3)
+    config = bench_config(reduced, train_images, epochs,
                           args.batch_size or (32 if reduced else None))
     macro = REDUCED_MACRO if reduced else MACRO
     packings = [float(p) for p in args.packings.split(",")]
@@ -236,8 +284,11 @@ def main(argv: list[str] | None = None) -> dict:
         print("compile: CUDA only in the trainer; its rows are not run without CUDA")
         compiles = [c for c in compiles if not c] or [False]
     cpus = float(os.cpu_count() or 1)
+    # One intra-op thread per job on CPU: threads that outnumber free cores spin against
+    # each other (and against anything else on the machine), which swamps the numbers.
+    threads = 1 if not cuda else max(1, int(cpus // 4))
     print(f"{'reduced (CPU: tests the code, not a GPU)' if reduced else 'paper'} config, "
-          f"macro {macro}, {train_images} training images/epoch, {args.epochs} epochs, "
+          f"macro {macro}, {train_images} training images/epoch, {epochs} epochs, "
           f"{torch.cuda.get_device_name() if cuda else 'no CUDA: 1 GPU declared to Ray'}")
     ray.init(address="local", num_cpus=int(cpus), num_gpus=torch.cuda.device_count() or 1,
              include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
@@ -247,7 +298,8 @@ def main(argv: list[str] | None = None) -> dict:
             for kind in KINDS:
                 for packing in packings:
                     started = time.perf_counter()
-                    rows.append(measure(config, kind, macro, packing, compile_, cpus))
+                    rows.append(measure(config, kind, macro, packing, compile_, cpus,
+                                        threads))
                     rows[-1]["wall_s"] = time.perf_counter() - started
     finally:
         ray.shutdown()

@@ -35,6 +35,17 @@ def test_projection_of_the_paper_search():
         "seeds": 30, "children": 370, "train_images": 45_000, "gpu_hours": 575.7}
 
 
+def test_window_rate_counts_only_the_side_by_side_steady_part():
+    bench = _benchmark("gpu_throughput")
+    a = [(0.0, 10.0), (10.0, 20.0), (20.0, 30.0)]
+    b = [(2.0, 12.0), (12.0, 22.0), (22.0, 32.0)]
+    # Window [12, 30]: a's epochs 2 and 3 count 0.8 and 1, b's 1 and 0.8 of 100 images.
+    assert bench.window_rate([a, b], 100) == 20.0
+    assert bench.window_rate([a], 100) == 10.0
+    with pytest.raises(ValueError, match="more epochs"):
+        bench.window_rate([a, [(25.0, 31.0), (31.0, 35.0)]], 100)
+
+
 def test_gpu_throughput_reduced_mode_runs(tmp_path):
     """Two jobs on the one declared GPU (the whole grid takes longer: each further job
     at once is another Ray worker process to start)."""
