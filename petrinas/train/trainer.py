@@ -242,8 +242,8 @@ def _setup(model: nn.Module, cfg: TrainConfig, device: str | torch.device, seed:
     device = torch.device(device)
     on_cuda = device.type == "cuda"
     channels_last = cfg.channels_last and on_cuda
-    amp_dtype = autocast_dtype(device.type, cfg,
-                               on_cuda and torch.cuda.is_bf16_supported(including_emulation=False))
+    bf16 = on_cuda and torch.cuda.is_bf16_supported(including_emulation=False)
+    amp_dtype = autocast_dtype(device.type, cfg, bf16)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
