@@ -30,7 +30,7 @@ import yaml
 from petrinas.errors import ConfigError
 
 CONFS_DIR = Path(__file__).resolve().parent.parent / "confs"
-DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "npz")
+DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "npz", "synthetic")
 RUN_DIR_VAR = "${run_dir}"
 
 
@@ -82,8 +82,17 @@ class TrainConfig:
     aux_weight: float = spec(0.0, lo=0, doc="auxiliary-head loss weight (needs model.aux_head)")
     augment: bool = spec(False, doc="random crop (padding 4) and horizontal flip")
     cutout: int = spec(0, lo=0, doc="cutout square side in pixels; 0 turns it off")
-    amp: bool = spec(True, doc="mixed precision on CUDA (ignored on CPU)")
+    amp: bool = spec(True, doc="mixed precision on CUDA (ignored on CPU): see amp_dtype")
+    amp_dtype: str = spec("auto", choices=("auto", "bfloat16", "float16"),
+                          doc="auto: bfloat16 where the GPU supports it (Ampere and later), "
+                          "else float16 with a gradient scaler")
     channels_last: bool = spec(True, doc="channels_last memory format on CUDA")
+    compile: bool = spec(False, doc="torch.compile the training steps' model, on CUDA "
+                         "(ignored on CPU, where torch 2.14.1's compiled backward of 1x1 "
+                         "stride-2 convolutions corrupts memory). Off by default: not yet "
+                         "measured on a GPU; benchmarks/gpu_throughput.py measures it")
+    test_every_epoch: bool = spec(False, doc="evaluate the test split after every epoch "
+                                  "(per-epoch test curves); off: once, after the last epoch")
 
 
 @dataclass
@@ -96,6 +105,14 @@ class DatasetConfig:
                                 doc="fixed test share for datasets without a test split")
     image_size: int = spec(0, lo=0, doc="imagefolder: resize to this square; 0 keeps size")
     max_train: int = spec(0, lo=0, doc="cap on training examples; 0 uses all")
+    synthetic_shape: list[int] = spec(factory=lambda: [3, 32, 32],
+                                      doc="synthetic: C, H, W of the images")
+    synthetic_classes: int = spec(10, lo=2, doc="synthetic: number of classes")
+    synthetic_size: int = spec(60000, lo=3, doc="synthetic: examples in all, the "
+                               "test_fraction held out for testing included")
+    synthetic_seed: int = spec(0, lo=0, doc="synthetic: seed of the generated images; "
+                               "not the run's seed, so the test split is the same in every "
+                               "run, as for the other datasets")
 
 
 @dataclass
@@ -407,6 +424,10 @@ def validate(config: Config) -> None:
     for phase in ("seed_train", "search_train"):
         if getattr(config.search, phase).epochs < 1:
             raise ConfigError(f"search.{phase}.epochs: must be >= 1")
+    shape = config.dataset.synthetic_shape
+    if len(shape) != 3 or min(shape) < 1:
+        raise ConfigError(f"dataset.synthetic_shape: expected [C, H, W] of positive sizes, "
+                          f"got {shape}")
     if config.dataset.name in ("cifar10", "cifar100", "imagefolder", "npz") \
             and not config.dataset.root:
         raise ConfigError(f"dataset.root: required for dataset {config.dataset.name}")
@@ -416,6 +437,9 @@ def validate(config: Config) -> None:
                              ("eval.train", config.eval.train)):
         if train.aux_weight > 0 and not config.model.aux_head:
             raise ConfigError(f"{train_key}.aux_weight: needs model.aux_head: true")
+        if train.compile and train.drop_path > 0:
+            raise ConfigError(f"{train_key}.compile: not with drop_path > 0 (the drop rate "
+                              f"changes every epoch, which would recompile every epoch)")
 
 
 def seed_macros(config: Config) -> list[tuple[int, int, int]]:

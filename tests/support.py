@@ -4,7 +4,13 @@ Importable from every test folder: pytest puts tests/ on sys.path for its confte
 """
 
 import csv
+import hashlib
+import pickle
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["search.seeds.cells=[1, 2]", "search.seeds.reductions=[0, 0]",
@@ -12,8 +18,23 @@ TINY = ["search.seeds.cells=[1, 2]", "search.seeds.reductions=[0, 0]",
         "search.search_train.epochs=1", "search.post_train.epochs=1",
         "model.candidate_ops=[sep_conv_3x3, max_pool_3x3, skip_connect, none]",
         "model.init_channels=4", "search.plot_interval_s=0"]
+# CIFAR-shaped synthetic data, small enough for a smoke test (GPU tests, benchmarks).
+SYNTHETIC_SMALL = ["dataset.name=synthetic", "dataset.synthetic_shape=[3, 32, 32]",
+                   "dataset.synthetic_size=1200", "dataset.root="]
 NUMERIC = ("cells", "reductions", "nodes", "macs", "params", "val_top1", "test_top1",
            "train_top1", "epochs", "examples", "compute_s", "elapsed_s")
+
+
+@contextmanager
+def local_ray(num_cpus: int, num_gpus: int) -> Iterator[None]:
+    """A local Ray instance with `num_gpus` GPUs declared (real or not), for the block."""
+    import ray
+    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+             log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def read_tsv(path: Path) -> list[dict]:
@@ -28,3 +49,36 @@ def numeric(row: dict) -> dict:
         if key in out:
             out[key] = float(out[key]) if out[key] not in ("", None) else None
     return out
+
+
+CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+
+
+def write_tiny_cifar10(root: Path, per_batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A CIFAR-10 folder in torchvision's on-disk format (root/cifar-10-batches-py/:
+    five training batches, test_batch and batches.meta, pickled dicts with N×3072 uint8
+    rows in R, G, B plane order), holding `per_batch` synthetic images per batch.
+
+    Returns the images (N×3×32×32 uint8) and labels written, as "train_x", "train_y",
+    "test_x", "test_y", and the files' MD5 checksums as "md5" (name -> hex digest)."""
+    from petrinas.train.synthetic import synthetic_images
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    x, y = synthetic_images((3, 32, 32), 10, 6 * per_batch, seed)
+    batches = {name: slice(i * per_batch, (i + 1) * per_batch)
+               for i, name in enumerate(CIFAR10_BATCHES + ["test_batch"])}
+    for name, rows in batches.items():
+        entry = {"batch_label": name, "labels": y[rows].tolist(),
+                 "data": x[rows].reshape(-1, 3 * 32 * 32),
+                 "filenames": [f"{name}_{i}.png" for i in range(per_batch)]}
+        (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+             "ship", "truck"]
+    (folder / "batches.meta").write_bytes(pickle.dumps(
+        {"label_names": names, "num_cases_per_batch": per_batch, "num_vis": 3072}, protocol=2))
+    md5 = {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in folder.iterdir()}
+    train = slice(0, 5 * per_batch)
+    test = batches["test_batch"]
+    return {"train_x": x[train], "train_y": y[train], "test_x": x[test], "test_y": y[test],
+            "md5": md5}

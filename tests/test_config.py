@@ -239,7 +239,7 @@ def test_out_of_range_names_the_key(override, key):
 def test_bad_choice_lists_the_choices():
     message = _error("dataset.name=mnist")
     assert "dataset.name" in message and "mnist" in message
-    for choice in ("digits", "cifar10", "cifar100", "imagefolder", "npz"):
+    for choice in ("digits", "cifar10", "cifar100", "imagefolder", "npz", "synthetic"):
         assert choice in message
 
 
@@ -255,6 +255,17 @@ def test_seed_ranges_without_a_valid_seed():
 @pytest.mark.parametrize("value", ["[3, 1]", "[2]", "[0, 2]"])
 def test_malformed_seed_range(value):
     assert "search.seeds.cells" in _error(f"search.seeds.cells={value}")
+
+
+@pytest.mark.parametrize("value", ["[32, 32]", "[3, 0, 32]", "[3, 32, 32, 1]"])
+def test_malformed_synthetic_shape(value):
+    message = _error(f"dataset.synthetic_shape={value}")
+    assert message.startswith("dataset.synthetic_shape") and "[C, H, W]" in message, message
+
+
+def test_compile_with_drop_path_is_refused():
+    message = _error("eval.train.compile=true", "eval.train.drop_path=0.2")
+    assert message.startswith("eval.train.compile") and "drop_path" in message, message
 
 
 def test_unknown_candidate_op_suggests_nearest():

@@ -5,10 +5,13 @@ import pytest
 import torch
 from PIL import Image
 
-from petrinas.config import Config, DatasetConfig
+from petrinas.config import Config, DatasetConfig, load_config
 from petrinas.data import TensorData, dataset_info, load_dataset, load_splits
 from petrinas.errors import DataError
-from petrinas.train.data import augment_batch
+from petrinas.train.data import SPLITS, augment_batch
+from petrinas.train.pipeline import JobContext, run_seed
+from petrinas.train.synthetic import synthetic_images
+from support import write_tiny_cifar10
 
 DIGITS = 1797
 
@@ -198,6 +201,136 @@ def test_cifar_missing_root(tmp_path, name, label):
     message = str(info.value)
     assert str(root) in message and label in message and "\n" not in message
     assert dataset_info(DatasetConfig(name=name)).num_classes == (10 if name == "cifar10" else 100)
+
+
+@pytest.fixture
+def tiny_cifar10(tmp_path, monkeypatch):
+    """A 72-image CIFAR-10 folder in torchvision's format, which torchvision will read.
+
+    torchvision reads only the genuine files: it checks each file's MD5 against the
+    official ones. Those checksums are the one thing replaced here, by this folder's;
+    torchvision's reader and petrinas' loader run as they would on real CIFAR-10."""
+    import torchvision
+    written = write_tiny_cifar10(tmp_path, per_batch=12)
+    md5 = written["md5"]
+    cifar = torchvision.datasets.CIFAR10
+    monkeypatch.setattr(cifar, "train_list", [[name, md5[name]] for name, _ in cifar.train_list])
+    monkeypatch.setattr(cifar, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(cifar, "meta", {**cifar.meta, "md5": md5["batches.meta"]})
+    return tmp_path, written
+
+
+def _normalized(images: np.ndarray, pool: np.ndarray) -> torch.Tensor:
+    """images normalized per channel with the statistics of `pool` (float64 reference)."""
+    mean = pool.astype(np.float64).mean(axis=(0, 2, 3))[None, :, None, None]
+    std = pool.astype(np.float64).std(axis=(0, 2, 3))[None, :, None, None]
+    return torch.from_numpy((images - mean) / std).float()
+
+
+def test_cifar10_folder_loads_through_the_cifar10_path(tiny_cifar10):
+    root, written = tiny_cifar10
+    cfg = DatasetConfig(name="cifar10", root=str(root))
+    assert dataset_info(cfg) == dataset_info(DatasetConfig(name="cifar10"))
+    splits = load_splits(cfg, seed=0)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [54, 6, 12]
+    # test: the official test batch, in order; train + val: the five training batches.
+    assert torch.equal(splits["test"].indices, torch.arange(12))
+    assert sorted(splits["train"].indices.tolist() + splits["val"].indices.tolist()) \
+        == list(range(60))
+    assert torch.equal(splits["test"].y, torch.from_numpy(written["test_y"]))
+    assert torch.allclose(splits["test"].x, _normalized(written["test_x"], written["train_x"]),
+                          atol=1e-5)
+    train_ids = splits["train"].indices.numpy()
+    assert torch.equal(splits["train"].y, torch.from_numpy(written["train_y"][train_ids]))
+    assert torch.allclose(splits["train"].x,
+                          _normalized(written["train_x"][train_ids], written["train_x"]),
+                          atol=1e-5)
+
+
+def test_a_seed_job_trains_on_a_cifar10_folder(tiny_cifar10):
+    root, _ = tiny_cifar10
+    config = load_config("petridish", [f"dataset.root={root}", "model.init_channels=4",
+                                       "model.stem_multiplier=1",
+                                       "search.seed_train.epochs=1",
+                                       "search.seed_train.batch_size=16"])
+    output = run_seed(config, (1, 0, 1), JobContext(seed=0))
+    assert output.row["epochs"] == 1 and 0 <= output.row["test_top1"] <= 1
+    assert output.desc["input_shape"] == [3, 32, 32] and output.desc["num_classes"] == 10
+
+
+# -------------------------------------------------------------------- uint8 on device
+
+def test_uint8_splits_normalize_per_batch_exactly_as_float_splits():
+    """Bit for bit: the same float32 operations on the same pixels."""
+    cfg = _synthetic()
+    floats = load_splits(cfg, seed=0)
+    raw = load_splits(cfg, seed=0, keep_uint8=True)
+    index = torch.tensor([5, 0, 17, 3])
+    for split in SPLITS:
+        assert raw[split].x.dtype == torch.uint8 and raw[split].mean.dtype == torch.float32
+        assert raw[split].x.element_size() * 4 == floats[split].x.element_size()
+        assert torch.equal(raw[split].normalized().x, floats[split].x)
+        assert torch.equal(raw[split].batch(index), floats[split].x[index])
+        assert torch.equal(raw[split].batch(slice(2, 9)), floats[split].x[2:9])
+        assert torch.equal(raw[split][4][0], floats[split][4][0])
+        assert torch.equal(raw[split].y, floats[split].y)
+    # The public loader still returns the float32 tensors that training used.
+    assert torch.equal(load_dataset(cfg, split="test").x, floats["test"].x)
+
+
+def test_keep_uint8_leaves_float_sources_as_they_are(digits_seed0):
+    kept = load_splits(DatasetConfig(name="digits"), seed=0, keep_uint8=True)
+    assert kept["train"].mean is None and kept["train"].normalized() is kept["train"]
+    assert torch.equal(kept["train"].x, digits_seed0["train"].x)
+
+
+# -------------------------------------------------------------------------- synthetic
+
+def _synthetic(**overrides) -> DatasetConfig:
+    return DatasetConfig(name="synthetic", **{"synthetic_shape": [3, 16, 16],
+                                              "synthetic_size": 500, **overrides})
+
+
+def test_synthetic_images_are_fixed_by_their_seed():
+    x, y = synthetic_images((2, 5, 6), 3, 7, seed=0)
+    assert x.dtype == np.uint8 and x.shape == (7, 2, 5, 6) and y.dtype == np.int64
+    # Pinned: the benchmarks' data must not change silently.
+    assert int(x.astype(np.int64).sum()) == 53225
+    assert y.tolist() == [1, 2, 1, 2, 0, 1, 0]
+    assert x[0, 0, 0].tolist() == [100, 103, 161, 164, 92, 62]
+    again, _ = synthetic_images((2, 5, 6), 3, 7, seed=0)
+    other, _ = synthetic_images((2, 5, 6), 3, 7, seed=1)
+    assert np.array_equal(x, again) and not np.array_equal(x, other)
+
+
+def test_synthetic_splits_follow_the_config():
+    cfg = _synthetic(synthetic_classes=4)
+    info = dataset_info(cfg)
+    assert info.input_shape == (3, 16, 16) and info.num_classes == 4
+    seed0, seed1 = load_splits(cfg, seed=0), load_splits(cfg, seed=1)
+    assert [len(seed0[s]) for s in ("train", "val", "test")] == [360, 40, 100]
+    assert seed0["train"].input_shape == (3, 16, 16) and seed0["test"].num_classes == 4
+    assert set(torch.cat([s.y for s in seed0.values()]).tolist()) == {0, 1, 2, 3}
+    # The run's seed picks train/val; the test split is the same in every run.
+    assert torch.equal(seed0["test"].x, seed1["test"].x)
+    assert not torch.equal(seed0["val"].indices, seed1["val"].indices)
+    moved = load_splits(_synthetic(synthetic_classes=4, synthetic_seed=1), seed=0)
+    assert not torch.equal(seed0["test"].x, moved["test"].x)
+
+
+def test_synthetic_is_learnable_not_noise(one_thread):
+    """A small conv net gets well above chance (0.1) within three epochs."""
+    from petrinas.train.trainer import train
+    from petrinas.config import TrainConfig
+    splits = load_splits(_synthetic(synthetic_size=2000), seed=0)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1, bias=False), torch.nn.BatchNorm2d(16),
+        torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3, padding=1, stride=2, bias=False),
+        torch.nn.BatchNorm2d(16), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(16, 10))
+    result = train(model, splits, TrainConfig(epochs=3, batch_size=64, lr=0.1), seed=0)
+    assert result.final["test_top1"] > 0.8
 
 
 # ----------------------------------------------------------------------- augmentation

@@ -132,9 +132,13 @@ def test_parent_gets_exactly_its_own_gradients(config, splits, trained_parents, 
     parent.drop_path_prob = grown.drop_path_prob = drop_path
     x, y = _batch(splits, 64, "train")
     torch.manual_seed(7)
-    _loss(parent, x, y).backward()
+    parent_loss = _loss(parent, x, y)
+    parent_loss.backward()
     torch.manual_seed(7)
-    _loss(grown, x, y).backward()
+    grown_loss = _loss(grown, x, y)
+    grown_loss.backward()
+    # In training mode the candidate runs, and its stop-forwarded value is exactly zero.
+    assert torch.equal(grown_loss, parent_loss)
 
     parent_params = dict(parent.named_parameters())
     compared = 0
@@ -163,6 +167,34 @@ def test_parent_gets_exactly_its_own_gradients(config, splits, trained_parents, 
     assert candidate_params
     dead = [k for k, p in candidate_params if p.grad is None or p.grad.abs().sum() == 0]
     assert not dead, dead
+
+
+def _count_candidate_op_calls(model) -> list[str]:
+    calls: list[str] = []
+    for i, cell in enumerate(model.cells):
+        for m, op in enumerate(cell.candidate.ops):
+            op.register_forward_hook(lambda *_, name=f"{i}.{m}": calls.append(name))
+    return calls
+
+
+def test_candidate_runs_only_where_it_carries_a_gradient(config, splits, trained_parents):
+    """Evaluation (eval mode, or no_grad) skips the candidate's ops; the output is the
+    parent's, bit for bit. Training mode with gradients runs every one of them."""
+    desc, parent = trained_parents["r1"]
+    grown = grow_model(desc, _state(parent), config.model.candidate_ops)
+    calls = _count_candidate_op_calls(grown)
+    x, _ = _batch(splits, 64)
+    parent.eval(), grown.eval()
+    want = parent(x)
+    assert torch.equal(grown(x), want)              # eval mode, gradients on
+    with torch.no_grad():
+        assert torch.equal(grown(x), want)          # eval mode, no_grad
+        grown.train()
+        grown(x)                                    # training mode, no_grad
+    assert calls == []
+    grown(x)                                        # training mode, gradients on
+    n_ops = sum(len(cell.candidate.ops) for cell in grown.cells)
+    assert len(calls) == n_ops == desc.cells * 4 * len(config.model.candidate_ops)
 
 
 def test_trainer_moves_parent_weights_as_without_candidate(config, splits, trained_parents):

@@ -16,7 +16,7 @@ from petrinas.config import load_config
 from petrinas.data import load_dataset
 from petrinas.model_desc import ModelDesc
 from petrinas.search.store import history
-from support import REPO, TINY, read_tsv
+from support import REPO, TINY, local_ray, read_tsv
 
 CONTRACT_COLUMNS = ["trial_id", "parent_id", "stage", "cells", "reductions", "nodes", "macs",
                     "params", "val_top1", "test_top1"]
@@ -97,10 +97,8 @@ def test_bad_config_key_exits_2_and_writes_nothing(tmp_path, capsys):
 
 @pytest.fixture
 def eight_gpu_ray():
-    import ray
-    ray.init(num_cpus=8, num_gpus=8, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with local_ray(num_cpus=8, num_gpus=8):
+        yield
 
 
 def test_eight_declared_gpus_run_eight_jobs_at_once(tmp_path, eight_gpu_ray):
@@ -124,10 +122,8 @@ def test_eight_declared_gpus_run_eight_jobs_at_once(tmp_path, eight_gpu_ray):
 @pytest.fixture
 def two_cpu_ray():
     """Ray up before the search starts, so its start-up is not on the search's clock."""
-    import ray
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with local_ray(num_cpus=2, num_gpus=0):
+        yield
 
 
 def test_max_hours_stops_and_a_larger_budget_resumes(tmp_path, two_cpu_ray):

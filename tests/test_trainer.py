@@ -1,5 +1,6 @@
 """The training loop, run for real on digits."""
 
+import dataclasses
 import math
 
 import pytest
@@ -9,7 +10,9 @@ from torch import nn
 from petrinas.config import DatasetConfig, TrainConfig
 from petrinas.data import load_splits
 from petrinas.errors import TrainingError
-from petrinas.train.trainer import EpochMetrics, TrainResult, evaluate, lr_factor, train
+from petrinas.train.trainer import (EpochMetrics, TrainResult, _setup, _step, _training_forward,
+                                    autocast_dtype, cudnn_benchmark, evaluate, lr_factor,
+                                    train)
 
 
 class SmallCNN(nn.Module):
@@ -85,6 +88,47 @@ def test_same_seed_same_history(splits):
     assert other != runs[0]["history"][0]["train_loss"]
 
 
+def test_test_split_is_evaluated_once_after_the_last_epoch(splits):
+    model = _model()
+    result = train(model, splits, _cfg(epochs=3), seed=0)
+    assert [m.test_top1 is None for m in result.history] == [True, True, False]
+    assert [m.test_loss is None for m in result.history] == [True, True, False]
+    assert all(m.val_top1 is not None for m in result.history)
+    # What the last epoch reports is the trained model's real test score.
+    assert (result.final["test_loss"], result.final["test_top1"]) == pytest.approx(
+        evaluate(model, splits["test"]))
+
+
+def test_test_every_epoch_gives_per_epoch_test_curves(splits):
+    once = train(_model(), splits, _cfg(epochs=3), seed=0)
+    every = train(_model(), splits, _cfg(epochs=3, test_every_epoch=True), seed=0)
+    assert all(m.test_top1 is not None for m in every.history)
+    # Evaluating does not touch the training: both runs train identically.
+    assert [m.train_loss for m in every.history] == [m.train_loss for m in once.history]
+    assert every.final["test_top1"] == once.final["test_top1"]
+
+
+def test_uint8_splits_train_exactly_as_float_splits():
+    """Batches normalized as they are taken (then augmented) give the same training,
+    bit for bit, as the float32 tensors normalized in advance."""
+    cfg = DatasetConfig(name="synthetic", synthetic_shape=[3, 8, 8], synthetic_size=400)
+    runs = []
+    for keep_uint8 in (False, True):
+        splits = load_splits(cfg, seed=0, keep_uint8=keep_uint8)
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+        result = train(model, splits, _cfg(epochs=2, augment=True, cutout=3), seed=0)
+        runs.append((result, model.state_dict()))
+    (floats, float_state), (raw, raw_state) = runs
+    assert [_metric_values(m) for m in raw.history] == [_metric_values(m) for m in floats.history]
+    assert all(torch.equal(raw_state[k], v) for k, v in float_state.items())
+
+
+def _metric_values(m: EpochMetrics) -> tuple:
+    return m.train_loss, m.train_top1, m.val_loss, m.val_top1, m.test_loss, m.test_top1
+
+
 def test_nan_loss_raises(splits):
     with pytest.raises(TrainingError, match="nan.*epoch 1"):
         train(NaNNet(), splits, _cfg(epochs=2))
@@ -145,3 +189,69 @@ def test_lr_schedule():
     assert lr_factor(cfg, 9, 100, 10) == pytest.approx(1.0)
     assert lr_factor(cfg, 10, 100, 10) == pytest.approx(1.0)
     assert lr_factor(cfg, 100, 100, 10) == pytest.approx(0.1)  # lr_min / lr
+
+
+# ------------------------------------------------------------------------------ CUDA options
+
+@pytest.mark.parametrize("device, amp, amp_dtype, bf16_supported, want", [
+    ("cpu", True, "auto", True, None),               # mixed precision is for CUDA only
+    ("cuda", False, "auto", True, None),
+    ("cuda", True, "auto", True, torch.bfloat16),
+    ("cuda", True, "auto", False, torch.float16),    # pre-Ampere: float16 + grad scaler
+    ("cuda", True, "float16", True, torch.float16),
+    ("cuda", True, "bfloat16", True, torch.bfloat16),
+])
+def test_autocast_dtype(device, amp, amp_dtype, bf16_supported, want):
+    cfg = TrainConfig(amp=amp, amp_dtype=amp_dtype)
+    assert autocast_dtype(device, cfg, bf16_supported) == want
+
+
+def test_bfloat16_on_a_gpu_without_it_is_refused():
+    with pytest.raises(TrainingError, match="bfloat16"):
+        autocast_dtype("cuda", TrainConfig(amp_dtype="bfloat16"), bf16_supported=False)
+
+
+def test_grad_scaler_step_is_the_float32_step(splits):
+    """With a power-of-two scale, scaling the loss and unscaling the gradients is exact,
+    so the float16 path's update equals the plain one, bit for bit, even with gradient
+    clipping active: the gradients are unscaled before they are clipped."""
+    cfg = _cfg(grad_clip=0.05)
+    x, y = splits["train"].x[:64], splits["train"].y[:64]
+    states = []
+    for scaled in (False, True):
+        model = _model()
+        setup = _setup(model, cfg, "cpu", 0, (), 0.0, None)
+        if scaled:
+            setup = dataclasses.replace(setup, scaler=torch.amp.GradScaler("cpu",
+                                                                           init_scale=2.0 ** 12))
+        model.train()
+        for _ in range(3):
+            _step(x, y, cfg, setup)
+        states.append(model.state_dict())
+    assert all(torch.equal(states[1][k], v) for k, v in states[0].items())
+
+
+def test_cudnn_benchmark_is_on_for_cuda_and_restored():
+    before = torch.backends.cudnn.benchmark
+    assert before is False
+    with cudnn_benchmark(torch.device("cuda")):
+        assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cudnn.benchmark is before
+    with cudnn_benchmark(torch.device("cpu")):
+        assert torch.backends.cudnn.benchmark is before
+
+
+def test_cpu_training_is_float32_and_never_compiled(splits):
+    model = _model()
+    cfg = _cfg(amp=True, compile=True)
+    assert _training_forward(model, cfg, torch.device("cpu")) is model
+    result = train(model, splits, _cfg(epochs=1, amp=True, compile=True), seed=0)
+    assert result.final["precision"] == "float32"
+
+
+def test_compile_on_cuda_wraps_the_model_unless_drop_path_is_on():
+    model = _model()
+    compiled = _training_forward(model, _cfg(compile=True), torch.device("cuda"))
+    assert compiled is not model and compiled._orig_mod is model  # compiled lazily
+    with pytest.raises(ValueError, match="drop_path"):
+        _training_forward(model, _cfg(compile=True, drop_path=0.2), torch.device("cuda"))

@@ -63,7 +63,8 @@ class Candidate(nn.Module):
 
     Its value is exactly zero, so adding it to the cell output leaves the parent's
     function unchanged; its gradient is the cell output's, so the ops and alphas learn.
-    Detached inputs keep its gradient out of the parent's weights.
+    Detached inputs keep its gradient out of the parent's weights. The cell runs it only
+    in training mode with gradients on: elsewhere it could change nothing.
     """
 
     def __init__(self, desc: CandidateDesc, channels: int, reduction: bool):
@@ -101,7 +102,9 @@ class Cell(nn.Module):
         for node in self.nodes:
             states.append(node(states, drop_prob))
         out = self.proj(torch.cat(states[2:], dim=1))
-        if self.candidate is not None:
+        if self.candidate is not None and self.training and torch.is_grad_enabled():
+            # Its value is exactly zero: it only carries a gradient, so where none is
+            # taken (eval mode, no_grad: every evaluation) it is not run at all.
             out = out + self.candidate(states)
         return out
 

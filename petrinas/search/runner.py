@@ -308,7 +308,7 @@ def check_data(config: Config) -> None:
     """Load the dataset once in the driver: a missing or malformed dataset is a one-line
     input error before anything is written, not a failure in every job."""
     from petrinas.data import load_splits
-    load_splits(config.dataset, config.seed)
+    load_splits(config.dataset, config.seed, keep_uint8=True)  # no float32 copy needed
 
 
 def run_stage(config: Config, store: RunStore, strategy: Strategy, reporter: Reporter,

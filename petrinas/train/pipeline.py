@@ -83,7 +83,7 @@ def _train_new(config: Config, desc: ModelDesc, phase: TrainConfig, name: str,
     owner = claim(desc.arch_hash())
     if owner is not None:
         return _duplicate(desc, owner, {}, start, ctx, 0)
-    splits = load_splits(config.dataset, config.seed)
+    splits = load_splits(config.dataset, config.seed, keep_uint8=True)
     model = build_model(desc)
     result = _train(model, splits, phase, ctx)
     return _output(desc, model, {name: result}, start, ctx, len(splits["train"]))
@@ -95,7 +95,7 @@ def run_search(config: Config, parent_desc: dict, parent_weights: bytes,
     torch.manual_seed(ctx.seed)  # new weights depend on the trial, not the worker's past
     start = time.perf_counter()
     parent = ModelDesc.from_dict(parent_desc)
-    splits = load_splits(config.dataset, config.seed)
+    splits = load_splits(config.dataset, config.seed, keep_uint8=True)
     grown = grow_model(parent, weights_from_bytes(parent_weights, "parent weights"),
                        config.model.candidate_ops)
     searched = _train(grown, splits, config.search.search_train, ctx,
@@ -130,7 +130,7 @@ def run_eval(config: Config, gallery_desc: dict, ctx: JobContext) -> TrialOutput
     torch.manual_seed(ctx.seed)  # new weights depend on the trial, not the worker's past
     start = time.perf_counter()
     desc = build_eval(ModelDesc.from_dict(gallery_desc), config)
-    splits = load_splits(config.dataset, config.seed)
+    splits = load_splits(config.dataset, config.seed, keep_uint8=True)
     model = build_model(desc)
     result = _train(model, splits, config.eval.train, ctx)
     return _output(desc, model, {"eval_train": result}, start, ctx, len(splits["train"]))

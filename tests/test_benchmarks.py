@@ -1,0 +1,73 @@
+"""The benchmarks stay runnable: gpu_throughput's reduced (CPU) mode end to end, through
+Ray with a declared GPU, and its projection of the paper search's GPU-hours."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from petrinas.config import load_config
+from support import REPO
+
+
+def _benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_projection_of_the_paper_search():
+    bench = _benchmark("gpu_throughput")
+    paper = load_config("petridish")
+    assert bench.cifar10_train_images(paper) == 45_000
+    search = {"images_per_s_gpu": 1000.0, "first_epoch_extra_s": 72.0, "jobs": 2}
+    post = {"images_per_s_gpu": 2000.0, "first_epoch_extra_s": 18.0, "jobs": 1}
+    # A post-train (or seed) phase: 80 epochs x 45,000 images at 2,000/s + 18 s = 1818 s;
+    # a search phase: 80 x 45,000 at 1,000/s + 72 s shared by 2 jobs = 3636 s.
+    assert bench.phase_gpu_seconds(post, 80, 45_000) == 1818.0
+    assert bench.phase_gpu_seconds(search, 80, 45_000) == 3636.0
+    # 30 seeds x 1818 s + 370 children x (3636 + 1818) s = 2,072,520 s.
+    assert bench.project_gpu_hours(paper, search, post, 45_000) == {
+        "seeds": 30, "children": 370, "train_images": 45_000, "gpu_hours": 575.7}
+
+
+def test_window_rate_counts_only_the_side_by_side_steady_part():
+    bench = _benchmark("gpu_throughput")
+    a = [(0.0, 10.0), (10.0, 20.0), (20.0, 30.0)]
+    b = [(2.0, 12.0), (12.0, 22.0), (22.0, 32.0)]
+    # Window [12, 30]: a's epochs 2 and 3 count 0.8 and 1, b's 1 and 0.8 of 100 images.
+    assert bench.window_rate([a, b], 100) == 20.0
+    assert bench.window_rate([a], 100) == 10.0
+    with pytest.raises(ValueError, match="more epochs"):
+        bench.window_rate([a, [(25.0, 31.0), (31.0, 35.0)]], 100)
+
+
+def test_gpu_throughput_reduced_mode_runs(tmp_path):
+    """Two jobs on the one declared GPU (the whole grid takes longer: each further job
+    at once is another Ray worker process to start)."""
+    out = tmp_path / "results.json"
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_throughput.py"),
+                           "--reduced", "--epochs", "2", "--packings", "0.5",
+                           "--compile", "off",
+                           "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["reduced"] is True
+    rows = results["rows"]
+    assert [(r["kind"], r["jobs"]) for r in rows] == [("search", 2), ("post", 2)]
+    for row in rows:
+        (start_a, end_a), (start_b, end_b) = row["spans"]
+        assert max(start_a, start_b) < min(end_a, end_b), "Ray ran the two jobs at once"
+        assert row["images_per_s_job"] > 0 and row["memory_mb_job"] > 0
+        # Per GPU: the jobs on it together; per job: their mean.
+        assert row["images_per_s_gpu"] == pytest.approx(row["jobs"] * row["images_per_s_job"])
+        assert row["compile"] is False and row["precision"] == "float32"
+    assert results["projection"]["gpu_hours"] > 0
+    assert "GPU-hours" in done.stdout and "img/s/GPU" in done.stdout
