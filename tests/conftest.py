@@ -19,3 +19,14 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def shared_ray():
+    """One local Ray instance for a module's in-process searches: each search would
+    otherwise start (and stop) its own, a few seconds apiece. Searches find it up and
+    use it as it is (jobs.ray_session)."""
+    from support import local_ray
+
+    with local_ray(num_cpus=2, num_gpus=0):
+        yield

@@ -17,7 +17,7 @@ TINY = ["search.seeds.cells=[1, 2]", "search.seeds.reductions=[0, 0]",
         "search.seeds.nodes=[1, 1]", "search.seed_train.epochs=2",
         "search.search_train.epochs=1", "search.post_train.epochs=1",
         "model.candidate_ops=[sep_conv_3x3, max_pool_3x3, skip_connect, none]",
-        "model.init_channels=4", "search.plot_interval_s=0"]
+        "model.init_channels=4", "search.plot_interval_s=0", "dataset.max_train=300"]
 # CIFAR-shaped synthetic data, small enough for a smoke test (GPU tests, benchmarks).
 SYNTHETIC_SMALL = ["dataset.name=synthetic", "dataset.synthetic_shape=[3, 32, 32]",
                    "dataset.synthetic_size=1200", "dataset.root="]

@@ -8,7 +8,7 @@ from PIL import Image
 from petrinas.config import Config, DatasetConfig, load_config
 from petrinas.data import TensorData, dataset_info, load_dataset, load_splits
 from petrinas.errors import DataError
-from petrinas.train.data import SPLITS, augment_batch
+from petrinas.data import SPLITS, augment_batch
 from petrinas.train.pipeline import JobContext, run_seed
 from petrinas.train.synthetic import synthetic_images
 from support import write_tiny_cifar10

@@ -19,6 +19,8 @@ from petrinas.search.store import history
 
 from support import REPO, TINY, read_tsv
 
+pytestmark = pytest.mark.usefixtures("shared_ray")
+
 EVAL_TINY = ["eval.train.epochs=2", "eval.init_channels=6", "eval.max_cells=3",
              "eval.cell_count_scale=1.5", "eval.max_models=2"]
 

@@ -22,6 +22,15 @@ CONTRACT_COLUMNS = ["trial_id", "parent_id", "stage", "cells", "reductions", "no
                     "params", "val_top1", "test_top1"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def ray_with_eight_gpus():
+    """One local Ray instance (8 CPUs, 8 GPUs declared) for the module's searches: each
+    search would otherwise start its own, a few seconds apiece, and the 8-GPU test
+    needs one that declares them."""
+    with local_ray(num_cpus=8, num_gpus=8):
+        yield
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("search") / "run"
@@ -95,13 +104,7 @@ def test_bad_config_key_exits_2_and_writes_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.fixture
-def eight_gpu_ray():
-    with local_ray(num_cpus=8, num_gpus=8):
-        yield
-
-
-def test_eight_declared_gpus_run_eight_jobs_at_once(tmp_path, eight_gpu_ray):
+def test_eight_declared_gpus_run_eight_jobs_at_once(tmp_path):
     from petrinas.search.runner import run_search
 
     config = load_config("petridish_digits", [
@@ -119,16 +122,10 @@ def test_eight_declared_gpus_run_eight_jobs_at_once(tmp_path, eight_gpu_ray):
     assert latest_start < earliest_end, "all 8 jobs were running at one moment"
 
 
-@pytest.fixture
-def two_cpu_ray():
-    """Ray up before the search starts, so its start-up is not on the search's clock."""
-    with local_ray(num_cpus=2, num_gpus=0):
-        yield
-
-
-def test_max_hours_stops_and_a_larger_budget_resumes(tmp_path, two_cpu_ray):
+def test_max_hours_stops_and_a_larger_budget_resumes(tmp_path):
     """The time budget is a hard stop: the seeds still training are cancelled but stay
-    in flight, and a resume with a larger budget trains them under their ids."""
+    in flight, and a resume with a larger budget trains them under their ids. (Ray is
+    up before the search starts, so its start-up is not on the search's clock.)"""
     from petrinas.search.runner import run_search
 
     slow = [*TINY, "search.max_trials=3", "search.seed_train.epochs=150",

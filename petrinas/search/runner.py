@@ -334,10 +334,10 @@ def run_stage(config: Config, store: RunStore, strategy: Strategy, reporter: Rep
     owners = ({row["arch_hash"]: tid for tid, row in store.rows.items()
                if row["status"] == OK and row.get("arch_hash")} if dedup else None)
     progress = progress or Progress(enabled=False)
-    progress.header(header())
     with ray_session(ray_options, store.dir / "logs" / "ray.log"):
         executor = RayExecutor(config, owners, task=task)
         executor.check_capacity()
+        progress.header(header())
         loop = TrialLoop(config, store, strategy, executor, reporter, progress,
                          request=request, budget=budget, total=total())
         log.info("%s: %d trials journaled, %d in flight", store.dir, len(store.specs),

@@ -31,7 +31,7 @@ from torch import nn
 
 from petrinas.config import TrainConfig
 from petrinas.errors import TrainingError
-from petrinas.train.data import TensorData, augment_batch
+from petrinas.data import TensorData, augment_batch
 
 CROP_PADDING = 4
 

@@ -1,4 +1,4 @@
-"""(a) The driver SIGKILLed at three seeded random moments of one run, then run to the
+"""(a) The driver SIGKILLed at two seeded random moments of one run, then run to the
 end: no completed result lost or changed, ids unique, budget kept, and the final
 frontier equals the one recomputed from pool.tsv."""
 
@@ -13,16 +13,16 @@ from petrinas.search.report import frontier_ids
 from petrinas.search.store import history
 from support import REPO, TINY, numeric, read_tsv
 
-MAX_TRIALS = 12
+MAX_TRIALS = 9
 
 
-def test_three_kills_then_completion(tmp_path):
+def test_kills_at_random_moments_then_completion(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, str(REPO / "scripts" / "search.py"), "--out", str(out), "--quiet",
            "--set", f"search.max_trials={MAX_TRIALS}", *TINY]
     rng = random.Random(20261123)
     seen: dict[str, dict] = {}
-    for kill in range(3):
+    for kill in range(2):
         proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         # A moment after this session has made progress: Ray's start-up takes a few

@@ -154,7 +154,8 @@ def test_success_after_a_failed_attempt_leaves_no_error_file(tmp_path):
     store.close()
 
 
-def test_a_result_whose_files_are_gone_is_marked_lost_and_the_search_goes_on(tmp_path):
+def test_a_result_whose_files_are_gone_is_marked_lost_and_the_search_goes_on(tmp_path,
+                                                                              shared_ray):
     config = load_config("petridish_digits", [*TINY, "search.max_trials=3"])
     first = run_search(config, tmp_path / "run")
     assert first.pool == 3

@@ -6,12 +6,15 @@ import io
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 from petrinas.config import load_config
 from petrinas.search.progress import Progress
 from petrinas.search.runner import run_search
 from support import TINY, read_tsv
+
+pytestmark = pytest.mark.usefixtures("shared_ray")
 
 
 def search(tmp_path, *overrides, name="run"):
