@@ -2,6 +2,7 @@
 """Does the search beat chance at equal compute? Strategies x seeds, then compare.
 
     python benchmarks/search_quality.py                      # digits: 3 strategies x 5 seeds
+    python benchmarks/search_quality.py --conf benchmark_digits_cheap --out runs/sq_cheap
     python benchmarks/search_quality.py --conf my.yaml --dataset-root /data/x \\
         --strategies petridish,random_search --seeds 0,1,2 --set search.max_trials=60
     python benchmarks/search_quality.py --variant fresh:search.finalize_init=fresh
@@ -11,7 +12,9 @@ Every (strategy, variant, seed) is an ordinary run directory under --out, made b
 are not trained again) and each run can be inspected like any other. Then
 `petrinas.compare` writes compare.md / .tex and the figures into --out. Every run of a
 seed gets the same config but for its strategy (and variant): same data, trainer,
-budgets and seed models, so the groups differ in the search alone.
+budgets and seed models, so the groups differ in the search alone. The default config,
+confs/benchmark_digits.yaml, gives every run the same compute (search.max_compute_hours,
+device seconds summed over trials), so a strategy whose trials cost more gets fewer.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--conf", default="petridish_digits", help="config file or name")
+    p.add_argument("--conf", default="benchmark_digits", help="config file or name")
     p.add_argument("--strategies", default="petridish,random_selection,random_search")
     p.add_argument("--seeds", default="0,1,2,3,4", help="run seeds, comma-separated")
     p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,...]",

@@ -141,6 +141,9 @@ class SearchConfig:
     max_hours: float = spec(24.0, lo=0, lo_open=True)
     max_macs: float = spec(0.0, lo=0, doc="stop once a pool model exceeds it; 0: no limit")
     max_pool: int = spec(1000, lo=1)
+    max_compute_hours: float = spec(0.0, lo=0, doc="no new trials once the finished "
+                                    "trials' device time, summed, reaches it (the "
+                                    "equal-compute budget of a comparison); 0: no limit")
     convex_hull_eps: float = spec(0.025, lo=0)
     l1: float = spec(0.001, lo=0, doc="weight of sum(|alpha|) in the search-phase loss")
     seeds: SeedRanges = spec(factory=SeedRanges)

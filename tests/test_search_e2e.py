@@ -148,6 +148,29 @@ def test_max_hours_stops_and_a_larger_budget_resumes(tmp_path):
     assert int(rows["t0000"]["epochs"]) == 150
 
 
+def test_the_compute_budget_drains_and_can_grow_on_resume_not_shrink(tmp_path):
+    """max_compute_hours counts the finished trials' device seconds: once reached,
+    nothing new is submitted and the trials running finish into the pool."""
+    from petrinas.errors import ConfigError
+    from petrinas.search.runner import run_search
+
+    run = tmp_path / "run"
+    first = run_search(load_config("petridish_digits", [
+        *TINY, "search.max_trials=30", "search.max_compute_hours=0.0001"]), run)
+    assert first.finish_reason == "max_compute_hours"
+    rows = read_tsv(run / "pool.tsv")
+    spent = sum(float(r["compute_s"]) for r in rows)
+    # 0.36 s is less than one trial: the first seed to finish reaches it; the other
+    # one was already running (8 CPUs here) and finishes into the pool. No child.
+    assert len(rows) == 2 and spent >= 0.36
+    with pytest.raises(ConfigError, match="search.max_compute_hours=5e-05"):
+        run_search(load_config("petridish_digits", [
+            *TINY, "search.max_trials=30", "search.max_compute_hours=0.00005"]), run)
+    more = run_search(load_config("petridish_digits", [
+        *TINY, "search.max_trials=4", "search.max_compute_hours=1"]), run)
+    assert more.finish_reason == "max_trials" and len(read_tsv(run / "pool.tsv")) == 4
+
+
 def test_a_finished_trial_is_adopted_through_the_loop_not_retrained(tmp_path):
     """Killed between writing a trial's folder and journaling it: the resumed loop takes
     the folder's result as it is (no job runs for it) and goes on."""

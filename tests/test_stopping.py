@@ -20,6 +20,16 @@ def test_verdicts(trials, pooled, elapsed, expected):
     assert BUDGET.verdict(trials=trials, pooled=pooled, elapsed=elapsed) == expected
 
 
+def test_the_compute_budget_drains_once_reached():
+    budget = Budget(max_trials=100, max_compute_s=600.0)
+    assert budget.verdict(trials=5, pooled=5, elapsed=1.0, compute=599.9).action \
+        is Action.SUBMIT
+    assert budget.verdict(trials=5, pooled=5, elapsed=1.0, compute=600.0) == \
+        Verdict(Action.DRAIN, "max_compute_hours")
+    assert Budget(max_trials=100).verdict(trials=5, pooled=5, elapsed=1.0,
+                                          compute=1e9).action is Action.SUBMIT
+
+
 def test_no_pool_limit_by_default():
     budget = Budget(max_trials=10)
     assert budget.verdict(trials=1, pooled=10 ** 6, elapsed=1e9).action is Action.SUBMIT
@@ -27,6 +37,7 @@ def test_no_pool_limit_by_default():
 
 def test_from_config():
     config = load_config("petridish_digits", ["search.max_trials=7", "search.max_hours=0.5",
-                                              "search.max_pool=3"])
+                                              "search.max_pool=3",
+                                              "search.max_compute_hours=0.25"])
     assert Budget.from_config(config) == Budget(max_trials=7, max_seconds=1800.0,
-                                                max_pool=3)
+                                                max_pool=3, max_compute_s=900.0)

@@ -133,7 +133,8 @@ class TrialLoop:
     # --------------------------------------------------------------------- steps
     def _verdict(self) -> Verdict:
         verdict = self.budget.verdict(trials=len(self.store.specs), pooled=self.store.pooled,
-                                      elapsed=self.store.elapsed())
+                                      elapsed=self.store.elapsed(),
+                                      compute=self.store.compute_s)
         if verdict.action is Action.DRAIN and self._draining != verdict.reason:
             self._draining = verdict.reason
             log.info("%s reached: no new trials; the %d running finish into the pool",
@@ -327,7 +328,7 @@ def run_stage(config: Config, store: RunStore, strategy: Strategy, reporter: Rep
                     trial_id)
     reporter.start(store.rows.values())
     verdict = budget.verdict(trials=len(store.specs), pooled=store.pooled,
-                             elapsed=store.elapsed())
+                             elapsed=store.elapsed(), compute=store.compute_s)
     if verdict.action is Action.STOP or (not in_flight and (
             verdict.action is Action.DRAIN or strategy.is_finished())):
         return verdict.reason or strategy.finish_reason()

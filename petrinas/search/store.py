@@ -45,7 +45,8 @@ LOCK = ".lock"
 SNAPSHOT_EVERY = 200
 # Keys that may change when a run is resumed: budgets, resources and reporting do not
 # change what a finished trial means.
-RESUMABLE_KEYS = ("search.max_trials", "search.max_hours", "search.plot_interval_s",
+RESUMABLE_KEYS = ("search.max_trials", "search.max_hours", "search.max_compute_hours",
+                  "search.plot_interval_s",
                   "resources", "eval")
 
 
@@ -58,6 +59,7 @@ class RunStore:
         self.snapshot: dict | None = None
         self._seq = 0                           # sequence number of the next record
         self.rows: dict[str, dict] = {}         # trial id -> pool.tsv row (see rows.py)
+        self.compute_s = 0.0                    # the rows' compute_s, summed
         self.specs: dict[str, JobSpec] = {}     # trial id -> what it trains
         self.pooled = 0                         # rows whose model is in the pool
         self._elapsed_before = 0.0
@@ -121,12 +123,17 @@ class RunStore:
     def _check_budgets(self, old: dict, config: Config) -> None:
         trials = len(self.snapshot["specs"]) if self.snapshot else 0
         trials += sum(r["event"] == "submit" for r in self.records)
+        rows = dict(self.snapshot["rows"]) if self.snapshot else {}
+        rows.update((r["trial_id"], r["row"]) for r in self.records if "row" in r)
+        compute = sum(_compute(row) for row in rows.values())
         used = {"max_trials": (trials, f"{trials} trials"),
                 "max_hours": (self._elapsed_before / 3600,
-                              f"{self._elapsed_before / 3600:.3g} hours")}
+                              f"{self._elapsed_before / 3600:.3g} hours"),
+                "max_compute_hours": (compute / 3600, f"{compute / 3600:.3g} compute hours")}
         for key, (spent, text) in used.items():
             before, now = old.get("search", {}).get(key), getattr(config.search, key)
-            if before is not None and now < before and now < spent:
+            if before is not None and now < before and now < spent and (
+                    now or key != "max_compute_hours"):   # 0: no compute limit
                 raise ConfigError(f"search.{key}={now:g}: this run has already used "
                                   f"{text}; a budget can grow when a run resumes, not "
                                   f"shrink (use another --out or --overwrite)")
@@ -197,6 +204,7 @@ class RunStore:
     def _set_row(self, row: dict) -> None:
         old = self.rows.get(row["trial_id"])
         self.pooled += pooled(row) - (pooled(old) if old else 0)
+        self.compute_s += _compute(row) - (_compute(old) if old else 0.0)
         self.rows[row["trial_id"]] = row
 
     def _apply(self, record: dict, strategy: Strategy) -> None:
@@ -337,6 +345,10 @@ class RunStore:
 
 
 # ------------------------------------------------------------------------ helpers
+
+def _compute(row: dict) -> float:
+    return float(row.get("compute_s") or 0.0)
+
 
 def read_trial_desc(run_dir: Path, trial_id: str) -> dict:
     """A trial's description as plain data (safe YAML), to send to a job."""
