@@ -1,4 +1,5 @@
-"""Command-line entry points (scripts/search.py and scripts/eval.py call these).
+"""Command-line entry points: the `petrinas` console command (`python -m petrinas`) and
+scripts/{search,eval,export,draw,compare}.py, which call the same functions.
 
 Exit codes: 0 done, 2 bad input (one line, no traceback), 1 anything else.
 """
@@ -17,13 +18,19 @@ DEFAULT_CONF = "petridish_digits"
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG)
 
 
+def _prog(command: str) -> str:
+    """'petrinas search' under the console command, 'search.py' under the script."""
+    launcher = Path(sys.argv[0]).name if sys.argv else ""
+    return f"petrinas {command}" if launcher in ("petrinas", "__main__.py") else f"{command}.py"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse exits 2 too, but with usage noise
         raise InputError(message)
 
 
 def search_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="search.py", description="Run or resume a Petridish search.")
+    p = _Parser(prog=_prog("search"), description="Run or resume a Petridish search.")
     p.add_argument("--conf", default=DEFAULT_CONF,
                    help="config file, or a name under confs/ (default: petridish_digits)")
     p.add_argument("--out", help="run directory (default: runs/<conf name>)")
@@ -91,7 +98,7 @@ def _search(argv: Sequence[str] | None) -> None:
 
 
 def eval_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="eval.py", description="Train the gallery of a finished search fully.")
+    p = _Parser(prog=_prog("eval"), description="Train the gallery of a finished search fully.")
     p.add_argument("--run", required=True, help="run directory of a search")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
                    metavar="KEY=VALUE", help="override config keys (eval.*, resources.*)")
@@ -117,10 +124,11 @@ def _eval(argv: Sequence[str] | None) -> None:
 
 
 def export_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="export.py",
+    p = _Parser(prog=_prog("export"),
                 description="Export a model folder (desc.yaml + weights.pt) to a .pt2 file "
                             "that loads with torch alone.")
-    p.add_argument("dir", help="gallery or eval model folder")
+    p.add_argument("dir", help="gallery or eval model folder, or a run directory (its best "
+                               "gallery model)")
     p.add_argument("--out", help="output folder (default: DIR/export)")
     return p
 
@@ -131,16 +139,18 @@ def export_main(argv: Sequence[str] | None = None) -> int:
 
 def _export(argv: Sequence[str] | None) -> None:
     from petrinas.export import export_folder
+    from petrinas.runs import model_folder
 
     args = export_parser().parse_args(argv)
-    result = export_folder(Path(args.dir), Path(args.out) if args.out else None)
+    result = export_folder(model_folder(args.dir), Path(args.out) if args.out else None)
     print(f"exported {result.artifact} (max |diff| vs. petrinas {result.max_abs_diff:.2g})")
 
 
 def draw_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="draw.py",
+    p = _Parser(prog=_prog("draw"),
                 description="Draw a model's normal and reduction cells (PNG and PDF).")
-    p.add_argument("dir", help="model folder holding desc.yaml (or the desc.yaml itself)")
+    p.add_argument("dir", help="model folder holding desc.yaml (or the desc.yaml itself), "
+                               "or a run directory (its best gallery model)")
     p.add_argument("--out", metavar="STEM",
                    help="output path stem: writes STEM_normal.{png,pdf} and "
                         "STEM_reduce.{png,pdf} (default: DIR/cell)")
@@ -155,18 +165,19 @@ def draw_main(argv: Sequence[str] | None = None) -> int:
 
 def _draw(argv: Sequence[str] | None) -> None:
     from petrinas.draw import draw_folder, graphviz_available
+    from petrinas.runs import model_folder
 
     args = draw_parser().parse_args(argv)
     if args.backend == "graphviz" and not graphviz_available():
         raise InputError("--backend graphviz needs the graphviz Python package and its `dot` "
                          "program (apt-get install graphviz); --backend matplotlib needs neither")
-    for path in draw_folder(Path(args.dir), Path(args.out) if args.out else None,
+    for path in draw_folder(model_folder(args.dir), Path(args.out) if args.out else None,
                             backend=args.backend):
         print(path)
 
 
 def compare_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="compare.py",
+    p = _Parser(prog=_prog("compare"),
                 description="Compare finished runs (grouped by strategy and any other "
                             "config difference): tables, hypervolume and frontier figures.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
@@ -185,3 +196,34 @@ def _compare(argv: Sequence[str] | None) -> None:
     for summary in compare(args.runs, args.out):
         print(f"{summary.label}: {len(summary.seeds)} runs")
     print(f"wrote {Path(args.out) / 'compare.md'}")
+
+
+COMMANDS = {"search": (search_main, "run or resume a search"),
+            "eval": (eval_main, "train a finished search's gallery fully"),
+            "export": (export_main, "export a model folder to a .pt2 file (torch.export)"),
+            "draw": (draw_main, "draw a model's cells"),
+            "compare": (compare_main, "compare finished runs (hypervolume, frontiers)")}
+
+
+def usage() -> str:
+    from petrinas.config import bundled_configs
+
+    lines = ["usage: petrinas COMMAND [--help] [ARGS ...]", "", "commands:"]
+    lines += [f"  {name:<9}{doc}" for name, (_, doc) in COMMANDS.items()]
+    lines += ["", "bundled configs (--conf NAME):"]
+    lines += [f"  {name}" for name in bundled_configs()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`petrinas COMMAND ...`: the console command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}; one of: {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return 2
+    return COMMANDS[command][0](rest)

@@ -210,6 +210,11 @@ class Config:
 
 # ---------------------------------------------------------------------------- loading
 
+def bundled_configs() -> list[str]:
+    """The names `--conf` accepts without a path (the files under confs/)."""
+    return sorted(p.stem for p in CONFS_DIR.glob("*.yaml"))
+
+
 def resolve_config_path(path_or_name: str | Path) -> Path:
     """A path as given, else a file name (with or without .yaml) under confs/."""
     path = Path(path_or_name).expanduser()

@@ -24,6 +24,7 @@ from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 from matplotlib.path import Path as CurvePath
 
 from petrinas.errors import InputError
+from petrinas.runs import no_such_model_folder
 from petrinas.fileio import write_bytes_atomic
 from petrinas.model_desc.desc import CellDesc, ModelDesc
 
@@ -47,7 +48,7 @@ def draw_folder(path: str | Path, stem: str | Path | None = None, backend: str =
     path = Path(path)
     desc_path = path / "desc.yaml" if path.is_dir() else path
     if not path.exists():
-        raise InputError(f"{path}: no such model folder")
+        raise no_such_model_folder(path)
     if not desc_path.is_file():
         raise InputError(f"{desc_path}: missing (a model folder holds desc.yaml)")
     try:

@@ -27,6 +27,7 @@ import torch
 import yaml
 
 from petrinas.errors import InputError
+from petrinas.runs import no_such_model_folder
 from petrinas.fileio import write_bytes_atomic, write_text_atomic
 from petrinas.model_desc.desc import ModelDesc
 from petrinas.model_desc.model import CellNetwork, load_model
@@ -91,7 +92,7 @@ def export_model(model: torch.nn.Module, input_shape: tuple[int, int, int]
 def _require_inputs(model_dir: Path) -> Path:
     """The folder's desc.yaml, once it and weights.pt are known to exist."""
     if not model_dir.is_dir():
-        raise InputError(f"{model_dir}: no such model folder")
+        raise no_such_model_folder(model_dir)
     for path in (model_dir / "desc.yaml", model_dir / "weights.pt"):
         if not path.is_file():
             raise InputError(f"{path}: missing (a model folder holds desc.yaml and "

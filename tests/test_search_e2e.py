@@ -81,6 +81,32 @@ def test_gallery_models_load_and_score_what_the_pool_says(finished_run):
         assert accuracy == pytest.approx(float(row["test_top1"]), abs=1e-5)
 
 
+def readme_python_blocks_using_a_run() -> list[str]:
+    blocks = (REPO / "README.md").read_text().split("```python\n")[1:]
+    return [b.split("```")[0] for b in blocks if "runs/petridish_digits" in b]
+
+
+def test_the_readme_snippets_run_as_written_on_a_fresh_run(finished_run, tmp_path,
+                                                            monkeypatch, capsys):
+    """On a run made here, whatever ids it has: nothing in them names a trial."""
+    snippets = readme_python_blocks_using_a_run()
+    assert snippets
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "petridish_digits").symlink_to(finished_run)
+    monkeypatch.chdir(tmp_path)
+    for code in snippets:
+        exec(compile(code, "README.md", "exec"), {})
+    best, accuracy, cheap = capsys.readouterr().out.split()
+    assert (finished_run / "gallery" / best).is_dir() and 0 < float(accuracy) <= 1
+
+
+def test_export_and_draw_take_a_run_directory(finished_run, tmp_path):
+    from petrinas.cli import draw_main
+    assert draw_main([str(finished_run), "--out", str(tmp_path / "c"),
+                      "--backend", "matplotlib"]) == 0
+    assert (tmp_path / "c_normal.png").stat().st_size > 1000
+
+
 def test_rerunning_a_finished_search_changes_nothing(finished_run):
     before = (finished_run / "pool.tsv").read_text()
     code = search_main(["--out", str(finished_run), "--quiet", "--set",

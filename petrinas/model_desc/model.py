@@ -202,6 +202,10 @@ def load_model(path: str | Path) -> CellNetwork:
     `path` is the folder or its desc.yaml; the weights.pt beside it is loaded."""
     path = Path(path)
     desc_path = path / "desc.yaml" if path.is_dir() else path
+    if not desc_path.is_file():
+        from petrinas.runs import no_such_model_folder
+        folder = path if path.suffix != ".yaml" else path.parent
+        raise FileNotFoundError(str(no_such_model_folder(folder)))
     model = build_model(ModelDesc.load(desc_path))
     model.load_state_dict(load_weights(desc_path.parent / "weights.pt"))
     return model.eval()

@@ -119,7 +119,7 @@ class TrialLoop:
                     return verdict.reason
                 if verdict.action is Action.SUBMIT:
                     self._fill()
-                self.waiting = self.executor.waiting_for()
+                self._set_waiting(self.executor.waiting_for())
                 if not self.executor.running and not (verdict.action is Action.SUBMIT
                                                       and self.waiting):
                     return (verdict.reason or self.strategy.finish_reason()
@@ -140,6 +140,14 @@ class TrialLoop:
             log.info("%s reached: no new trials; the %d running finish into the pool",
                      verdict.reason, len(self.executor.running))
         return verdict
+
+    def _set_waiting(self, why: str) -> None:
+        """Log when the cluster can no longer run a job, and when it can again."""
+        if why and not self.waiting:
+            log.warning("%s; the search goes on when a job fits", why)
+        elif self.waiting and not why:
+            log.info("capacity is back: %d slots", self.executor.slots())
+        self.waiting = why
 
     def _resume(self, in_flight: list[str]) -> None:
         """Trials in flight at the last stop: adopt a completed folder, else resubmit."""

@@ -1,0 +1,7 @@
+"""python -m petrinas COMMAND ...: the same as the `petrinas` console command."""
+
+import sys
+
+from petrinas.cli import main
+
+sys.exit(main())
