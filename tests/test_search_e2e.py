@@ -107,6 +107,34 @@ def test_export_and_draw_take_a_run_directory(finished_run, tmp_path):
     assert (tmp_path / "c_normal.png").stat().st_size > 1000
 
 
+def read_events(folder: Path) -> dict:
+    """tag -> [(step, value)], read back with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
+            for tag in events.Tags()["scalars"]}
+
+
+def test_tensorboard_holds_every_trial_curve_and_the_run_against_compute(finished_run):
+    rows = read_tsv(finished_run / "pool.tsv")
+    for row in rows:
+        metrics = json.loads((finished_run / "trials" / row["trial_id"] / "metrics.json")
+                             .read_text())
+        expected = {f"{phase}/{tag}": [(e["epoch"], pytest.approx(e[tag], rel=1e-6))
+                                       for e in record["history"]]
+                    for phase, record in metrics["history"].items()
+                    for tag in ("train_loss", "val_loss", "train_top1", "val_top1", "lr")}
+        assert read_events(finished_run / "tensorboard" / row["trial_id"]) == expected
+    run = read_events(finished_run / "tensorboard" / "run")
+    assert set(run) == {"run/pool_size", "run/frontier_size", "run/best_val_error",
+                        "run/hypervolume_val", "run/hypervolume_test"}
+    assert [v for _, v in run["run/pool_size"]] == list(range(1, len(rows) + 1))
+    hv = read_tsv(finished_run / "hypervolume.tsv")
+    assert run["run/hypervolume_test"] == [
+        (round(float(h["compute_s"])), pytest.approx(float(h["hv_test"]))) for h in hv]
+
+
 def test_rerunning_a_finished_search_changes_nothing(finished_run):
     before = (finished_run / "pool.tsv").read_text()
     code = search_main(["--out", str(finished_run), "--quiet", "--set",

@@ -16,7 +16,8 @@ Files (under the stage's directory), each written atomically or appended line by
   hypervolume of the pool's validation front and of the gallery's test front;
 * model folders: the search's gallery (`gallery/<trial>/`, the band members) or the
   eval stage's models (`<gallery model>/`); `frontier.md` / `.tex` tables (eval);
-* figures, drawn by the stage's `figures` function (see figures.py).
+* figures, drawn by the stage's `figures` function (see figures.py);
+* TensorBoard event files under `tensorboard/` (see events.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from petrinas.fileio import replace_durably, write_text_atomic
 from petrinas.search import hull
+from petrinas.search.events import EventLog
 from petrinas.search.hypervolume import hypervolume
 from petrinas.search.pool import Pool, entry_from_row
 from petrinas.search.rows import COLUMNS, DUPLICATE, FAILED, pooled
@@ -88,6 +90,7 @@ class Reporter:
         self._hv = _HypervolumeLog(layout.hv_ref) if layout.hv_ref else None
         self._last_plot: float | None = None
         self._drawing: threading.Thread | None = None
+        self._events = EventLog(self.dir)
 
     # ------------------------------------------------------------------ feeding
     def start(self, rows: Iterable[dict]) -> dict:
@@ -96,8 +99,13 @@ class Reporter:
         self._gallery = None
         if self._hv is not None:
             self._hv.reset()
+        self._events.close()
+        self._events = EventLog(self.dir)
         for row in rows:
             self._ingest(row)
+            self._events.count_compute(float(row.get("compute_s") or 0.0))
+            if pooled(row) and not self._events.has_trial(str(row["trial_id"])):
+                self._trial_events(row)   # recorded just before a kill, say
         write_tsv(self.dir / "pool.tsv", self._sorted_rows())
         if self._hv is not None:
             write_tsv(self.dir / "hypervolume.tsv", self._hv.rows, HV_COLUMNS)
@@ -114,8 +122,16 @@ class Reporter:
             append_tsv(self.dir / "hypervolume.tsv", self._hv.rows[-1:], HV_COLUMNS)
         if (self._hull, self._band) != before or self.layout.folders == "models":
             self._frontier_changed()
+        if pooled(row):
+            self._trial_events(row)
+        summary = self.summary()
+        self._events.run_point(float(row.get("compute_s") or 0.0), {
+            "pool_size": summary["pool"], "frontier_size": summary["frontier"],
+            "best_val_error": summary["best_error"],
+            **({"hypervolume_val": self._hv.rows[-1]["hv_val"],
+                "hypervolume_test": self._hv.rows[-1]["hv_test"]} if self._hv else {})})
         self._maybe_draw()
-        return self.summary()
+        return summary
 
     def finish(self) -> dict:
         """The final state: pool.tsv sorted by trial id, every figure drawn now."""
@@ -126,6 +142,7 @@ class Reporter:
             self._drawing.join()
         if len(self._pool):
             self._draw(self._snapshot())
+        self._events.close()
         return self.summary()
 
     def summary(self) -> dict:
@@ -187,6 +204,14 @@ class Reporter:
         for gone in self._gallery - band.keys():
             shutil.rmtree(self.dir / "gallery" / gone, ignore_errors=True)
             self._gallery.discard(gone)
+
+    def _trial_events(self, row: dict) -> None:
+        trial_id = str(row["trial_id"])
+        try:
+            history = json.loads((self._source(trial_id) / METRICS).read_text()).get("history")
+        except (OSError, ValueError):   # lost files are the store's business, not ours
+            return
+        self._events.trial(trial_id, history or {})
 
     def _source(self, trial_id: str) -> Path:
         return self.dir / "trials" / trial_id
