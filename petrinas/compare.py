@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from petrinas.config import read_yaml_file
+from petrinas.config import COST_COLUMNS, read_yaml_file
 from petrinas.errors import InputError
 from petrinas.fileio import write_text_atomic
 from petrinas.search import figures, hull
@@ -65,13 +65,19 @@ class Run:
             value = row[key]
         return value
 
+    @property
+    def cost_key(self) -> str:
+        """The pool.tsv column of the run's cost axis (search.cost)."""
+        return COST_COLUMNS[self.config["search"].get("cost", "macs")]
+
     def gallery(self) -> list[dict]:
         """The final ε-band (gallery) rows, with their test error."""
         eps = float(self.config["search"]["convex_hull_eps"])
         ok = [r for r in self.rows if r.get("status") == "ok" and r.get("val_top1") is not None]
         if not ok:
             return []
-        band = hull.eps_band([r["macs"] for r in ok], [1 - r["val_top1"] for r in ok], eps)
+        band = hull.eps_band([r[self.cost_key] for r in ok], [1 - r["val_top1"] for r in ok],
+                             eps)
         return [ok[i] for i in band if ok[i].get("test_top1") is not None]
 
 
@@ -124,6 +130,7 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
     come in the order their first run was given."""
     flats = [_flat(r.config) for r in runs]
     for key, what in (("dataset.name", "dataset"), ("dataset.root", "dataset"),
+                      ("search.cost", "cost axis"),
                       ("search.hv_ref_cost", "hypervolume reference point"),
                       ("search.hv_ref_error", "hypervolume reference point")):
         values = {str(f.get(key)) for f in flats}
@@ -165,7 +172,7 @@ def mac_budgets(runs: Sequence[Run]) -> list[float]:
 
 
 def best_under(run: Run, budget: float) -> float | None:
-    errors = [1 - r["test_top1"] for r in run.gallery() if r["macs"] <= budget]
+    errors = [1 - r["test_top1"] for r in run.gallery() if r[run.cost_key] <= budget]
     return min(errors) if errors else None
 
 
@@ -219,10 +226,10 @@ def _intervals(summaries: Sequence[Summary]) -> list[str]:
     return texts
 
 
-def tables(summaries: Sequence[Summary], budgets: Sequence[float], equal_compute_s: float
-           ) -> tuple[str, str]:
+def tables(summaries: Sequence[Summary], budgets: Sequence[float], equal_compute_s: float,
+           unit: str = "MACs") -> tuple[str, str]:
     header = (["group", "runs", "HV at equal compute", "final HV"]
-              + [f"best test error (%) ≤ {si(b)} MACs" for b in budgets]
+              + [f"best test error (%) ≤ {si(b)} {unit}" for b in budgets]
               + ["compute (h)", "duplicates", f"ΔHV vs {summaries[0].label} [95 % CI]"])
     body = []
     for s, interval in zip(summaries, _intervals(summaries)):
@@ -230,7 +237,7 @@ def tables(summaries: Sequence[Summary], budgets: Sequence[float], equal_compute
                     + [_mean_std(per_budget, 100, 2) for per_budget in s.best]
                     + [_mean_std(s.compute_h, digits=3), _mean_std(s.duplicates, digits=1),
                        interval])
-    caption = (f"Hypervolume (HV) of the gallery's test front in the plane (log10 MACs, "
+    caption = (f"Hypervolume (HV) of the gallery's test front in the plane (log10 {unit}, "
                f"error), mean ± std over run seeds; at equal compute = after "
                f"{equal_compute_s / 3600:.3f} device hours, the least any run used. The "
                f"interval is a paired bootstrap over seeds.")
@@ -271,14 +278,15 @@ def hypervolume_figure(groups: Sequence[Group]):
 
 def frontiers_figure(groups: Sequence[Group]):
     fig, (ax,) = figures.new_figure()
-    costs = [r["macs"] for g in groups for run in g.runs for r in run.gallery()]
-    figures.cost_axis(ax, costs, "macs")
+    axis = groups[0].runs[0].cost_key
+    costs = [r[axis] for g in groups for run in g.runs for r in run.gallery()]
+    figures.cost_axis(ax, costs, axis)
     for color, g in zip(COLORS, groups):
         for k, run in enumerate(g.runs):
-            gallery = sorted(run.gallery(), key=lambda r: r["macs"])
-            front = hull.pareto_front([r["macs"] for r in gallery],
+            gallery = sorted(run.gallery(), key=lambda r: r[axis])
+            front = hull.pareto_front([r[axis] for r in gallery],
                                       [1 - r["test_top1"] for r in gallery])
-            xs = [gallery[i]["macs"] for i in front]
+            xs = [gallery[i][axis] for i in front]
             ys = [100 * (1 - gallery[i]["test_top1"]) for i in front]
             ax.step(xs, ys, where="post", color=color, linewidth=0.8, alpha=0.8,
                     marker="o", markersize=2, label=g.label if k == 0 else None)
@@ -297,7 +305,8 @@ def compare(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Summary
     budgets = mac_budgets(runs)
     summaries = summarize(groups, equal, budgets)
     out = Path(out_dir)
-    markdown, latex = tables(summaries, budgets, equal)
+    unit = {"macs": "MACs", "params": "params", "latency_ms": "ms"}[runs[0].cost_key]
+    markdown, latex = tables(summaries, budgets, equal, unit)
     write_text_atomic(out / "compare.md", markdown)
     write_text_atomic(out / "compare.tex", latex)
     figures.save(hypervolume_figure(groups), out / "hypervolume")

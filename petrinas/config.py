@@ -139,7 +139,13 @@ class SeedRanges:
 class SearchConfig:
     max_trials: int = spec(100, lo=1, doc="trained models (seeds + children), never exceeded")
     max_hours: float = spec(24.0, lo=0, lo_open=True)
-    max_macs: float = spec(0.0, lo=0, doc="stop once a pool model exceeds it; 0: no limit")
+    cost: str = spec("macs", choices=("macs", "params", "latency"),
+                     doc="the cost axis of the hull, band, sampling, gallery, plots and "
+                         "tables (latency: ms per example on the job's own device)")
+    max_macs: float = spec(0.0, lo=0, doc="models above it are not grown (search.cost="
+                           "macs); 0: no limit")
+    max_params: float = spec(0.0, lo=0, doc="the same for search.cost=params")
+    max_latency_ms: float = spec(0.0, lo=0, doc="the same for search.cost=latency")
     max_pool: int = spec(1000, lo=1)
     max_compute_hours: float = spec(0.0, lo=0, doc="no new trials once the finished "
                                     "trials' device time, summed, reaches it (the "
@@ -403,6 +409,19 @@ def _kind(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"[:80]
 
 
+# search.cost -> the pool.tsv column that holds it, and the key that caps it.
+COST_COLUMNS = {"macs": "macs", "params": "params", "latency": "latency_ms"}
+MAX_COST_KEYS = {"macs": "max_macs", "params": "max_params", "latency": "max_latency_ms"}
+
+
+def cost_column(config: Config) -> str:
+    return COST_COLUMNS[config.search.cost]
+
+
+def max_cost(config: Config) -> float:
+    return getattr(config.search, MAX_COST_KEYS[config.search.cost])
+
+
 def validate(config: Config) -> None:
     """Checks that span several keys (single keys were checked while building)."""
     from petrinas.model_desc.ops import PRIMITIVES  # the op registry is the source of truth
@@ -418,6 +437,10 @@ def validate(config: Config) -> None:
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(f"search.strategy: unknown strategy {config.search.strategy!r}; "
                           f"known: {', '.join(known_strategies())}{hint}")
+    for axis, key in MAX_COST_KEYS.items():
+        if axis != config.search.cost and getattr(config.search, key):
+            raise ConfigError(f"search.{key} limits the {axis} axis, but search.cost is "
+                              f"{config.search.cost}: set search.{MAX_COST_KEYS[config.search.cost]}")
     if not seed_macros(config):
         raise ConfigError("search.seeds: no (cells, reductions, nodes) in these ranges "
                           "satisfies cells >= 2*reductions + 1, so there is no seed model")

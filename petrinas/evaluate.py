@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 from overrides import overrides
 
-from petrinas.config import Config, load_config
+from petrinas.config import Config, cost_column, load_config
 from petrinas.errors import InputError
 from petrinas.search import figures
 from petrinas.search.jobs import RayOptions
@@ -129,10 +129,11 @@ class EvalSummary:
     finish_reason: str
 
 
-def gallery_models(search_rows: list[dict], eps: float, max_models: int) -> list[str]:
+def gallery_models(search_rows: list[dict], eps: float, max_models: int,
+                   cost_key: str = "macs") -> list[str]:
     """The models to evaluate: the whole ε-band, or with a cap, hull models first,
     spread evenly along the hull (its cheapest and its most accurate always in)."""
-    hull_ids, band_ids = frontier_ids(search_rows, eps)
+    hull_ids, band_ids = frontier_ids(search_rows, eps, cost_key=cost_key)
     if not max_models or max_models >= len(band_ids):
         return band_ids
     if max_models >= len(hull_ids):
@@ -149,17 +150,20 @@ def gallery_models(search_rows: list[dict], eps: float, max_models: int) -> list
 def eval_layout(config: Config, search_rows: list[dict]) -> Layout:
     """The eval stage's reports: a model folder per trained model, tables with both
     errors, and the test-error frontier beside the search's."""
-    eps = config.search.convex_hull_eps
-    search_hull, _ = frontier_ids(search_rows, eps)
+    eps, axis = config.search.convex_hull_eps, cost_column(config)
+    search_hull, _ = frontier_ids(search_rows, eps, cost_key=axis)
     reference = [r for r in search_rows if r["trial_id"] in search_hull]
 
     def draw(eval_dir: Path, snapshot) -> None:
         figures.save(figures.frontier_figure(
-            snapshot.rows, snapshot.band_ids, eps, metric="test_top1",
+            snapshot.rows, snapshot.band_ids, eps, cost_key=axis, metric="test_top1",
             title=f"Eval: {len(snapshot.rows)} models", reference_rows=reference,
             reference_label="search frontier (val.)"), eval_dir / "frontier")
 
-    return Layout(eps=eps, folders="models", figures=draw, tables=write_frontier_tables)
+    def tables(eval_dir: Path, rows: list[dict]) -> None:
+        write_frontier_tables(eval_dir, rows, cost_key=axis)
+
+    return Layout(eps=eps, cost_key=axis, folders="models", figures=draw, tables=tables)
 
 
 def load_search(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[Config, list[dict]]:
@@ -180,7 +184,7 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
     run_dir = Path(run_dir)
     config, search_rows = load_search(run_dir, overrides)
     models = gallery_models(search_rows, config.search.convex_hull_eps,
-                            config.eval.max_models)
+                            config.eval.max_models, cost_column(config))
     if not models:
         raise InputError(f"--run {run_dir}: the search has no trained models to evaluate")
     store = RunStore.open(run_dir / EVAL, config, resumable_keys=EVAL_RESUMABLE_KEYS,

@@ -34,20 +34,22 @@ _LATEX_RE = re.compile("|".join(re.escape(c) for c in _LATEX_ESCAPES))
 
 
 def frontier_tables(rows: Sequence[dict], metrics: Sequence[str] = METRICS, *,
-                    caption: str = DEFAULT_CAPTION, label: str = DEFAULT_LABEL
-                    ) -> tuple[str, str]:
-    """(markdown, latex) tables of `rows` sorted by MACs: model, trial, cells, nodes,
-    MACs, params and the top-1 error in percent of each of `metrics`."""
-    header = ["model", "trial", "cells", "nodes", "MACs", "params",
+                    caption: str = DEFAULT_CAPTION, label: str = DEFAULT_LABEL,
+                    cost_key: str = "macs") -> tuple[str, str]:
+    """(markdown, latex) tables of `rows` sorted by `cost_key` (the search's cost axis):
+    model, trial, cells, nodes, MACs, params, latency and the top-1 error in percent of
+    each of `metrics`."""
+    header = ["model", "trial", "cells", "nodes", "MACs", "params", "latency (ms)",
               *(error_label(m) for m in metrics)]
-    cells = [_row_cells(r, metrics) for r in sorted(rows, key=_by_macs)]
+    cells = [_row_cells(r, metrics) for r in sorted(rows, key=lambda r: _by_cost(r, cost_key))]
     return _markdown(header, cells), _latex(header, cells, caption, label)
 
 
 def write_frontier_tables(out_dir: Path, rows: Sequence[dict],
-                          metrics: Sequence[str] = METRICS) -> tuple[Path, Path]:
+                          metrics: Sequence[str] = METRICS, cost_key: str = "macs"
+                          ) -> tuple[Path, Path]:
     """Write `frontier.md` and `frontier.tex` into `out_dir`, each atomically."""
-    markdown, latex = frontier_tables(rows, metrics)
+    markdown, latex = frontier_tables(rows, metrics, cost_key=cost_key)
     paths = Path(out_dir) / "frontier.md", Path(out_dir) / "frontier.tex"
     write_text_atomic(paths[0], markdown)
     write_text_atomic(paths[1], latex)
@@ -73,12 +75,12 @@ def latex_escape(text: str) -> str:
 
 # ------------------------------------------------------------------------- cells
 
-def _by_macs(row: dict) -> tuple:
-    """MACs ascending, rows without MACs last, then natural trial order (t9 < t10)."""
-    macs = _number(row.get("macs"))
+def _by_cost(row: dict, cost_key: str = "macs") -> tuple:
+    """Cost ascending, rows without it last, then natural trial order (t9 < t10)."""
+    value = _number(row.get(cost_key))
     name = str(row.get("trial_id", ""))
     natural = tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name))
-    return (macs is None, macs or 0.0, natural)
+    return (value is None, value or 0.0, natural)
 
 
 def _row_cells(row: dict, metrics: Sequence[str]) -> list[str | None]:
@@ -93,6 +95,7 @@ def _row_cells(row: dict, metrics: Sequence[str]) -> list[str | None]:
         _fmt(row.get("nodes"), lambda v: f"{int(v)}"),
         _fmt(row.get("macs"), si),
         _fmt(row.get("params"), si),
+        _fmt(row.get("latency_ms"), lambda v: f"{v:.3g}"),
         *(None if a is None else f"{100 * (1 - a):.2f}" for a in errors),
     ]
 

@@ -21,8 +21,8 @@ TINY = ["search.seeds.cells=[1, 2]", "search.seeds.reductions=[0, 0]",
 # CIFAR-shaped synthetic data, small enough for a smoke test (GPU tests, benchmarks).
 SYNTHETIC_SMALL = ["dataset.name=synthetic", "dataset.synthetic_shape=[3, 32, 32]",
                    "dataset.synthetic_size=1200", "dataset.root="]
-NUMERIC = ("cells", "reductions", "nodes", "macs", "params", "val_top1", "test_top1",
-           "train_top1", "epochs", "examples", "compute_s", "elapsed_s")
+NUMERIC = ("cells", "reductions", "nodes", "macs", "params", "latency_ms", "val_top1",
+           "test_top1", "train_top1", "epochs", "examples", "compute_s", "elapsed_s")
 
 
 @contextmanager

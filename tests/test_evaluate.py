@@ -138,3 +138,42 @@ def test_a_capped_gallery_spreads_along_the_hull():
     assert gallery_models(rows, 0.025, 1) == ["t5"]
     assert gallery_models(rows, 0.025, 6) == ["t0", "t1", "t2", "t3", "t4", "t5"]
     assert gallery_models(rows, 0.025, 7) == ["t0", "t1", "t2", "t9", "t3", "t4", "t5"]
+
+
+@pytest.mark.parametrize("axis,column,label,extra", [
+    ("params", "params", "Parameters", []),
+    ("latency", "latency_ms", "Latency (ms)", ["search.hv_ref_cost=50"]),
+])
+def test_a_search_and_its_eval_on_another_cost_axis(tmp_path, axis, column, label, extra):
+    """search.cost drives the hull, band, gallery, plots and tables; every trial records
+    its latency whatever the axis; resuming on another axis is refused."""
+    from petrinas.search import figures
+    from petrinas.search.report import frontier_ids
+
+    run = tmp_path / "run"
+    sets = ["search.max_trials=4", "eval.enabled=true", *TINY, *EVAL_TINY,
+            f"search.cost={axis}", *extra]
+    assert search_main(["--out", str(run), "--quiet", "--set", *sets]) == 0
+    rows = read_tsv(run / "pool.tsv")
+    assert all(float(r["latency_ms"]) > 0 for r in rows)
+    hull, band = frontier_ids(rows, 0.025, cost_key=column)
+    assert [r["trial_id"] for r in read_tsv(run / "frontier.tsv")] == hull
+    assert sorted(p.name for p in (run / "gallery").iterdir()) == sorted(band)
+    fig = figures.frontier_figure(rows, band, 0.025, cost_key=column)
+    assert fig.axes[0].get_xlabel() == label
+    eval_rows = read_tsv(run / "eval" / "frontier.tsv")
+    table = (run / "eval" / "frontier.md").read_text().splitlines()[2:]
+    costs = [float(r[column]) for r in eval_rows]
+    assert [line.split(" | ")[1] for line in table] == [
+        r["trial_id"] for _, r in sorted(zip(costs, eval_rows), key=lambda p: p[0])]
+    other = "macs" if axis != "macs" else "params"
+    assert search_main(["--out", str(run), "--quiet", "--set", *sets[:-1 - len(extra)],
+                        f"search.cost={other}", *extra]) == 2
+
+
+def test_a_cost_cap_for_another_axis_and_a_latency_axis_without_reference_exit_2(capsys):
+    assert search_main(["--set", "search.max_params=1000"]) == 2
+    assert "search.max_params limits the params axis, but search.cost is macs" in \
+        capsys.readouterr().err
+    assert search_main(["--set", "search.cost=latency"]) == 2
+    assert "search.cost=latency needs search.hv_ref_cost" in capsys.readouterr().err

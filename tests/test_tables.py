@@ -16,8 +16,10 @@ def _row(trial_id: str, macs, params, test, *, cells=3, nodes=2, val=0.9, **extr
 
 # Hand-checked: MACs and params to 3 significant digits with a unit, 100 * (1 - acc) to 2.
 ROWS = [
-    _row("t0010", 1_234_567, 45_678, 0.9777158774373259),      # 1.23M, 45.7K, 10.00, 2.23
-    _row("t0002", 94_880, 3_802, 0.9, cells=1, nodes=1, val=0.95),  # 94.9K, 3.80K, 5.00
+    _row("t0010", 1_234_567, 45_678, 0.9777158774373259,       # 1.23M, 45.7K, 10.00, 2.23
+         latency_ms=0.81234),                                  # 0.812 ms
+    _row("t0002", 94_880, 3_802, 0.9, cells=1, nodes=1, val=0.95,  # 94.9K, 3.80K, 5.00
+         latency_ms=1.5),
     _row("e0005", 5_006_000, 1_999_600, None, nodes=4, stage="eval",
          parent_id="t_0033"),                                  # 5.01M, 2.00M, missing
 ]
@@ -31,21 +33,26 @@ def _body(markdown: str) -> list[list[str]]:
 def test_markdown_values_order_and_missing_metric():
     markdown, _ = frontier_tables(ROWS)
     lines = markdown.strip().splitlines()
-    assert lines[0] == ("| model | trial | cells | nodes | MACs | params | val. error (%) "
-                        "| test error (%) |")
-    assert lines[1] == "|:---|---:|---:|---:|---:|---:|---:|---:|"
+    assert lines[0] == ("| model | trial | cells | nodes | MACs | params | latency (ms) "
+                        "| val. error (%) | test error (%) |")
+    assert lines[1] == "|:---|---:|---:|---:|---:|---:|---:|---:|---:|"
     assert _body(markdown) == [
-        ["t0002", "t0002", "1", "1", "94.9K", "3.80K", "5.00", "10.00"],
-        ["t0010", "t0010", "3", "2", "1.23M", "45.7K", "10.00", "2.23"],
+        ["t0002", "t0002", "1", "1", "94.9K", "3.80K", "1.5", "5.00", "10.00"],
+        ["t0010", "t0010", "3", "2", "1.23M", "45.7K", "0.812", "10.00", "2.23"],
         # An eval model is named by the gallery model it was built from.
-        ["t_0033", "e0005", "3", "4", "5.01M", "2.00M", "10.00", "–"],
+        ["t_0033", "e0005", "3", "4", "5.01M", "2.00M", "–", "10.00", "–"],
     ]
+
+
+def test_rows_follow_the_cost_axis():
+    body = _body(frontier_tables(ROWS, cost_key="latency_ms")[0])
+    assert [r[1] for r in body] == ["t0010", "t0002", "e0005"]   # no latency: last
 
 
 def test_metric_choice_changes_columns():
     markdown, latex = frontier_tables(ROWS, metrics=("test_top1",))
-    assert markdown.splitlines()[0].endswith("| params | test error (%) |")
-    assert r"params & test error (\%) \\" in latex
+    assert markdown.splitlines()[0].endswith("| latency (ms) | test error (%) |")
+    assert r"(ms) & test error (\%) \\" in latex
 
 
 def test_latex_booktabs_escaping_caption_label():
@@ -54,14 +61,14 @@ def test_latex_booktabs_escaping_caption_label():
     assert lines[0] == r"\begin{table}[t]" and lines[-1] == r"\end{table}"
     assert r"\caption{Eval-stage models on the frontier of validation error" in latex
     assert r"\label{tab:frontier}" in latex
-    assert r"\begin{tabular}{llrrrrrr}" in latex
+    assert r"\begin{tabular}{llrrrrrrr}" in latex
     top, mid, bottom = (lines.index(r) for r in (r"\toprule", r"\midrule", r"\bottomrule"))
     assert top < mid < bottom
     assert lines[top + 1] == (r"model & trial & cells & nodes & MACs & params "
-                              r"& val. error (\%) & test error (\%) \\")
+                              r"& latency (ms) & val. error (\%) & test error (\%) \\")
     body = lines[mid + 1:bottom]
-    assert body[0] == r"t0002 & t0002 & 1 & 1 & 94.9K & 3.80K & 5.00 & 10.00 \\"
-    assert body[2] == r"t\_0033 & e0005 & 3 & 4 & 5.01M & 2.00M & 10.00 & -- \\"
+    assert body[0] == r"t0002 & t0002 & 1 & 1 & 94.9K & 3.80K & 1.5 & 5.00 & 10.00 \\"
+    assert body[2] == r"t\_0033 & e0005 & 3 & 4 & 5.01M & 2.00M & -- & 10.00 & -- \\"
     assert "t_0033" not in latex  # no bare underscore anywhere
 
 
@@ -84,7 +91,7 @@ def test_missing_macs_sort_last_and_strings_parse():
     body = _body(frontier_tables(rows)[0])
     # Equal MACs keep natural trial order (t10 before t11); no MACs goes last.
     assert [r[0] for r in body] == ["t10", "t11", "t9"]
-    assert body[0][4:] == ["2.00M", "1.00K", "10.00", "25.00"]
+    assert body[0][4:] == ["2.00M", "1.00K", "–", "10.00", "25.00"]
     assert body[2][4:6] == ["–", "–"]
 
 

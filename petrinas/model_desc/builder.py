@@ -69,8 +69,8 @@ def build_eval(desc: ModelDesc, config: Config) -> ModelDesc:
                                                   "init_channels": desc.init_channels}})
 
 
-def costliest_seed(config: Config) -> int:
-    """The MACs of the costliest seed model of the config's seed ranges.
+def costliest_seed(config: Config, column: str = "macs") -> int:
+    """The MACs (or params) of the costliest seed model of the config's seed ranges.
 
     Only the largest shape of each reduction count is measured: more cells or nodes
     never cost less, whereas a reduction both shrinks the maps and widens them."""
@@ -86,5 +86,5 @@ def costliest_seed(config: Config) -> int:
     most = 0
     for cells, reductions, nodes in largest.values():
         desc = build_seed(config, cells=cells, reductions=reductions, nodes=nodes)
-        most = max(most, cost(build_model(desc), desc.input_shape)["macs"])
+        most = max(most, cost(build_model(desc), desc.input_shape)[column])
     return most

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 COLUMNS: tuple[str, ...] = (
     "trial_id", "parent_id", "stage", "status", "cells", "reductions", "nodes", "macs",
-    "params", "val_top1", "test_top1", "train_top1", "epochs", "examples", "compute_s",
-    "device", "arch_hash", "duplicate_of", "elapsed_s", "error")
+    "params", "latency_ms", "val_top1", "test_top1", "train_top1", "epochs", "examples",
+    "compute_s", "device", "arch_hash", "duplicate_of", "elapsed_s", "error")
 
 # What a job measures (the rest comes from the spec and the driver).
-MEASURED = ("cells", "reductions", "nodes", "macs", "params", "val_top1", "test_top1",
-            "train_top1", "epochs", "examples", "compute_s", "device", "arch_hash",
+MEASURED = ("cells", "reductions", "nodes", "macs", "params", "latency_ms", "val_top1",
+            "test_top1", "train_top1", "epochs", "examples", "compute_s", "device", "arch_hash",
             "duplicate_of")
 
 OK, DUPLICATE, FAILED, LOST = "ok", "duplicate", "failed", "lost"

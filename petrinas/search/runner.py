@@ -16,8 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
 
-from petrinas.config import Config, seed_macros
-from petrinas.errors import InputError
+from petrinas.config import Config, cost_column, seed_macros
+from petrinas.errors import ConfigError, InputError
 from petrinas.search import figures
 from petrinas.search.jobs import Completion, RayExecutor, RayOptions, ray_session
 from petrinas.search.progress import Progress, Status, eta, format_duration
@@ -255,9 +255,10 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
         try:
             strategy = strategy_from_config(config)
             search = config.search
+            axis = cost_column(config)
             reporter = Reporter(store.dir, Layout(
-                eps=search.convex_hull_eps, cost_key="macs", folders="gallery",
-                figures=figures.search_figures(search.convex_hull_eps, "macs"),
+                eps=search.convex_hull_eps, cost_key=axis, folders="gallery",
+                figures=figures.search_figures(search.convex_hull_eps, axis),
                 hv_ref=(search.hv_ref_cost, search.hv_ref_error)), search.plot_interval_s)
             budget = Budget.from_config(config)
             reason = run_stage(config, store, strategy, reporter,
@@ -307,8 +308,12 @@ def with_reference_point(config: Config) -> Config:
     from petrinas.data import dataset_info
     from petrinas.model_desc.builder import costliest_seed
 
+    if search.cost == "latency" and not search.hv_ref_cost:
+        raise ConfigError("search.cost=latency needs search.hv_ref_cost (milliseconds): "
+                          "latency depends on the device, so no reference can be derived "
+                          "from the config")
     ref_error = search.hv_ref_error or 1.0 - 1.0 / dataset_info(config.dataset).num_classes
-    ref_cost = search.hv_ref_cost or 10.0 * costliest_seed(config)
+    ref_cost = search.hv_ref_cost or 10.0 * costliest_seed(config, cost_column(config))
     return replace(config, search=replace(search, hv_ref_cost=float(ref_cost),
                                           hv_ref_error=float(ref_error)))
 

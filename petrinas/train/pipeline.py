@@ -146,11 +146,14 @@ def _train(model: torch.nn.Module, splits: dict[str, TensorData], cfg: TrainConf
 def _output(desc: ModelDesc, model: torch.nn.Module, phases: dict[str, TrainResult],
             start: float, ctx: JobContext, n_train: int, notes: dict | None = None
             ) -> TrialOutput:
+    # Latency on the job's own device (median of single-example passes), then the
+    # weights travel back from the CPU.
+    measured = cost(model, desc.input_shape, latency=True, device=ctx.device)
     model = model.cpu().eval()
-    measured = cost(model, desc.input_shape)
     final = list(phases.values())[-1].final
     row = {"cells": desc.cells, "reductions": desc.reductions, "nodes": desc.nodes,
            "macs": int(measured["macs"]), "params": int(measured["params"]),
+           "latency_ms": round(measured["latency_ms"], 4),
            "val_top1": final["val_top1"], "test_top1": final.get("test_top1"),
            "train_top1": final.get("train_top1"), **_spent(phases, start, ctx, n_train),
            "arch_hash": desc.arch_hash()}

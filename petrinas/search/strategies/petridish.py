@@ -32,22 +32,24 @@ class Petridish(PoolStrategy):
 
     def __init__(self, seed_macros: Sequence[tuple[int, int, int]], *, eps: float = 0.025,
                  max_cost: float = 0.0, seed: int = 0, cost_key: str = "macs",
-                 max_children_in_flight: int = 0):
+                 max_children_in_flight: int = 0, max_key: str = "max_macs"):
         """`seed_macros` are (cells, reductions, nodes) triples, trained in this order."""
         super().__init__(seed=seed, cost_key=cost_key)
         self.seed_macros = [tuple(m) for m in seed_macros]
         self.eps = eps
         self.max_cost = max_cost
+        self.max_key = max_key       # its config key, for messages
         self.max_children_in_flight = max_children_in_flight
         self.next_seed = 0
 
     @classmethod
     def from_config(cls, config) -> "Petridish":
-        from petrinas.config import seed_macros
+        from petrinas.config import MAX_COST_KEYS, cost_column, max_cost, seed_macros
 
         search = config.search
         return cls(seed_macros(config), eps=search.convex_hull_eps,
-                   max_cost=search.max_macs, seed=config.seed, cost_key="macs",
+                   max_cost=max_cost(config), seed=config.seed,
+                   cost_key=cost_column(config), max_key=MAX_COST_KEYS[search.cost],
                    max_children_in_flight=search.max_children_in_flight)
 
     # -------------------------------------------------------------------- decisions
@@ -108,7 +110,7 @@ class Petridish(PoolStrategy):
         if not len(self.pool):
             return "all seeds failed"
         if not self.parent_candidates():
-            return "no model within search.max_macs to grow"
+            return f"no model within search.{self.max_key} to grow"
         return ""
 
     # ---------------------------------------------------------------- persistence

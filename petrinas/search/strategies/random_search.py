@@ -30,10 +30,10 @@ class RandomSearch(PoolStrategy):
 
     @classmethod
     def from_config(cls, config) -> "RandomSearch":
-        from petrinas.config import seed_macros
+        from petrinas.config import cost_column, seed_macros
 
         return cls(seed_macros(config), config.model.candidate_ops, config.model.top_k,
-                   seed=config.seed, cost_key="macs")
+                   seed=config.seed, cost_key=cost_column(config))
 
     @overrides
     def suggest(self, trial_id: str) -> Suggestion:
