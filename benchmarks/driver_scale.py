@@ -11,7 +11,11 @@
    error and cost follow its parent's as a grown child's would. Reported: slot
    utilization from the jobs' own start and end times, between the moment the last seed
    finished and the last submission (the steady state: after the seed ramp, before the
-   drain); distinct parents among the children in flight, sampled every half second.
+   drain); beside it, the share of slots the driver kept submitted (running or queued in
+   Ray: what the driver controls); distinct parents among the children in flight,
+   sampled every half second. Each slot is a Ray worker process: 256 of them need more
+   memory than a small machine has, and Ray's memory monitor then kills workers, which
+   the first figure shows and the second does not.
 2. Driver CPU time per result at pool sizes 100, 1,000 and 10,000: the same store,
    strategy and reporter fed synthetic results without Ray (on /dev/shm where it exists,
    so the disk does not blur CPU time), averaged over the max(200, N/8) results that
@@ -164,6 +168,8 @@ def utilization(slots: int, jobs: int, low: float, high: float, out: Path) -> di
     steady = [s for s in samples if t0 <= s[0] <= t1]
     return {"slots": slots, "jobs": jobs, "wall_s": wall, "window_s": t1 - t0,
             "utilization": busy / (slots * (t1 - t0)) if t1 > t0 else float("nan"),
+            # The driver's side: trials it kept submitted (running or queued in Ray).
+            "submitted": statistics.mean(s[1] for s in steady) / slots if steady else 0.0,
             "parents_median": statistics.median(s[3] for s in steady) if steady else 0,
             "parents_min": min((s[3] for s in steady), default=0),
             "children_median": statistics.median(s[2] for s in steady) if steady else 0,
@@ -243,12 +249,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(dir=base) as tmp:
         out = Path(tmp)
         if not args.skip_ray:
-            print("slots  jobs  wall (s)  steady window (s)  utilization  parents in flight "
-                  "(median, min)  children in flight (median)  driver peak RSS (MB)")
+            print("slots  jobs  wall (s)  steady window (s)  utilization  submitted  parents "
+                  "in flight (median, min)  children in flight (median)  driver peak RSS (MB)")
             for slots in (int(s) for s in args.slots.split(",")):
                 r = utilization(slots, args.jobs or 6 * slots, low, high, out)
                 print(f"{r['slots']:5d} {r['jobs']:5d} {r['wall_s']:9.1f} {r['window_s']:18.1f}"
-                      f" {100 * r['utilization']:11.1f}% {r['parents_median']:14.0f}, "
+                      f" {100 * r['utilization']:11.1f}% {100 * r['submitted']:9.1f}%"
+                      f" {r['parents_median']:14.0f}, "
                       f"{r['parents_min']:<4d} {r['children_median']:27.0f} "
                       f"{r['peak_rss_mb']:21.0f}")
         sizes = [int(s) for s in args.pool_sizes.split(",")]
