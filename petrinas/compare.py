@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from petrinas.config import COST_COLUMNS, read_yaml_file
+from petrinas.config import COST_COLUMNS, Config, read_yaml_file
 from petrinas.errors import InputError
 from petrinas.fileio import write_text_atomic
 from petrinas.search import figures, hull
@@ -124,11 +124,20 @@ def _flat(data: dict, prefix: str = "") -> dict:
     return out
 
 
+def _with_defaults(config: dict) -> dict:
+    """The run's config with the keys it predates at their defaults, so a run written
+    before a key existed groups with runs that hold its default value."""
+    try:
+        return Config.from_dict(config).to_dict()
+    except InputError:   # not a config this version reads: compare what it holds
+        return config
+
+
 def group_runs(runs: Sequence[Run]) -> list[Group]:
     """Runs grouped by every configuration key on which they differ (seed aside),
     strategy first; a group's label names its strategy and those keys' values. Groups
     come in the order their first run was given."""
-    flats = [_flat(r.config) for r in runs]
+    flats = [_flat(_with_defaults(r.config)) for r in runs]
     for key, what in (("dataset.name", "dataset"), ("dataset.root", "dataset"),
                       ("search.cost", "cost axis"),
                       ("search.hv_ref_cost", "hypervolume reference point"),
