@@ -197,6 +197,7 @@ class Summary:
     best: list[list[float | None]]   # per budget, per run
     compute_h: list[float]
     duplicates: list[int]
+    saved_s: list[float]       # per run, device seconds the skipped post-training saved
 
 
 def summarize(groups: Sequence[Group], equal_compute_s: float, budgets: Sequence[float]
@@ -209,8 +210,24 @@ def summarize(groups: Sequence[Group], equal_compute_s: float, budgets: Sequence
             [r.hv[-1]["hv_test"] for r in runs],
             [[best_under(r, b) for r in runs] for b in budgets],
             [r.compute_s / 3600 for r in runs],
-            [sum(row.get("status") == "duplicate" for row in r.rows) for r in runs]))
+            [sum(row.get("status") == "duplicate" for row in r.rows) for r in runs],
+            [saved_by_duplicates(r) for r in runs]))
     return out
+
+
+def saved_by_duplicates(run: Run) -> float:
+    """Device seconds the run's duplicates did not spend: each paid its search phase
+    only, where a trained child of its kind costs the median of the run's ok ones."""
+    dups = [r for r in run.rows if r.get("status") == "duplicate"]
+    if not dups:
+        return 0.0
+    for stage in ("search", "random"):
+        full = [r["compute_s"] for r in run.rows if r.get("status") == "ok"
+                and r.get("stage") == stage]
+        if full and any(d.get("stage") == stage for d in dups):
+            median = float(np.median(full))
+            return sum(max(median - d["compute_s"], 0.0) for d in dups if d.get("stage") == stage)
+    return 0.0
 
 
 def _mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 4) -> str:
@@ -239,12 +256,13 @@ def tables(summaries: Sequence[Summary], budgets: Sequence[float], equal_compute
            unit: str = "MACs") -> tuple[str, str]:
     header = (["group", "runs", "HV at equal compute", "final HV"]
               + [f"best test error (%) ≤ {si(b)} {unit}" for b in budgets]
-              + ["compute (h)", "duplicates", f"ΔHV vs {summaries[0].label} [95 % CI]"])
+              + ["compute (h)", "duplicates", "compute saved (s)", f"ΔHV vs {summaries[0].label} [95 % CI]"])
     body = []
     for s, interval in zip(summaries, _intervals(summaries)):
         body.append([s.label, str(len(s.seeds)), _mean_std(s.hv_equal), _mean_std(s.hv_final)]
                     + [_mean_std(per_budget, 100, 2) for per_budget in s.best]
                     + [_mean_std(s.compute_h, digits=3), _mean_std(s.duplicates, digits=1),
+                       _mean_std(s.saved_s, digits=1),
                        interval])
     caption = (f"Hypervolume (HV) of the gallery's test front in the plane (log10 {unit}, "
                f"error), mean ± std over run seeds; at equal compute = after "

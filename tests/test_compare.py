@@ -106,3 +106,19 @@ def test_compare_writes_tables_and_figures_with_exact_figures(tmp_path):
     for name in ("hypervolume", "frontiers"):
         for ext in ("png", "pdf"):
             assert (tmp_path / "out" / f"{name}.{ext}").stat().st_size > 1000
+
+
+def test_compute_saved_by_duplicates_is_the_median_child_minus_what_they_paid(tmp_path):
+    path = write_run(tmp_path / "r", hv=[(10, 0.1)])
+    lines = ["\t".join(COLUMNS)]
+    for trial, stage, status, compute in [("t0", "seed", "ok", 50), ("t1", "search", "ok", 10),
+                                          ("t2", "search", "ok", 14), ("t3", "search", "ok", 30),
+                                          ("t4", "search", "duplicate", 4),
+                                          ("t5", "search", "duplicate", 5)]:
+        row = {c: "" for c in COLUMNS}
+        row.update(trial_id=trial, stage=stage, status=status, compute_s=str(compute),
+                   macs="100", val_top1="0.9", test_top1="0.9")
+        lines.append("\t".join(row[c] for c in COLUMNS))
+    (path / "pool.tsv").write_text("\n".join(lines) + "\n")
+    from petrinas.compare import saved_by_duplicates
+    assert saved_by_duplicates(load_run(path)) == (14 - 4) + (14 - 5)
