@@ -2,9 +2,8 @@
 
 Left to right: inputs c_{k-2}, c_{k-1}, nodes, output c_{k} (it concatenates every node);
 edges carry ops; a title names model and cell kind. The first meta["seed"]["nodes"] nodes
-(build_seed sets it; growth and build_eval keep it) are seed nodes, blue squares; grown
-nodes are orange circles; a key says so. graphviz draws if its package and `dot` are there;
-else matplotlib (object API, Agg canvas): a layered layout (arrange()) needing no fonts.
+(build_seed sets it; growth and build_eval keep it) are seed nodes, blue squares; grown are
+orange circles. graphviz draws if its package and `dot` are there; else matplotlib: arrange().
 """
 
 from __future__ import annotations
@@ -24,9 +23,9 @@ from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 from matplotlib.path import Path as CurvePath
 
 from petrinas.errors import InputError
-from petrinas.runs import no_such_model_folder
 from petrinas.fileio import write_bytes_atomic
 from petrinas.model_desc.desc import CellDesc, ModelDesc
+from petrinas.runs import no_such_model_folder
 
 CELL_KINDS = {"normal": "normal cell", "reduce": "reduction cell"}
 FORMATS, DPI = ("png", "pdf"), 200
