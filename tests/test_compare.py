@@ -93,9 +93,13 @@ def test_compare_writes_tables_and_figures_with_exact_figures(tmp_path):
     # Equal compute is the least any run used: 30 device seconds (r0).
     assert [s.hv_equal for s in summaries] == [[0.20, 0.22], [0.25, 0.0]]
     assert [s.hv_final for s in summaries] == [[0.30, 0.34], [0.25, 0.15]]
-    # Budgets are ref/40, /20, /10 = 25, 50, 100 MACs: only the 100-MAC model fits.
-    assert summaries[0].best == [[None, None], [None, None], [pytest.approx(0.05)] * 2]
-    assert summaries[1].best == [[None, None]] * 3
+    # Budgets are the quartiles of the gallery costs (100, 100, 500, 500, 500, 500):
+    # 200, 500 and 500 MACs.
+    assert summaries[0].best == [[pytest.approx(0.05)] * 2, [pytest.approx(0.03)] * 2,
+                                 [pytest.approx(0.03)] * 2]
+    assert summaries[1].best == [[None, None], [pytest.approx(0.03)] * 2,
+                                 [pytest.approx(0.03)] * 2]
+    assert "best test error (%) ≤ 200 MACs" in (tmp_path / "out" / "compare.md").read_text()
     markdown = (tmp_path / "out" / "compare.md").read_text()
     assert "| petridish | 2 | 0.2100 ± 0.0141 | 0.3200 ± 0.0283 |" in markdown
     # random_search - petridish at equal compute: +0.05 and -0.22 (mean -0.085).
