@@ -14,14 +14,13 @@ From Python:
     test = petrinas.load_dataset("digits", split="test")    # the tensors training used
 
 The functions below import their modules when called, so the pure parts (the hull, the
-strategies) load without torch.
+strategies) load without torch. Comparing runs: `from petrinas.compare import compare`.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["load_config", "load_model", "load_dataset", "best_model", "compare",
-           "__version__"]
+__all__ = ["load_config", "load_model", "load_dataset", "best_model", "__version__"]
 
 
 def load_config(path_or_name="petridish_digits", overrides=()):
@@ -51,9 +50,3 @@ def best_model(run_dir, max_cost=None, *, cost="macs"):
     from petrinas.runs import best_model as best
     return best(run_dir, max_cost, cost=cost)
 
-
-def compare(run_dirs, out_dir):
-    """Compare finished runs (hypervolume at equal compute, frontiers): see
-    petrinas.compare."""
-    from petrinas.compare import compare as run
-    return run(run_dirs, out_dir)

@@ -46,42 +46,36 @@ def wait_until(condition, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_a_node_added_mid_run_raises_the_jobs_running(tmp_path, cluster):
-    cluster.add_node(num_cpus=1)
+def test_a_node_added_is_used_and_losing_every_worker_waits_then_completes(tmp_path,
+                                                                          cluster):
+    """One search, two changes of capacity. The head has no CPU, so jobs run on worker
+    nodes only: first one 1-CPU worker (one job at a time); a second node added mid-run
+    raises the jobs running to two; then both workers are removed mid-job and the driver
+    waits, saying so; a node added back lets it finish with nothing lost."""
+    first = cluster.add_node(num_cpus=1)
     connect(cluster)
     run = tmp_path / "run"
     thread, outcome = search_in_background(
-        load_config("petridish_digits", [*SLOW, "search.max_trials=4"]), run)
+        load_config("petridish_digits", [*SLOW, "search.max_trials=5"]), run)
     wait_until(lambda: len(in_flight(run)) == 1, 60, "the first seed started")
     time.sleep(1.0)
     assert len(in_flight(run)) == 1, "one CPU in the cluster: one job at a time"
-    cluster.add_node(num_cpus=1)
+    second = cluster.add_node(num_cpus=1)
     wait_until(lambda: len(in_flight(run)) == 2, 30, "a second job on the new node")
-    thread.join(timeout=300)
-    assert not thread.is_alive()
-    summary = outcome["summary"]
-    assert (summary.trials, summary.pool, summary.failed) == (4, 4, 0)
 
-
-def test_every_worker_node_removed_then_one_added_and_the_search_completes(tmp_path,
-                                                                           cluster):
-    worker = cluster.add_node(num_cpus=1)   # the head has no CPU: jobs run here only
-    connect(cluster)
-    run = tmp_path / "run"
-    thread, outcome = search_in_background(
-        load_config("petridish_digits", [*SLOW, "search.max_trials=3"]), run)
-    wait_until(lambda: len(in_flight(run)) == 1, 60, "the first seed started")
-    time.sleep(3.0)                          # inside the job: the loss interrupts it
-    cluster.remove_node(worker)
+    time.sleep(3.0)                          # inside the jobs: the loss interrupts them
+    running_at_loss = in_flight(run)
+    cluster.remove_node(first)
+    cluster.remove_node(second)
     log = run / "logs" / "search.log"
     wait_until(lambda: "waiting for capacity" in log.read_text(), 30,
                "the driver says it waits")
     time.sleep(2.0)
     assert thread.is_alive(), "it waits: no exit, no error"
-    assert len(in_flight(run)) == 1          # nothing new submitted, nothing dropped
+    assert in_flight(run) == running_at_loss  # nothing new submitted, nothing dropped
     cluster.add_node(num_cpus=1)
     thread.join(timeout=300)
     assert not thread.is_alive()
     summary = outcome["summary"]
-    assert (summary.trials, summary.pool, summary.failed) == (3, 3, 0)
+    assert (summary.trials, summary.pool, summary.failed) == (5, 5, 0)
     assert "capacity is back: 1 slots" in log.read_text()
