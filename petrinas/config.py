@@ -441,6 +441,10 @@ def validate(config: Config) -> None:
         if axis != config.search.cost and getattr(config.search, key):
             raise ConfigError(f"search.{key} limits the {axis} axis, but search.cost is "
                               f"{config.search.cost}: set search.{MAX_COST_KEYS[config.search.cost]}")
+    if config.search.cost == "latency" and not config.search.hv_ref_cost:
+        raise ConfigError("search.cost=latency needs search.hv_ref_cost (milliseconds): "
+                          "latency depends on the device, so no reference can be derived "
+                          "from the config")
     if not seed_macros(config):
         raise ConfigError("search.seeds: no (cells, reductions, nodes) in these ranges "
                           "satisfies cells >= 2*reductions + 1, so there is no seed model")

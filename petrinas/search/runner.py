@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from petrinas.config import Config, cost_column, seed_macros
-from petrinas.errors import ConfigError, InputError
+from petrinas.errors import InputError
 from petrinas.search import figures
 from petrinas.search.jobs import Completion, RayExecutor, RayOptions, ray_session
 from petrinas.search.progress import Progress, Status, eta, format_duration
@@ -308,10 +308,6 @@ def with_reference_point(config: Config) -> Config:
     from petrinas.data import dataset_info
     from petrinas.model_desc.builder import costliest_seed
 
-    if search.cost == "latency" and not search.hv_ref_cost:
-        raise ConfigError("search.cost=latency needs search.hv_ref_cost (milliseconds): "
-                          "latency depends on the device, so no reference can be derived "
-                          "from the config")
     ref_error = search.hv_ref_error or 1.0 - 1.0 / dataset_info(config.dataset).num_classes
     ref_cost = search.hv_ref_cost or 10.0 * costliest_seed(config, cost_column(config))
     return replace(config, search=replace(search, hv_ref_cost=float(ref_cost),
