@@ -201,8 +201,9 @@ def test_figure_shows_title_ops_arrows_and_seed_versus_grown(grown, kind: str):
     ops = sorted(t.get_text() for t in _by_gid(fig, "op"))
     assert ops == sorted(e.op.name for n in cell.nodes for e in n.edges)
     lay = arrange(cell)  # the texts stand where the layout put the labels
-    assert sorted(t.get_position() for t in _by_gid(fig, "op")) == pytest.approx(
-        sorted(c for c in lay.labels if c))
+    # An (n, 2) array: pytest 9's approx compares arrays, not lists of tuples.
+    assert np.array(sorted(t.get_position() for t in _by_gid(fig, "op"))) == \
+        pytest.approx(np.array(sorted(c for c in lay.labels if c)))
     seed, grown_ = _by_gid(fig, "seed"), _by_gid(fig, "grown")
     assert not any(isinstance(p, Circle) for p in seed)
     assert all(isinstance(p, Circle) for p in grown_)

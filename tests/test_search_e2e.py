@@ -178,28 +178,43 @@ def test_eight_declared_gpus_run_eight_jobs_at_once(tmp_path):
 
 def test_max_hours_stops_and_a_larger_budget_resumes(tmp_path):
     """The time budget is a hard stop: the seeds still training are cancelled but stay
-    in flight, and a resume with a larger budget trains them under their ids. (Ray is
-    up before the search starts, so its start-up is not on the search's clock.)"""
+    in flight, and a resume with a larger budget trains them under their ids.
+
+    The budget is read from a clock the test controls: it jumps past the 7.2 s budget
+    as soon as both seeds are journaled as submitted. The runner acts on a stop found
+    while it submits before it waits for any result, so both seeds are cut short
+    however fast this machine trains them."""
     from petrinas.search.runner import run_search
 
-    slow = [*TINY, "search.max_trials=3", "search.seed_train.epochs=150",
-            "dataset.max_train=64"]   # seeds of 10-20 s, past the 7.2 s budget
-    short = run_search(load_config("petridish_digits", [*slow, "search.max_hours=0.002"]),
-                       tmp_path / "run")
+    run = tmp_path / "run"
+    journal = run / "journal.jsonl"
+
+    jumped = []
+
+    def clock() -> float:
+        if not jumped and journal.is_file() and \
+                journal.read_text().count('"event":"submit"') == 2:
+            jumped.append(7.5)
+        return time.monotonic() + sum(jumped)
+
+    config = [*TINY, "search.max_trials=3", "dataset.max_train=64"]
+    short = run_search(load_config("petridish_digits", [*config, "search.max_hours=0.002"]),
+                       run, clock=clock)
     assert short.finish_reason == "max_hours"
-    assert 7.2 <= short.elapsed_s < 10.0                     # checked every second
+    assert 7.2 <= short.elapsed_s < 10.0
     assert (short.trials, short.pool) == (2, 0)              # both seeds were cut short
-    events = [(r["event"], r["trial_id"]) for r in history(tmp_path / "run")]
+    events = [(r["event"], r["trial_id"]) for r in history(run)]
     assert events == [("submit", "t0000"), ("submit", "t0001")]  # no result, no cancel
 
-    resumed = run_search(load_config("petridish_digits", [*slow, "search.max_hours=1"]),
-                         tmp_path / "run")
+    resumed = run_search(load_config("petridish_digits", [*config, "search.max_hours=1"]),
+                         run)
     assert resumed.finish_reason == "max_trials" and resumed.pool == 3
-    submitted = [r["trial_id"] for r in history(tmp_path / "run") if r["event"] == "submit"]
+    submitted = [r["trial_id"] for r in history(run) if r["event"] == "submit"]
     assert submitted == ["t0000", "t0001", "t0002"]          # the seeds kept their ids
-    rows = {r["trial_id"]: r for r in read_tsv(tmp_path / "run" / "pool.tsv")}
+    rows = {r["trial_id"]: r for r in read_tsv(run / "pool.tsv")}
     assert [rows[t]["stage"] for t in submitted] == ["seed", "seed", "search"]
-    assert int(rows["t0000"]["epochs"]) == 150
+    assert int(rows["t0000"]["epochs"]) == int(load_config(
+        "petridish_digits", config).search.seed_train.epochs)
 
 
 def test_the_compute_budget_drains_and_can_grow_on_resume_not_shrink(tmp_path):

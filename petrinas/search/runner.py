@@ -10,6 +10,7 @@ resumes.
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -118,7 +119,10 @@ class TrialLoop:
                     self._stop(verdict.reason)
                     return verdict.reason
                 if verdict.action is Action.SUBMIT:
-                    self._fill()
+                    verdict = self._fill()
+                    if verdict.action is Action.STOP:  # reached while submitting
+                        self._stop(verdict.reason)
+                        return verdict.reason
                 self._set_waiting(self.executor.waiting_for())
                 if not self.executor.running and not (verdict.action is Action.SUBMIT
                                                       and self.waiting):
@@ -161,16 +165,21 @@ class TrialLoop:
                 log.info("%s: resubmitted (in flight at the last stop)", trial_id)
                 self._submit(trial_id, self.store.specs[trial_id])
 
-    def _fill(self) -> None:
+    def _fill(self) -> Verdict:
+        """Submit the strategy's suggestions into the free slots while the budget allows;
+        returns the last verdict, so that a stop reached while filling acts at once."""
+        verdict = self._verdict()
         for _ in range(self.executor.free_slots()):
-            if self._verdict().action is not Action.SUBMIT:
-                return
+            if verdict.action is not Action.SUBMIT:
+                return verdict
             trial_id = self.store.next_trial_id()
             spec = self.strategy.suggest(trial_id)
             if spec is None or spec is FINISHED:
-                return
+                return verdict
             self.store.record_submit(trial_id, spec, self.strategy.rng_state())
             self._submit(trial_id, spec)
+            verdict = self._verdict()
+        return verdict
 
     def _submit(self, trial_id: str, spec: JobSpec) -> None:
         try:
@@ -246,11 +255,13 @@ def _describe(spec: JobSpec) -> str:
 
 def run_search(config: Config, run_dir: str | Path, *, address: str | None = None,
                overwrite: bool = False, progress: Progress | None = None,
-               verbose: bool = False) -> SearchSummary:
-    """Run (or resume) the search of `config` in `run_dir`; returns when it is finished."""
+               verbose: bool = False, clock: Callable[[], float] = time.monotonic
+               ) -> SearchSummary:
+    """Run (or resume) the search of `config` in `run_dir`; returns when it is finished.
+    `clock` is what `search.max_hours` is measured on (monotonic seconds)."""
     check_data(config)
     config = with_reference_point(config)
-    store = RunStore.open(run_dir, config, overwrite=overwrite)
+    store = RunStore.open(run_dir, config, overwrite=overwrite, clock=clock)
     with logging_to(store.dir / "logs" / "search.log"):
         try:
             strategy = strategy_from_config(config)

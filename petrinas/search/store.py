@@ -23,7 +23,7 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -51,7 +51,9 @@ RESUMABLE_KEYS = ("search.max_trials", "search.max_hours", "search.max_compute_h
 
 
 class RunStore:
-    def __init__(self, run_dir: Path, lock_fd: int, id_prefix: str = "t"):
+    def __init__(self, run_dir: Path, lock_fd: int, id_prefix: str = "t",
+                 clock: Callable[[], float] = time.monotonic):
+        """`clock`: seconds from a monotonic clock; the time budget is read from it."""
         self.dir = run_dir
         self.id_prefix = id_prefix
         self._lock_fd = lock_fd
@@ -63,7 +65,8 @@ class RunStore:
         self.specs: dict[str, JobSpec] = {}     # trial id -> what it trains
         self.pooled = 0                         # rows whose model is in the pool
         self._elapsed_before = 0.0
-        self._opened_at = time.monotonic()
+        self._clock = clock
+        self._opened_at = clock()
         self._journal = None
         self.created = False
 
@@ -71,7 +74,8 @@ class RunStore:
     @classmethod
     def open(cls, run_dir: str | Path, config: Config, *, overwrite: bool = False,
              resumable_keys: tuple[str, ...] = RESUMABLE_KEYS, id_prefix: str = "t",
-             budgets: bool = True) -> "RunStore":
+             budgets: bool = True, clock: Callable[[], float] = time.monotonic
+             ) -> "RunStore":
         """Lock the directory, check its config, and load its journal (creating it).
 
         A config that differs from the one there in any key outside `resumable_keys` is
@@ -87,7 +91,7 @@ class RunStore:
             raise InputError(f"--out {run_dir}: not writable") from None
         except OSError as exc:
             raise InputError(f"--out {run_dir}: cannot use it ({exc.strerror or exc})") from None
-        store = cls(run_dir, fd, id_prefix)
+        store = cls(run_dir, fd, id_prefix, clock)
         store.created = created
         try:
             old = store._check_config(config, overwrite, resumable_keys)
@@ -246,7 +250,7 @@ class RunStore:
     # ------------------------------------------------------------------ writing
     def elapsed(self) -> float:
         """Seconds of driver time spent on this run, over every session."""
-        return self._elapsed_before + time.monotonic() - self._opened_at
+        return self._elapsed_before + self._clock() - self._opened_at
 
     def _append(self, record: dict) -> None:
         record = {"seq": self._seq, "elapsed": round(self.elapsed(), 3), **record}
