@@ -107,6 +107,28 @@ def test_another_configuration_is_refused_unless_overwrite(tmp_path, config):
     store.close()
 
 
+def test_the_refusal_names_the_keys_a_user_changed_not_the_derived_ones(tmp_path):
+    """A resume without the first run's --set values: the message names what the user
+    changed (seeds), not the reference cost derived from it, and every such key."""
+    from petrinas.search.runner import with_reference_point
+
+    def opened(overrides):
+        return RunStore.open(tmp_path / "run", with_reference_point(
+            load_config("petridish_digits", overrides)))
+
+    opened(["search.seeds.cells=[1, 3]", "model.init_channels=4"]).close()
+    with pytest.raises(ConfigError) as refused:
+        opened([])
+    message = str(refused.value)
+    assert "search.seeds.cells: [1, 3] there, [1, 5] now" in message
+    assert "model.init_channels: 4 there, 5 now" in message
+    assert "hv_ref" not in message
+    # Only the derived key differs when a user sets it: then it is named.
+    with pytest.raises(ConfigError, match="search.hv_ref_error: 0.9 there, 0.5 now"):
+        opened(["search.seeds.cells=[1, 3]", "model.init_channels=4",
+                "search.hv_ref_error=0.5"])
+
+
 def test_budgets_and_resources_may_change_on_resume(tmp_path, config):
     store = RunStore.open(tmp_path / "run", config)
     ids = submit(store, strategy_from_config(config), 2)

@@ -463,17 +463,31 @@ def _read_journal(path: Path, repair: bool = True) -> Iterator[dict]:
             f.truncate(min(good_bytes, len(data)))
 
 
-def _config_diff(old: dict, new: dict, ignore: tuple[str, ...], prefix: str = "") -> str:
-    """The first key whose value differs (ignoring `ignore` keys), as text; '' if none."""
+# Keys the program fills in from others when they are 0 (runner.with_reference_point):
+# they differ whenever what they are derived from differs, so they are named only when
+# nothing else differs (that is, when a user set them).
+DERIVED_KEYS = ("search.hv_ref_cost", "search.hv_ref_error")
+SHOWN_DIFFERENCES = 3
+
+
+def _config_diff(old: dict, new: dict, ignore: tuple[str, ...]) -> str:
+    """The keys whose values differ (ignoring `ignore` keys), as text; '' if none."""
+    found = list(_differences(old, new, ignore))
+    chosen = [d for d in found if d[0] not in DERIVED_KEYS] or found
+    text = "; ".join(f"{key}: {a!r} there, {b!r} now"
+                     for key, a, b in chosen[:SHOWN_DIFFERENCES])
+    more = len(chosen) - SHOWN_DIFFERENCES
+    return text + (f"; and {more} more" if more > 0 else "")
+
+
+def _differences(old: dict, new: dict, ignore: tuple[str, ...], prefix: str = ""
+                 ) -> Iterator[tuple[str, Any, Any]]:
     for key in sorted(set(old) | set(new)):
         full = f"{prefix}{key}"
         if any(full == k or full.startswith(k + ".") for k in ignore):
             continue
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            inner = _config_diff(a, b, ignore, f"{full}.")
-            if inner:
-                return inner
+            yield from _differences(a, b, ignore, f"{full}.")
         elif a != b:
-            return f"{full}: {a!r} there, {b!r} now"
-    return ""
+            yield full, a, b
