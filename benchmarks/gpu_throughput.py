@@ -3,7 +3,7 @@ paper's search at the measured rates.
 
 Two jobs of `confs/petridish.yaml`, on synthetic CIFAR-shaped data (3x32x32, 10 classes,
 45,000 training and 5,000 validation images, as CIFAR-10 splits), each training the
-search phase's model as a search job does (`pipeline._train`'s trainer, its config):
+search phase's model as a search job does (`pipeline.train_phase`'s trainer, its config):
   * search: the search phase of a search job: a seed model of mid-range size (5 cells,
     2 reductions, 2 nodes) grown by a candidate node (candidate on, L1 on the alphas);
   * post:   the post-train phase: that child finalized (3 nodes, no candidate).

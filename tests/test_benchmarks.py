@@ -71,3 +71,52 @@ def test_gpu_throughput_reduced_mode_runs(tmp_path):
         assert row["compile"] is False and row["precision"] == "float32"
     assert results["projection"]["gpu_hours"] > 0
     assert "GPU-hours" in done.stdout and "img/s/GPU" in done.stdout
+
+
+# ----------------------------------------------------------------- inheritance.py
+
+def test_clustered_bootstrap_resamples_runs_not_children():
+    """Two runs of 2 and 1 children: the mean is over the 3 children (5/3); resampling
+    whole runs gives means 1 (run 0 twice), 5/3 (one each) or 3 (run 1 twice), each
+    drawn a quarter, half and quarter of the time, so the 95 % interval is [1, 3]. A
+    bootstrap over children would give a narrower one."""
+    bench = _benchmark("inheritance")
+    assert bench.clustered_bootstrap([[1.0, 1.0], [3.0]]) == (5 / 3, 1.0, 3.0)
+    mean, lo, hi = bench.clustered_bootstrap([[1.0, 1.0, 3.0]])  # one run: children
+    assert mean == 5 / 3 and 1.0 <= lo < 5 / 3 < hi <= 3.0
+
+
+def test_paired_differences_are_per_child_and_per_run():
+    bench = _benchmark("inheritance")
+    rows = [{"seed": "0", "trial_id": "t0004", "arm": "child", "val_top1": "0.9"},
+            {"seed": "0", "trial_id": "t0004", "arm": "scratch", "val_top1": "0.7"},
+            {"seed": "1", "trial_id": "t0004", "arm": "child", "val_top1": "0.5"},
+            {"seed": "1", "trial_id": "t0004", "arm": "scratch", "val_top1": "0.75"},
+            {"seed": "1", "trial_id": "t0005", "arm": "child", "val_top1": "0.5"}]
+    diffs = bench.paired(rows, "child", "scratch", "val_top1")
+    assert sorted(diffs) == [0, 1]  # t0005 has no scratch arm: no pair
+    assert diffs[0] == pytest.approx([0.2]) and diffs[1] == pytest.approx([-0.25])
+
+
+def test_inheritance_benchmark_replays_the_search_child_exactly(tmp_path):
+    """The reduced benchmark (one run, one child): the child arm retrains the run's own
+    child bit for bit (same seed, one thread), and every arm trains the same epochs."""
+    from support import TINY, read_tsv
+
+    out = tmp_path / "inh"
+    code = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "inheritance.py"), "--seeds", "0",
+         "--children", "1", "--jobs", "1", "--out", str(out), "--set", *TINY],
+        capture_output=True, text=True, timeout=300)
+    assert code.returncode == 0, code.stderr
+    arms = {r["arm"]: r for r in read_tsv(out / "children.tsv")}
+    assert sorted(arms) == ["child", "parent", "random", "scratch"]
+    child = arms["child"]
+    recorded = {r["trial_id"]: r for r in read_tsv(out / "seed0" / "pool.tsv")}[
+        child["trial_id"]]
+    assert recorded["stage"] == "search" and recorded["parent_id"] == child["parent_id"]
+    assert float(child["val_top1"]) == pytest.approx(float(recorded["val_top1"]), abs=1e-6)
+    assert float(child["test_top1"]) == pytest.approx(float(recorded["test_top1"]), abs=1e-6)
+    assert {r["epochs"] for r in arms.values()} == {"2"}  # TINY: 1 search + 1 post epoch
+    assert {r["search_val_top1"] for r in arms.values()} == {child["search_val_top1"]}
+    assert "| inheritance (child − scratch) | 1 (1) |" in (out / "inheritance.md").read_text()

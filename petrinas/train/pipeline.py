@@ -85,8 +85,41 @@ def _train_new(config: Config, desc: ModelDesc, phase: TrainConfig, name: str,
         return _duplicate(desc, owner, {}, start, ctx, 0)
     splits = load_splits(config.dataset, config.seed, keep_uint8=True)
     model = build_model(desc)
-    result = _train(model, splits, phase, ctx)
+    result = train_phase(model, splits, phase, ctx)
     return _output(desc, model, {name: result}, start, ctx, len(splits["train"]))
+
+
+@dataclass
+class Searched:
+    """A parent grown by a candidate node, after its search phase: what finalize picks
+    from. `state` is on the CPU."""
+    desc: ModelDesc
+    state: dict[str, torch.Tensor]
+    result: TrainResult
+
+
+def search_phase(config: Config, parent: ModelDesc, parent_weights: bytes,
+                 splits: dict[str, TensorData], ctx: JobContext) -> Searched:
+    """Grow `parent` by a candidate node and train it with the L1 term on the alphas."""
+    grown = grow_model(parent, weights_from_bytes(parent_weights, "parent weights"),
+                       config.model.candidate_ops)
+    result = train_phase(grown, splits, config.search.search_train, ctx,
+                    l1_params=alphas(grown), l1=config.search.l1)
+    state = {k: v.detach().cpu() for k, v in grown.state_dict().items()}
+    return Searched(grown.desc, state, result)
+
+
+def finalize_child(config: Config, searched: Searched, selection: str, seed: int
+                   ) -> tuple[ModelDesc, dict[str, torch.Tensor], dict]:
+    """The finalized child (description, weights) of `searched`, its pairs chosen by
+    `selection` ("alpha": top-k |alpha|; "random"), and notes naming the pairs."""
+    chosen = _choose(searched.desc, searched.state, config.model.top_k, selection, seed)
+    desc, state = finalize(searched.desc, searched.state, config.model.top_k, chosen=chosen,
+                           init=config.search.finalize_init)
+    pairs = {kind: getattr(searched.desc, kind).candidate.pairs for kind in chosen}
+    notes = {"chosen": {kind: [list(pairs[kind][m]) for m in idx]
+                        for kind, idx in chosen.items()}, "selection": selection}
+    return desc, state, notes
 
 
 def run_search(config: Config, parent_desc: dict, parent_weights: bytes,
@@ -94,26 +127,17 @@ def run_search(config: Config, parent_desc: dict, parent_weights: bytes,
                claim: Claim = no_claims) -> TrialOutput:
     torch.manual_seed(ctx.seed)  # new weights depend on the trial, not the worker's past
     start = time.perf_counter()
-    parent = ModelDesc.from_dict(parent_desc)
     splits = load_splits(config.dataset, config.seed, keep_uint8=True)
-    grown = grow_model(parent, weights_from_bytes(parent_weights, "parent weights"),
-                       config.model.candidate_ops)
-    searched = _train(grown, splits, config.search.search_train, ctx,
-                      l1_params=alphas(grown), l1=config.search.l1)
-    grown_state = {k: v.detach().cpu() for k, v in grown.state_dict().items()}
-    chosen = _choose(grown.desc, grown_state, config.model.top_k, selection, ctx.seed)
-    desc, state = finalize(grown.desc, grown_state, config.model.top_k, chosen=chosen,
-                           init=config.search.finalize_init)
-    pairs = {kind: getattr(grown.desc, kind).candidate.pairs for kind in chosen}
-    notes = {"chosen": {kind: [list(pairs[kind][m]) for m in idx]
-                        for kind, idx in chosen.items()}, "selection": selection}
-    phases = {"search_train": searched}
+    searched = search_phase(config, ModelDesc.from_dict(parent_desc), parent_weights,
+                            splits, ctx)
+    desc, state, notes = finalize_child(config, searched, selection, ctx.seed)
+    phases = {"search_train": searched.result}
     owner = claim(desc.arch_hash())
     if owner is not None:
         return _duplicate(desc, owner, phases, start, ctx, len(splits["train"]), notes)
     child = build_model(desc)
     child.load_state_dict(state)
-    phases["post_train"] = _train(child, splits, config.search.post_train, ctx)
+    phases["post_train"] = train_phase(child, splits, config.search.post_train, ctx)
     return _output(desc, child, phases, start, ctx, len(splits["train"]), notes)
 
 
@@ -132,12 +156,14 @@ def run_eval(config: Config, gallery_desc: dict, ctx: JobContext) -> TrialOutput
     desc = build_eval(ModelDesc.from_dict(gallery_desc), config)
     splits = load_splits(config.dataset, config.seed, keep_uint8=True)
     model = build_model(desc)
-    result = _train(model, splits, config.eval.train, ctx)
+    result = train_phase(model, splits, config.eval.train, ctx)
     return _output(desc, model, {"eval_train": result}, start, ctx, len(splits["train"]))
 
 
-def _train(model: torch.nn.Module, splits: dict[str, TensorData], cfg: TrainConfig,
-           ctx: JobContext, **kwargs) -> TrainResult:
+def train_phase(model: torch.nn.Module, splits: dict[str, TensorData], cfg: TrainConfig,
+                ctx: JobContext, **kwargs) -> TrainResult:
+    """One phase of a job: the trainer on the job's device and threads, under its
+    memory guard."""
     guard = MemoryGuard(ctx.memory_limit_mb) if ctx.memory_limit_mb else None
     return train(model, splits, cfg, device=ctx.device, seed=ctx.seed,
                  cpu_threads=ctx.cpu_threads, epoch_callback=guard, **kwargs)

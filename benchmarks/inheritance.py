@@ -1,0 +1,297 @@
+#!/usr/bin/env python
+"""Where does a grown child's accuracy come from? Paired, per child, over run seeds.
+
+    python benchmarks/inheritance.py                       # digits default, seeds 0-4
+    python benchmarks/inheritance.py --conf benchmark_digits_cheap --out runs/inh_cheap
+    python benchmarks/inheritance.py --set search.post_train.epochs=4 --out runs/inh_p4
+
+For each run seed, an ordinary search of the config (`scripts/search.py`, resumable) runs
+until it has grown `--children` children. Then, for each grown child, from its parent's
+trained weights and the child's own trial seed, four arms are trained side by side:
+
+  child    the parent grown, search phase, top-k |alpha| pairs finalized, post-trained:
+           what the search does (retrained here, so every arm runs in the same process)
+  random   the same parent and the *same* search phase (one phase, finalized twice), k
+           random non-`none` pairs, post-trained the same way
+  scratch  the child's architecture from fresh weights, trained for the child's epochs
+           with the child's two phase configs (search_train, then post_train)
+  parent   the parent without growth, trained for the same two phases
+
+child − scratch is what inheritance buys, child − parent what the new node buys, and
+child − random what the |alpha| choice buys. Each difference is paired per child; its
+95 % interval is a bootstrap that resamples run seeds (a child's siblings share their
+run, so children are not independent draws). Accuracies are on validation (the split the
+search selects on) and test. Every arm's jobs are Ray tasks of one CPU thread each.
+
+Writes OUT/children.tsv (one row per child and arm, appended as they finish, so an
+interrupted benchmark resumes) and OUT/inheritance.md (the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+ARMS = ("child", "random", "scratch", "parent")
+CONTRASTS = (("child", "scratch", "inheritance (child − scratch)"),
+             ("child", "parent", "the new node (child − parent)"),
+             ("child", "random", "the alpha choice (child − random)"))
+METRICS = ("val_top1", "test_top1")
+COLUMNS = ["seed", "trial_id", "parent_id", "arm", "val_top1", "test_top1", "epochs",
+           "macs", "search_val_top1", "first_post_val_top1", "same_pairs"]
+BOOTSTRAP_SAMPLES = 10_000
+
+
+# ------------------------------------------------------------------ the arithmetic
+
+def clustered_bootstrap(diffs_by_run: Sequence[Sequence[float]], *,
+                        samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+                        ) -> tuple[float, float, float]:
+    """(mean over all children, 2.5th, 97.5th percentile) of the mean paired difference,
+    resampling whole runs with replacement. With one run, the children themselves are
+    resampled (an interval for that run only)."""
+    runs = [np.asarray(d, dtype=float) for d in diffs_by_run if len(d)]
+    if not runs:
+        return float("nan"), float("nan"), float("nan")
+    everything = np.concatenate(runs)
+    rng = np.random.default_rng(seed)
+    if len(runs) == 1:
+        picks = rng.integers(len(everything), size=(samples, len(everything)))
+        means = everything[picks].mean(axis=1)
+    else:
+        sums = np.array([r.sum() for r in runs])
+        counts = np.array([len(r) for r in runs])
+        picks = rng.integers(len(runs), size=(samples, len(runs)))
+        means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    return (float(everything.mean()), float(np.percentile(means, 2.5)),
+            float(np.percentile(means, 97.5)))
+
+
+def paired(rows: Iterable[dict], a: str, b: str, metric: str) -> dict[int, list[float]]:
+    """Per run seed, the differences a − b of `metric` over the children that have both."""
+    by_child: dict[tuple[int, str], dict[str, float]] = {}
+    for row in rows:
+        by_child.setdefault((int(row["seed"]), row["trial_id"]), {})[row["arm"]] = \
+            float(row[metric])
+    out: dict[int, list[float]] = {}
+    for (seed, _), arms in sorted(by_child.items()):
+        if a in arms and b in arms:
+            out.setdefault(seed, []).append(arms[a] - arms[b])
+    return out
+
+
+def table(rows: Sequence[dict]) -> str:
+    """The markdown table: every contrast on validation and test accuracy."""
+    lines = ["| what it measures | children (runs) | Δ val. acc. [95 % CI] | wins | "
+             "Δ test acc. [95 % CI] |", "|:---|---:|---:|---:|---:|"]
+    for a, b, label in CONTRASTS:
+        cells = []
+        for metric in METRICS:
+            diffs = paired(rows, a, b, metric)
+            mean, lo, hi = clustered_bootstrap(list(diffs.values()))
+            cells.append(f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+            if metric == "val_top1":
+                flat = [d for ds in diffs.values() for d in ds]
+                wins = f"{sum(d > 0 for d in flat)}/{len(flat)}"
+                count = f"{len(flat)} ({len(diffs)})"
+        lines.append(f"| {label} | {count} | {cells[0]} | {wins} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def arm_means(rows: Sequence[dict]) -> str:
+    """Mean accuracy and epochs of each arm, and the child's drop into post-training."""
+    lines = ["| arm | val. acc. | test acc. | epochs |", "|:---|---:|---:|---:|"]
+    for arm in ARMS:
+        mine = [r for r in rows if r["arm"] == arm]
+        if mine:
+            mean = {k: np.mean([float(r[k]) for r in mine])
+                    for k in ("val_top1", "test_top1", "epochs")}
+            lines.append(f"| {arm} | {mean['val_top1']:.4f} | {mean['test_top1']:.4f} | "
+                         f"{mean['epochs']:.0f} |")
+    children = [r for r in rows if r["arm"] == "child"]
+    if children:
+        drops = [float(r["search_val_top1"]) - float(r["first_post_val_top1"])
+                 for r in children]
+        same = sum(r["same_pairs"] == "True" for r in children)
+        lines.append("")
+        lines.append(f"Validation accuracy lost from the end of the search phase to the "
+                     f"first post-training epoch: median {np.median(drops):.3f} "
+                     f"(range {min(drops):.3f} to {max(drops):.3f}). Random choice drew "
+                     f"the |alpha| pairs in {same} of {len(children)} children.")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------- the jobs
+
+def replay_child(config, parent_desc: dict, parent_weights: bytes, child_seed: int
+                 ) -> dict[str, dict]:
+    """The four arms of one child (see the module's docstring), on one CPU thread."""
+    import torch
+
+    from petrinas.data import load_splits
+    from petrinas.model_desc.cost import cost
+    from petrinas.model_desc.desc import ModelDesc
+    from petrinas.model_desc.model import build_model, weights_from_bytes
+    from petrinas.train.pipeline import JobContext, finalize_child, search_phase, train_phase
+
+    ctx = JobContext(seed=child_seed, cpu_threads=1)
+    search = config.search
+    splits = load_splits(config.dataset, config.seed, keep_uint8=True)
+    parent = ModelDesc.from_dict(parent_desc)
+    torch.manual_seed(ctx.seed)
+    searched = search_phase(config, parent, parent_weights, splits, ctx)
+    out, chosen = {}, {}
+    for arm, selection in (("child", "alpha"), ("random", "random")):
+        desc, state, notes = finalize_child(config, searched, selection, ctx.seed)
+        chosen[arm] = (desc, notes["chosen"])
+        model = build_model(desc)
+        model.load_state_dict(state)
+        post = train_phase(model, splits, search.post_train, ctx)
+        out[arm] = _scores(post, [searched.result, post])
+        out[arm]["first_post_val_top1"] = post.history[0].val_top1 if post.history else ""
+        out[arm]["macs"] = int(cost(model, desc.input_shape)["macs"])
+    child_desc = chosen["child"][0]
+    for arm, model in (("scratch", None), ("parent", parent)):
+        torch.manual_seed(ctx.seed)
+        net = build_model(child_desc if model is None else parent)
+        if model is not None:
+            net.load_state_dict(weights_from_bytes(parent_weights, "parent weights"))
+        first = train_phase(net, splits, search.search_train, ctx)
+        second = train_phase(net, splits, search.post_train, ctx)
+        out[arm] = _scores(second, [first, second])
+        out[arm]["macs"] = int(cost(net, (child_desc if model is None else parent)
+                                    .input_shape)["macs"])
+    same = chosen["child"][1] == chosen["random"][1]
+    for arm in out:
+        out[arm]["search_val_top1"] = searched.result.final["val_top1"]
+        out[arm]["same_pairs"] = same
+    return out
+
+
+def _scores(last, phases) -> dict:
+    return {"val_top1": last.final["val_top1"], "test_top1": last.final["test_top1"],
+            "epochs": sum(len(p.history) for p in phases)}
+
+
+# ------------------------------------------------------------------- the runs
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--conf", default="petridish_digits", help="config file or name")
+    p.add_argument("--seeds", default="0,1,2,3,4", help="run seeds, comma-separated")
+    p.add_argument("--children", type=int, default=8, help="grown children per run")
+    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
+                   metavar="KEY=VALUE", help="overrides for the runs and the arms")
+    p.add_argument("--out", default="runs/inheritance")
+    p.add_argument("--jobs", type=int, default=2, help="arms trained at once (CPUs)")
+    return p.parse_args(argv)
+
+
+def search_overrides(args: argparse.Namespace, seed: int) -> list[str]:
+    """The run's overrides: enough trials for every seed shape and `--children` more,
+    and no compute budget (the trial count is what bounds it)."""
+    from petrinas.config import load_config, seed_macros
+
+    config = load_config(args.conf, args.overrides)
+    trials = len(seed_macros(config)) + args.children
+    return [*args.overrides, f"seed={seed}", f"search.max_trials={trials}",
+            "search.max_compute_hours=0", "search.strategy=petridish"]
+
+
+def run_searches(args: argparse.Namespace, seeds: list[int]) -> dict[int, Path]:
+    runs = {}
+    for seed in seeds:
+        out = Path(args.out) / f"seed{seed}"
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, str(REPO / "scripts" / "search.py"), "--conf",
+                               args.conf, "--out", str(out), "--quiet", "--set",
+                               *search_overrides(args, seed)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"{out}: search exited {done.returncode}\n{done.stderr}")
+        print(f"  search seed {seed}: {time.perf_counter() - start:6.1f} s  ({out})",
+              flush=True)
+        runs[seed] = out
+    return runs
+
+
+def children_of(run: Path, limit: int) -> list[dict]:
+    with open(run / "pool.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    grown = [r for r in rows if r["stage"] == "search" and r["status"] == "ok"]
+    return sorted(grown, key=lambda r: r["trial_id"])[:limit]
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import ray
+
+    from petrinas.config import load_config
+    from petrinas.search.runner import trial_seed
+    from petrinas.search.store import read_trial_desc
+
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    print(f"{len(seeds)} runs of {args.conf}, {args.children} children each, into {out}")
+    runs = run_searches(args, seeds)
+    path = out / "children.tsv"
+    rows = read_rows(path)
+    done = {(int(r["seed"]), r["trial_id"]) for r in rows}
+    todo = []
+    for seed, run in runs.items():
+        config = load_config(str(run / "config.yaml"))
+        for child in children_of(run, args.children):
+            if (seed, child["trial_id"]) not in done:
+                todo.append((seed, config, child, run))
+    if todo:
+        ray.init(num_cpus=args.jobs, include_dashboard=False, log_to_driver=False)
+        remote = ray.remote(num_cpus=1, max_retries=0)(replay_child)
+        pending = {remote.remote(config, read_trial_desc(run, child["parent_id"]),
+                                 (run / "trials" / child["parent_id"] / "weights.pt")
+                                 .read_bytes(), trial_seed(config.seed, child["trial_id"])):
+                   (seed, child) for seed, config, child, run in todo}
+        new_file = not path.is_file()
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, COLUMNS, delimiter="\t")
+            if new_file:
+                writer.writeheader()
+            while pending:
+                [ref], _ = ray.wait(list(pending), num_returns=1)
+                seed, child = pending.pop(ref)
+                for arm, scores in ray.get(ref).items():
+                    row = {"seed": seed, "trial_id": child["trial_id"],
+                           "parent_id": child["parent_id"], "arm": arm, **scores}
+                    writer.writerow(row)
+                    rows.append({k: str(v) for k, v in row.items()})
+                f.flush()
+                print(f"  seed {seed} {child['trial_id']}: done ({len(pending)} left)",
+                      flush=True)
+        ray.shutdown()
+    text = (f"{args.conf}, run seeds {args.seeds}, {args.children} children per run"
+            + (f", --set {' '.join(args.overrides)}" if args.overrides else "")
+            + "\n\n" + table(rows) + "\n\n" + arm_means(rows) + "\n")
+    (out / "inheritance.md").write_text(text)
+    print(f"\nwall time {(time.perf_counter() - started) / 60:.1f} min\n\n{text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
