@@ -142,10 +142,12 @@ def replay_child(config, parent_desc: dict, parent_weights: bytes, child_seed: i
     from petrinas.model_desc.cost import cost
     from petrinas.model_desc.desc import ModelDesc
     from petrinas.model_desc.model import build_model, weights_from_bytes
-    from petrinas.train.pipeline import JobContext, finalize_child, search_phase, train_phase
+    from petrinas.train.pipeline import (JobContext, child_windows, finalize_child,
+                                         search_phase, train_phase)
 
     ctx = JobContext(seed=child_seed, cpu_threads=1)
     search = config.search
+    windows = child_windows(config)  # the child's learning rate, for every arm
     splits = load_splits(config.dataset, config.seed, keep_uint8=True)
     parent = ModelDesc.from_dict(parent_desc)
     torch.manual_seed(ctx.seed)
@@ -156,7 +158,7 @@ def replay_child(config, parent_desc: dict, parent_weights: bytes, child_seed: i
         chosen[arm] = (desc, notes["chosen"])
         model = build_model(desc)
         model.load_state_dict(state)
-        post = train_phase(model, splits, search.post_train, ctx)
+        post = train_phase(model, splits, search.post_train, ctx, window=windows[1])
         out[arm] = _scores(post, [searched.result, post])
         out[arm]["first_post_val_top1"] = post.history[0].val_top1 if post.history else ""
         out[arm]["macs"] = int(cost(model, desc.input_shape)["macs"])
@@ -166,8 +168,8 @@ def replay_child(config, parent_desc: dict, parent_weights: bytes, child_seed: i
         net = build_model(child_desc if model is None else parent)
         if model is not None:
             net.load_state_dict(weights_from_bytes(parent_weights, "parent weights"))
-        first = train_phase(net, splits, search.search_train, ctx)
-        second = train_phase(net, splits, search.post_train, ctx)
+        first = train_phase(net, splits, search.search_train, ctx, window=windows[0])
+        second = train_phase(net, splits, search.post_train, ctx, window=windows[1])
         out[arm] = _scores(second, [first, second])
         out[arm]["macs"] = int(cost(net, (child_desc if model is None else parent)
                                     .input_shape)["macs"])

@@ -169,6 +169,12 @@ class SearchConfig:
     finalize_init: str = spec("inherit", choices=("inherit", "fresh"),
                               doc="the finalized node's ops: the candidate's trained "
                                   "weights, or a fresh initialization (ablation)")
+    child_schedule: str = spec("per_phase", choices=("per_phase", "continuous"),
+                               doc="a grown child's learning rate: per_phase restarts "
+                                   "each phase's schedule at its peak; continuous runs "
+                                   "one schedule over the search and post-train epochs, "
+                                   "so post-training goes on where the search phase left "
+                                   "off (each phase's own lr is the peak it scales)")
 
 
 @dataclass

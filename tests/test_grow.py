@@ -3,6 +3,7 @@ function nor its gradients, an L1 term on its alphas, and finalization into a pl
 that again leaves the function unchanged. Finally, growth pays off on digits."""
 
 import copy
+import math
 import statistics
 from dataclasses import replace
 
@@ -525,3 +526,26 @@ def test_growth_beats_the_parent(growth_runs):
     child_mean = statistics.mean(r["child"].row["val_top1"] for r in growth_runs)
     plain_mean = statistics.mean(r["parent_extra_val"] for r in growth_runs)
     assert child_mean > plain_mean, "\n".join(lines)
+
+
+@pytest.mark.parametrize("schedule, post_lrs", [
+    # Each phase restarts its cosine at the peak (0.05): post epochs start at 0.05, 0.025.
+    ("per_phase", [0.05, 0.025]),
+    # One cosine over 2 + 2 epochs: the post phase starts where the search phase stopped,
+    # at 0.05 * (1 + cos(pi * 2/4)) / 2 = 0.025, then 0.05 * (1 + cos(pi * 3/4)) / 2.
+    ("continuous", [0.025, 0.05 * (1 + math.cos(math.pi * 3 / 4)) / 2])])
+def test_the_child_trains_on_the_learning_rate_its_schedule_says(schedule, post_lrs):
+    """Read from the child's own per-epoch history, as the search job recorded it."""
+    config = load_config("petridish_digits", [
+        "model.init_channels=4", "dataset.max_train=96", "search.seed_train.epochs=1",
+        "search.search_train.epochs=2", "search.post_train.epochs=2",
+        f"search.child_schedule={schedule}"])
+    assert config.search.search_train.lr == config.search.post_train.lr == 0.05
+    ctx = JobContext(seed=0)
+    parent = run_seed(config, (1, 0, 1), ctx)
+    child = run_search(config, parent.desc, parent.weights, ctx)
+    lrs = {phase: [e["lr"] for e in h["history"]] for phase, h in child.history.items()}
+    assert lrs["search_train"] == pytest.approx(
+        [0.05, 0.05 * (1 + math.cos(math.pi * (1 / 2 if schedule == "per_phase" else 1 / 4)))
+         / 2])
+    assert lrs["post_train"] == pytest.approx(post_lrs)

@@ -11,8 +11,8 @@ from petrinas.config import DatasetConfig, TrainConfig
 from petrinas.data import load_splits
 from petrinas.errors import TrainingError
 from petrinas.train.trainer import (EpochMetrics, TrainResult, _setup, _step, _training_forward,
-                                    autocast_dtype, cudnn_benchmark, evaluate, lr_factor,
-                                    train)
+                                    Window, autocast_dtype, cudnn_benchmark, evaluate,
+                                    lr_factor, train)
 
 
 class SmallCNN(nn.Module):
@@ -191,6 +191,20 @@ def test_lr_schedule():
     assert lr_factor(cfg, 100, 100, 10) == pytest.approx(0.1)  # lr_min / lr
 
 
+def test_two_windows_of_one_schedule_train_as_one_call(splits):
+    """Epochs [0, 1) and then [1, 3) of a 3-epoch schedule use the learning rates of one
+    3-epoch call, epoch for epoch; a window that does not fit is refused."""
+    whole = train(_model(), splits, _cfg(epochs=3), seed=0)
+    model = _model()
+    first = train(model, splits, _cfg(epochs=1), seed=0, window=Window(0, 3))
+    rest = train(model, splits, _cfg(epochs=2), seed=0, window=Window(1, 3))
+    assert [m.lr for m in first.history + rest.history] == pytest.approx(
+        [m.lr for m in whole.history])
+    assert rest.history[0].lr == pytest.approx(0.05 * (1 + math.cos(math.pi / 3)) / 2)
+    with pytest.raises(ValueError, match="2 epochs from 2 do not fit a schedule of 3"):
+        train(_model(), splits, _cfg(epochs=2), window=Window(2, 3))
+
+
 # ------------------------------------------------------------------------------ CUDA options
 
 @pytest.mark.parametrize("device, amp, amp_dtype, bf16_supported, want", [
@@ -220,7 +234,7 @@ def test_grad_scaler_step_is_the_float32_step(splits):
     states = []
     for scaled in (False, True):
         model = _model()
-        setup = _setup(model, cfg, "cpu", 0, (), 0.0, None)
+        setup = _setup(model, cfg, "cpu", 0, (), 0.0, None, Window(0, cfg.epochs))
         if scaled:
             setup = dataclasses.replace(setup, scaler=torch.amp.GradScaler("cpu",
                                                                            init_scale=2.0 ** 12))

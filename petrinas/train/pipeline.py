@@ -34,7 +34,7 @@ from petrinas.model_desc.grow import alphas, finalize, grow_model, random_pairs,
 from petrinas.model_desc.model import build_model, weights_from_bytes, weights_to_bytes
 from petrinas.search.rows import TrialOutput
 from petrinas.train.memory import MemoryGuard
-from petrinas.train.trainer import TrainResult, train
+from petrinas.train.trainer import TrainResult, Window, train
 
 # claim(arch_hash) -> the trial id that already owns the architecture, or None (ours now)
 Claim = Callable[[str], "str | None"]
@@ -104,7 +104,8 @@ def search_phase(config: Config, parent: ModelDesc, parent_weights: bytes,
     grown = grow_model(parent, weights_from_bytes(parent_weights, "parent weights"),
                        config.model.candidate_ops)
     result = train_phase(grown, splits, config.search.search_train, ctx,
-                    l1_params=alphas(grown), l1=config.search.l1)
+                         l1_params=alphas(grown), l1=config.search.l1,
+                         window=child_windows(config)[0])
     state = {k: v.detach().cpu() for k, v in grown.state_dict().items()}
     return Searched(grown.desc, state, result)
 
@@ -122,6 +123,18 @@ def finalize_child(config: Config, searched: Searched, selection: str, seed: int
     return desc, state, notes
 
 
+def child_windows(config: Config) -> tuple[Window | None, Window | None]:
+    """The learning-rate windows of a child's search and post-train phases: None (each
+    phase its own schedule, restarting at its peak) or, with search.child_schedule
+    continuous, consecutive parts of one schedule over both phases' epochs."""
+    search = config.search
+    if search.child_schedule == "per_phase":
+        return None, None
+    first, total = search.search_train.epochs, (search.search_train.epochs
+                                                + search.post_train.epochs)
+    return Window(0, total), Window(first, total)
+
+
 def run_search(config: Config, parent_desc: dict, parent_weights: bytes,
                ctx: JobContext, *, selection: str = "alpha",
                claim: Claim = no_claims) -> TrialOutput:
@@ -137,7 +150,8 @@ def run_search(config: Config, parent_desc: dict, parent_weights: bytes,
         return _duplicate(desc, owner, phases, start, ctx, len(splits["train"]), notes)
     child = build_model(desc)
     child.load_state_dict(state)
-    phases["post_train"] = train_phase(child, splits, config.search.post_train, ctx)
+    phases["post_train"] = train_phase(child, splits, config.search.post_train, ctx,
+                                       window=child_windows(config)[1])
     return _output(desc, child, phases, start, ctx, len(splits["train"]), notes)
 
 

@@ -7,7 +7,9 @@ each batch is normalized as it is taken, before augmentation, exactly as the flo
 tensors were.
 
 Learning rate: linear warmup over `warmup_epochs`, then cosine from `lr` to `lr_min`,
-both updated every step (not every epoch) so short runs get a smooth schedule.
+both updated every step (not every epoch) so short runs get a smooth schedule. A phase
+may be a window of a longer schedule (`Window`): a grown child's post-training can go on
+where its search phase left off instead of restarting at the peak.
 
 On CUDA: cudnn.benchmark picks the fastest convolution algorithms for the job's fixed
 shapes (so CUDA runs are not bit for bit reproducible); mixed precision is bfloat16 where
@@ -137,6 +139,15 @@ def evaluate(model: nn.Module, data: TensorData, *, batch_size: int = 256,
 
 # --------------------------------------------------------------------------- schedule
 
+@dataclass(frozen=True)
+class Window:
+    """The part of a schedule one call to `train` runs: epochs [start, start + epochs of
+    the phase) of a schedule `total` epochs long. Warm-up counts from the schedule's
+    start, so a window that starts later has none."""
+    start: int
+    total: int
+
+
 def lr_factor(cfg: TrainConfig, step: int, total_steps: int, warmup_steps: int) -> float:
     """Learning rate at `step` relative to cfg.lr: linear warmup, then cosine to lr_min."""
     if step < warmup_steps:
@@ -188,6 +199,7 @@ class _Setup:
     l1_params: list[torch.Tensor]
     l1: float
     forward: nn.Module                          # what a training step calls
+    window: Window                              # the part of the schedule it runs
     scaler: torch.amp.GradScaler | None = None  # float16 only
 
     @property
@@ -200,13 +212,16 @@ def train(model: nn.Module, splits: dict[str, TensorData], cfg: TrainConfig, *,
           l1_params: Sequence[torch.Tensor] = (), l1: float = 0.0,
           extra_params_lr: float | None = None,
           epoch_callback: Callable[[EpochMetrics], None] | None = None,
-          cpu_threads: int | None = None, eval_test: bool = True) -> TrainResult:
+          cpu_threads: int | None = None, eval_test: bool = True,
+          window: Window | None = None) -> TrainResult:
     """Train `model` on splits["train"] for cfg.epochs, evaluating on "val" after every
     epoch and on "test" after the last one (every epoch with cfg.test_every_epoch).
 
     Deterministic for a given seed on the CPU. Raises TrainingError if the loss stops
     being finite, so a diverged run never yields a model. Leaves the model in eval mode.
     With cfg.epochs == 0 it only evaluates: `final` has val/test metrics, train ones None.
+    `window`: the learning rate follows that part of a longer schedule (default: the
+    whole schedule is this call's cfg.epochs).
     """
     started = time.perf_counter()
     if cpu_threads:
@@ -214,7 +229,11 @@ def train(model: nn.Module, splits: dict[str, TensorData], cfg: TrainConfig, *,
     torch.manual_seed(seed)
     if "train" not in splits or "val" not in splits:
         raise ValueError(f"train needs 'train' and 'val' splits, got {sorted(splits)}")
-    setup = _setup(model, cfg, device, seed, l1_params, l1, extra_params_lr)
+    window = window or Window(0, cfg.epochs)
+    if window.start < 0 or window.start + cfg.epochs > window.total:
+        raise ValueError(f"{cfg.epochs} epochs from {window.start} do not fit a schedule "
+                         f"of {window.total}")
+    setup = _setup(model, cfg, device, seed, l1_params, l1, extra_params_lr, window)
     on_device = {name: data.to(setup.device) for name, data in splits.items()
                  if name in ("train", "val") or (name == "test" and eval_test)}
     history: list[EpochMetrics] = []
@@ -238,7 +257,7 @@ def train(model: nn.Module, splits: dict[str, TensorData], cfg: TrainConfig, *,
 
 def _setup(model: nn.Module, cfg: TrainConfig, device: str | torch.device, seed: int,
            l1_params: Sequence[torch.Tensor], l1: float,
-           extra_params_lr: float | None) -> _Setup:
+           extra_params_lr: float | None, window: Window) -> _Setup:
     device = torch.device(device)
     on_cuda = device.type == "cuda"
     channels_last = cfg.channels_last and on_cuda
@@ -256,7 +275,8 @@ def _setup(model: nn.Module, cfg: TrainConfig, device: str | torch.device, seed:
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     return _Setup(device, amp_dtype, channels_last, generator, optimizer,
                   [group["lr"] for group in optimizer.param_groups], params,
-                  list(l1_params), l1, _training_forward(model, cfg, device), scaler)
+                  list(l1_params), l1, _training_forward(model, cfg, device), window,
+                  scaler)
 
 
 def _training_forward(model: nn.Module, cfg: TrainConfig, device: torch.device) -> nn.Module:
@@ -319,14 +339,16 @@ def _train_one_epoch(model: nn.Module, data: TensorData, cfg: TrainConfig, setup
     model.train()
     n = len(data)
     bounds = _batch_bounds(n, cfg.batch_size)
-    total_steps, warmup_steps = cfg.epochs * len(bounds), cfg.warmup_epochs * len(bounds)
+    steps = len(bounds)
+    total_steps, warmup_steps = setup.window.total * steps, cfg.warmup_epochs * steps
+    first_step = (setup.window.start + epoch) * steps
     loss_sum = torch.zeros((), device=setup.device)
     objective_sum = torch.zeros((), device=setup.device)
     correct = torch.zeros((), device=setup.device, dtype=torch.int64)
     order = torch.randperm(n, generator=setup.generator, device=setup.device)
-    first_lr = cfg.lr * lr_factor(cfg, epoch * len(bounds), total_steps, warmup_steps)
+    first_lr = cfg.lr * lr_factor(cfg, first_step, total_steps, warmup_steps)
     for i, (start, end) in enumerate(bounds):
-        factor = lr_factor(cfg, epoch * len(bounds) + i, total_steps, warmup_steps)
+        factor = lr_factor(cfg, first_step + i, total_steps, warmup_steps)
         for group, base_lr in zip(setup.optimizer.param_groups, setup.base_lrs):
             group["lr"] = base_lr * factor
         index = order[start:end]
