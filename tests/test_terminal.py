@@ -2,9 +2,12 @@
 core, the processes it spawns) go to DIR/logs/ray.log, unless --verbose asks for them.
 Checked through the real script, since Ray's C++ core writes to file descriptor 2."""
 
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 from petrinas.cli import search_main
 from support import REPO, TINY
@@ -42,3 +45,36 @@ def test_verbose_shows_rays_lines_too(tmp_path, capfd):
     assert code == 2
     assert "Started a local Ray instance" in err
     assert err.splitlines()[-1].startswith("error: resources.gpus_per_job=64")
+
+
+def test_the_status_line_counts_the_refilled_slots_and_ctrl_c_is_logged(tmp_path):
+    """One real search, interrupted: each line after a result counts the job submitted
+    in its place (2 running, not 1), and Ctrl-C is written to search.log, naming the
+    trials it stopped and how they resume."""
+    out = tmp_path / "run"
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen([*SEARCH, "search.max_trials=8", "resources.max_concurrent=2",
+                                 "--out", str(out)], stdout=subprocess.DEVNULL,
+                                stderr=stderr, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not _after_a_result(err.read_text()):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)   # what Ctrl-C sends the driver
+        assert proc.wait(timeout=120) == 130
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    first = _after_a_result(err.read_text())
+    assert first and ", 2 running," in first, err.read_text()
+    log = (out / "logs" / "search.log").read_text()
+    assert re.search(r"WARNING petrinas\.search: interrupted \(Ctrl-C\): stopped [12] "
+                     r"running trials? \(t\d{4}(, t\d{4})?\); they stay in flight in the "
+                     r"journal and are trained again under their ids", log), log[-2000:]
+
+
+def _after_a_result(stderr: str) -> str | None:
+    """The first status line printed after a trial ended, if any yet."""
+    return next((line for line in stderr.splitlines()
+                 if re.match(r"[1-9]\d*/8 trials, ", line)), None)

@@ -124,13 +124,19 @@ class TrialLoop:
                         self._stop(verdict.reason)
                         return verdict.reason
                 self._set_waiting(self.executor.waiting_for())
+                # Shown after the refill, not between a result and the submissions it
+                # frees: the line off a terminal is printed once per result, and would
+                # otherwise always count one job fewer than are running.
+                self._show()
                 if not self.executor.running and not (verdict.action is Action.SUBMIT
                                                       and self.waiting):
                     return (verdict.reason or self.strategy.finish_reason()
                             or "nothing to run")
                 for completion in self.executor.wait(WAIT_S):
                     self._handle(completion)
-                self._show()
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
         finally:
             self.progress.close()
 
@@ -225,6 +231,18 @@ class TrialLoop:
         if cancelled:
             log.info("%s reached: cancelled %s; they are trained again if the run is "
                      "resumed with a larger budget", reason, ", ".join(cancelled))
+
+    def _interrupted(self) -> None:
+        """Ctrl-C: said in the log as well, which otherwise ends mid-run without a word."""
+        running = sorted(self.executor.running)
+        if not running:
+            log.warning("interrupted (Ctrl-C) with no trial in flight; run the same "
+                        "command to resume")
+            return
+        log.warning("interrupted (Ctrl-C): stopped %d running trial%s (%s); they stay in "
+                    "flight in the journal and are trained again under their ids when the "
+                    "same command is run again", len(running), "s" * (len(running) != 1),
+                    ", ".join(running))
 
     # ------------------------------------------------------------------- output
     def _show(self) -> None:
