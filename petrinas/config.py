@@ -93,6 +93,11 @@ class TrainConfig:
                          "measured on a GPU; benchmarks/gpu_throughput.py measures it")
     test_every_epoch: bool = spec(False, doc="evaluate the test split after every epoch "
                                   "(per-epoch test curves); off: once, after the last epoch")
+    bn_recalibrate: bool = spec(False, doc="after the last epoch, re-estimate every "
+                                "BatchNorm's running statistics with the final weights (one "
+                                "forward pass over the train split) before the final "
+                                "evaluation; the statistics of the last epochs lag behind "
+                                "weights that moved at a high learning rate")
 
 
 @dataclass

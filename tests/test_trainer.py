@@ -11,7 +11,7 @@ from petrinas.config import DatasetConfig, TrainConfig
 from petrinas.data import load_splits
 from petrinas.errors import TrainingError
 from petrinas.train.trainer import (EpochMetrics, TrainResult, _setup, _step, _training_forward,
-                                    Window, autocast_dtype, cudnn_benchmark, evaluate,
+                                    Window, recalibrate_batchnorm, autocast_dtype, cudnn_benchmark, evaluate,
                                     lr_factor, train)
 
 
@@ -203,6 +203,38 @@ def test_two_windows_of_one_schedule_train_as_one_call(splits):
     assert rest.history[0].lr == pytest.approx(0.05 * (1 + math.cos(math.pi / 3)) / 2)
     with pytest.raises(ValueError, match="2 epochs from 2 do not fit a schedule of 3"):
         train(_model(), splits, _cfg(epochs=2), window=Window(2, 3))
+
+
+@pytest.mark.parametrize("batch_size", [2000, 500])
+def test_recalibrated_batchnorm_holds_the_average_batch_statistics(splits, batch_size):
+    """One BatchNorm on the raw images: its running mean and variance become the mean of
+    the per-batch means and unbiased variances over the train split (the whole split's
+    exactly, with one batch), its momentum is restored, and nothing else moves."""
+    model = nn.Sequential(nn.BatchNorm2d(1), nn.Flatten(), nn.Linear(64, 10))
+    model[0].running_mean.fill_(5.0)
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k
+               and "num_batches" not in k}
+    setup = _setup(model, _cfg(epochs=1), "cpu", 0, (), 0.0, None, Window(0, 1))
+    x = splits["train"].x
+    recalibrate_batchnorm(model, splits["train"], batch_size, setup)
+    batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
+    assert len(batches) == (1 if batch_size == 2000 else 3)
+    want_mean = torch.stack([b.mean() for b in batches]).mean()
+    want_var = torch.stack([b.var() for b in batches]).mean()
+    assert model[0].running_mean.item() == pytest.approx(want_mean.item(), rel=1e-5)
+    assert model[0].running_var.item() == pytest.approx(want_var.item(), rel=1e-5)
+    assert model[0].momentum == 0.1
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
+
+
+def test_bn_recalibrate_evaluates_after_and_records_before(splits):
+    plain = train(_model(), splits, _cfg(epochs=2), seed=0)
+    fixed = train(_model(), splits, _cfg(epochs=2, bn_recalibrate=True), seed=0)
+    assert plain.final["val_top1_before_recalibration"] is None
+    # The same training; only the statistics, and so the evaluation, changed.
+    assert fixed.final["val_top1_before_recalibration"] == plain.final["val_top1"]
+    assert fixed.final["train_loss"] == plain.final["train_loss"]
+    assert [m.val_top1_before_recalibration for m in fixed.history][:-1] == [None]
 
 
 # ------------------------------------------------------------------------------ CUDA options
