@@ -3,7 +3,8 @@
 
     python benchmarks/inheritance.py                       # digits default, seeds 0-4
     python benchmarks/inheritance.py --conf benchmark_digits_cheap --out runs/inh_cheap
-    python benchmarks/inheritance.py --set search.post_train.epochs=4 --out runs/inh_p4
+    python benchmarks/inheritance.py --runs runs/inheritance --out runs/inh_p4 \
+        --replay-set search.post_train.epochs=4     # other child training, same children
 
 For each run seed, an ordinary search of the config (`scripts/search.py`, resumable) runs
 until it has grown `--children` children. Then, for each grown child, from its parent's
@@ -22,6 +23,11 @@ child − random what the |alpha| choice buys. Each difference is paired per chi
 95 % interval is a bootstrap that resamples run seeds (a child's siblings share their
 run, so children are not independent draws). Accuracies are on validation (the split the
 search selects on) and test. Every arm's jobs are Ray tasks of one CPU thread each.
+
+With `--replay-set`, the arms train with those overrides on top of the runs' configs
+while the searches (from `--runs`, made there if missing) stay as they are: the same
+parents and child seeds under another child training, paired child for child with a
+benchmark without it.
 
 Writes OUT/children.tsv (one row per child and arm, appended as they finish, so an
 interrupted benchmark resumes) and OUT/inheritance.md (the table).
@@ -105,6 +111,27 @@ def table(rows: Sequence[dict]) -> str:
                 wins = f"{sum(d > 0 for d in flat)}/{len(flat)}"
                 count = f"{len(flat)} ({len(diffs)})"
         lines.append(f"| {label} | {count} | {cells[0]} | {wins} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def against(rows: Sequence[dict], other: Sequence[dict], name: str) -> str:
+    """Each arm here against the same arm of another benchmark of the same children (its
+    rows' arms renamed `arm@name`), paired child for child."""
+    lines = [f"| arm: here − {name} | children (runs) | Δ val. acc. [95 % CI] | wins | "
+             f"Δ test acc. [95 % CI] |", "|:---|---:|---:|---:|---:|"]
+    merged = [*rows, *({**r, "arm": f"{r['arm']}@{name}"} for r in other)]
+    for arm in ARMS:
+        cells = []
+        for metric in METRICS:
+            diffs = paired(merged, arm, f"{arm}@{name}", metric)
+            mean, lo, hi = clustered_bootstrap(list(diffs.values()))
+            cells.append(f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+            if metric == "val_top1":
+                flat = [d for ds in diffs.values() for d in ds]
+                wins, count = f"{sum(d > 0 for d in flat)}/{len(flat)}", \
+                    f"{len(flat)} ({len(diffs)})"
+        if flat:
+            lines.append(f"| {arm} | {count} | {cells[0]} | {wins} | {cells[1]} |")
     return "\n".join(lines)
 
 
@@ -194,7 +221,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--children", type=int, default=8, help="grown children per run")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
                    metavar="KEY=VALUE", help="overrides for the runs and the arms")
+    p.add_argument("--replay-set", dest="replay", nargs="+", action="extend", default=[],
+                   metavar="KEY=VALUE", help="overrides for the arms only")
     p.add_argument("--out", default="runs/inheritance")
+    p.add_argument("--runs", help="where the searches are (default: --out)")
+    p.add_argument("--against", action="append", default=[], metavar="DIR",
+                   help="another benchmark's --out, of the same runs: arm against arm")
     p.add_argument("--jobs", type=int, default=2, help="arms trained at once (CPUs)")
     return p.parse_args(argv)
 
@@ -213,7 +245,7 @@ def search_overrides(args: argparse.Namespace, seed: int) -> list[str]:
 def run_searches(args: argparse.Namespace, seeds: list[int]) -> dict[int, Path]:
     runs = {}
     for seed in seeds:
-        out = Path(args.out) / f"seed{seed}"
+        out = Path(args.runs or args.out) / f"seed{seed}"
         start = time.perf_counter()
         done = subprocess.run([sys.executable, str(REPO / "scripts" / "search.py"), "--conf",
                                args.conf, "--out", str(out), "--quiet", "--set",
@@ -259,7 +291,7 @@ def main(argv=None) -> int:
     done = {(int(r["seed"]), r["trial_id"]) for r in rows}
     todo = []
     for seed, run in runs.items():
-        config = load_config(str(run / "config.yaml"))
+        config = load_config(str(run / "config.yaml"), args.replay)
         for child in children_of(run, args.children):
             if (seed, child["trial_id"]) not in done:
                 todo.append((seed, config, child, run))
@@ -289,7 +321,10 @@ def main(argv=None) -> int:
         ray.shutdown()
     text = (f"{args.conf}, run seeds {args.seeds}, {args.children} children per run"
             + (f", --set {' '.join(args.overrides)}" if args.overrides else "")
-            + "\n\n" + table(rows) + "\n\n" + arm_means(rows) + "\n")
+            + (f", arms with --replay-set {' '.join(args.replay)}" if args.replay else "")
+            + "\n\n" + table(rows) + "\n\n" + arm_means(rows) + "\n"
+            + "".join(f"\n{against(rows, read_rows(Path(d) / 'children.tsv'), Path(d).name)}\n"
+                      for d in args.against))
     (out / "inheritance.md").write_text(text)
     print(f"\nwall time {(time.perf_counter() - started) / 60:.1f} min\n\n{text}")
     return 0

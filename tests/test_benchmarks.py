@@ -98,6 +98,18 @@ def test_paired_differences_are_per_child_and_per_run():
     assert diffs[0] == pytest.approx([0.2]) and diffs[1] == pytest.approx([-0.25])
 
 
+def test_against_pairs_each_arm_with_the_same_arm_of_another_benchmark():
+    bench = _benchmark("inheritance")
+    here = [{"seed": "0", "trial_id": "t0004", "arm": "child", "val_top1": "0.9",
+             "test_top1": "0.8"}]
+    there = [{"seed": "0", "trial_id": "t0004", "arm": "child", "val_top1": "0.7",
+              "test_top1": "0.85"}]
+    lines = bench.against(here, there, "before").splitlines()
+    assert lines[0].startswith("| arm: here − before |")
+    assert lines[2:] == ["| child | 1 (1) | +0.2000 [+0.2000, +0.2000] | 1/1 | "
+                         "-0.0500 [-0.0500, -0.0500] |"]  # arms without a pair: no row
+
+
 def test_inheritance_benchmark_replays_the_search_child_exactly(tmp_path):
     """The reduced benchmark (one run, one child): the child arm retrains the run's own
     child bit for bit (same seed, one thread), and every arm trains the same epochs."""
