@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -15,6 +16,7 @@ from typing import Sequence
 from petrinas.errors import InputError
 
 DEFAULT_CONF = "petridish_digits"
+NEGATIVE_NUMBER = re.compile(r"-\d+(\.\d*)?|-\.\d+")
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG)
 
 
@@ -25,8 +27,34 @@ def _prog(command: str) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that name the command (exit 2 through InputError)."""
+
     def error(self, message: str) -> None:  # argparse exits 2 too, but with usage noise
-        raise InputError(message)
+        raise InputError(f"{self.prog}: {message}")
+
+    def parse_args(self, args=None, namespace=None):
+        """Unknown options are refused before parsing: argparse would otherwise let the
+        bad option's value take a positional's place and report the positional instead
+        (`export --set k=v RUN`: "unrecognized arguments: --set RUN")."""
+        argv = list(sys.argv[1:] if args is None else args)
+        for token in argv:
+            if token == "--":
+                break
+            if token.startswith("-") and token != "-" and not self._known(token):
+                options = ", ".join(o for a in self._actions for o in a.option_strings
+                                    if o.startswith("--") and o != "--help")
+                self.error(f"unknown option {token.split('=', 1)[0]} (its options: "
+                           f"{options}; see --help)")
+        return super().parse_args(argv, namespace)
+
+    def _known(self, token: str) -> bool:
+        """An option of this parser, whole or abbreviated (argparse accepts a unique
+        prefix), with or without `=value`; a negative number is a value, not an option."""
+        name = token.split("=", 1)[0]
+        if name in self._option_string_actions or NEGATIVE_NUMBER.fullmatch(token):
+            return True
+        return name.startswith("--") and any(o.startswith(name)
+                                             for o in self._option_string_actions)
 
 
 def search_parser() -> argparse.ArgumentParser:

@@ -100,3 +100,26 @@ def test_the_script_itself_exits_2_with_one_line(tmp_path):
     assert result.stderr.strip() == ("error: unknown config key search.max_trails "
                                      "(did you mean search.max_trials?)")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("command", ["search", "eval", "export", "draw", "compare"])
+def test_an_unknown_option_names_the_command_and_only_itself(command, monkeypatch, capsys):
+    """The bad option's value must not take the run folder's place (argparse's own error
+    was `unrecognized arguments: --set RUN`, naming the folder and not the command)."""
+    from petrinas.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["petrinas"])   # as the console command runs
+    assert main([command, "--bogus", "eval.init_channels=8", "RUN"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: petrinas {command}: unknown option --bogus (its options: ")
+    assert err.count("\n") == 1 and "RUN" not in err and "init_channels" not in err
+
+
+def test_export_refuses_set_in_one_line_naming_it(tmp_path):
+    """`--set` changes a config, and an exported model is fixed by its trained weights."""
+    result = subprocess.run([sys.executable, "-m", "petrinas", "export", "--set",
+                             "eval.init_channels=8", str(tmp_path)], capture_output=True,
+                            text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 2
+    assert result.stderr == ("error: petrinas export: unknown option --set (its options: "
+                             "--out; see --help)\n")
