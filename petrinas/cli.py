@@ -200,7 +200,7 @@ def _draw(argv: Sequence[str] | None) -> None:
         raise InputError("--backend graphviz needs the graphviz Python package and its `dot` "
                          "program (apt-get install graphviz); --backend matplotlib needs neither")
     for path in draw_folder(model_folder(args.dir), Path(args.out) if args.out else None,
-                            backend=args.backend):
+                            backend=args.backend, say=print):
         print(path)
 
 

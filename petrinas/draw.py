@@ -14,6 +14,7 @@ import shutil
 from collections import namedtuple
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -40,10 +41,10 @@ KEY = {"seed": "seed node", "grown": "node added by growth"}
 TEX = {"s0": r"$c_{k-2}$", "s1": r"$c_{k-1}$", "out": r"$c_{k}$"}
 
 
-def draw_folder(path: str | Path, stem: str | Path | None = None, backend: str = "auto"
-                ) -> list[Path]:
+def draw_folder(path: str | Path, stem: str | Path | None = None, backend: str = "auto",
+                say: Callable[[str], None] | None = None) -> list[Path]:
     """Draw the model in `path` (a folder holding desc.yaml, or the file), titled with the
-    folder's name; by default to `<folder>/cell_*`."""
+    folder's name; by default to `<folder>/cell_*`. `say` hears of a cell not drawn."""
     path = Path(path)
     desc_path = path / "desc.yaml" if path.is_dir() else path
     if not path.exists():
@@ -55,12 +56,16 @@ def draw_folder(path: str | Path, stem: str | Path | None = None, backend: str =
     except ValueError as exc:
         raise InputError(str(exc)) from None
     folder = desc_path.resolve().parent
-    return draw_cells(desc, folder / "cell" if stem is None else stem, backend, folder.name)
+    return draw_cells(desc, folder / "cell" if stem is None else stem, backend, folder.name,
+                      say)
 
 
 def draw_cells(desc: ModelDesc, stem: str | Path, backend: str = "auto",
-               name: str | None = None) -> list[Path]:
-    """Write both cells as PNG and PDF; backend "graphviz", "matplotlib" or "auto"."""
+               name: str | None = None, say: Callable[[str], None] | None = None
+               ) -> list[Path]:
+    """Write the cells as PNG and PDF; backend "graphviz", "matplotlib" or "auto". A model
+    without reduction cells never runs its reduction cell (its desc still holds one), so
+    that cell is not drawn: a picture of it would pass for part of the model."""
     if backend == "auto":
         backend = "graphviz" if graphviz_available() else "matplotlib"
     renders = {"graphviz": _render_graphviz, "matplotlib": _render_matplotlib}
@@ -68,6 +73,11 @@ def draw_cells(desc: ModelDesc, stem: str | Path, backend: str = "auto",
         raise ValueError(f"unknown backend {backend!r}")
     stem, written = Path(stem), []
     for kind, words in CELL_KINDS.items():
+        if kind == "reduce" and desc.reductions == 0:
+            if say is not None:
+                say(f"{name or 'the model'}: {words} not drawn: the model has 0 "
+                    "reduction cells")
+            continue
         cell = getattr(desc, kind)
         for fmt, data in renders[backend](cell, f"{name}: {words}" if name else words,
                                 node_kinds(desc, cell)).items():

@@ -317,3 +317,21 @@ def test_script_exits_2_for_missing_folder(tmp_path: Path, monkeypatch, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_a_model_without_reduction_cells_gets_no_reduction_picture(config, tmp_path: Path,
+                                                                  capsys):
+    """Its desc still holds a reduction cell, which the network never runs: drawing it
+    would show a cell the model does not have. The command says why it is missing."""
+    folder = tmp_path / "t0023"
+    folder.mkdir()
+    build_seed(config, cells=1, reductions=0, nodes=2).save(folder / "desc.yaml")
+    assert draw_main([str(folder), "--backend", "matplotlib"]) == 0
+    assert sorted(p.name for p in folder.glob("cell_*")) == ["cell_normal.pdf",
+                                                             "cell_normal.png"]
+    out = capsys.readouterr().out.splitlines()
+    assert "t0023: reduction cell not drawn: the model has 0 reduction cells" in out
+    # One reduction cell: both drawn, nothing said.
+    build_seed(config, cells=3, reductions=1, nodes=2).save(folder / "desc.yaml")
+    assert sorted(p.name for p in draw_folder(folder, backend="matplotlib",
+                                              say=pytest.fail)) == _names("cell")
