@@ -218,11 +218,15 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _compare(argv: Sequence[str] | None) -> None:
-    from petrinas.compare import compare
+    from petrinas.compare import compare, few_runs_warning
 
     args = compare_parser().parse_args(argv)
-    for summary in compare(args.runs, args.out):
+    summaries = compare(args.runs, args.out)
+    for summary in summaries:
         print(f"{summary.label}: {len(summary.seeds)} runs")
+    warning = few_runs_warning(summaries)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {Path(args.out) / 'compare.md'}")
 
 

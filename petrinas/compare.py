@@ -38,6 +38,7 @@ from petrinas.tables import latex_escape, si
 IGNORED = ("seed", "name", "resources", "search.plot_interval_s", "search.max_hours",
            "eval")
 BOOTSTRAP_SAMPLES = 10_000
+MIN_PAIRS = 2  # runs (seeds) a spread and a paired interval need
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
 
@@ -234,25 +235,42 @@ def saved_by_duplicates(run: Run) -> float:
 
 
 def _mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 4) -> str:
+    """`mean ± std`; one value alone has no spread to show (`± 0` would claim one)."""
     values = [v * scale for v in values if v is not None]
     if not values:
         return "–"
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return f"{np.mean(values):.{digits}f} ± {std:.{digits}f}"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {float(np.std(values, ddof=1)):.{digits}f}"
 
 
 def _intervals(summaries: Sequence[Summary]) -> list[str]:
-    """For each group after the first: the paired bootstrap interval against the first."""
+    """For each group after the first: the paired bootstrap interval against the first.
+    One pair resamples to itself, a zero-width interval that would read as certainty, so
+    it takes MIN_PAIRS."""
     base = summaries[0]
     texts = ["(reference)"]
     for s in summaries[1:]:
         common = sorted(set(s.seeds) & set(base.seeds))
         a = [s.hv_equal[s.seeds.index(k)] for k in common]
         b = [base.hv_equal[base.seeds.index(k)] for k in common]
+        if len(common) < MIN_PAIRS:
+            texts.append(f"{np.mean(a) - np.mean(b):+.4f}, no interval ({len(common)} pair; "
+                         f"needs ≥ {MIN_PAIRS} paired seeds)" if common else "no common seeds")
+            continue
         mean, lo, hi = paired_bootstrap(a, b)
-        texts.append(f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}] ({len(common)} pairs)"
-                     if common else "no common seeds")
+        texts.append(f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}] ({len(common)} pairs)")
     return texts
+
+
+def few_runs_warning(summaries: Sequence[Summary]) -> str | None:
+    """One line naming the groups too small for a spread or an interval, if any."""
+    small = [f"{s.label} ({len(s.seeds)} run)" for s in summaries if len(s.seeds) < MIN_PAIRS]
+    if not small:
+        return None
+    return (f"{', '.join(small)}: fewer than {MIN_PAIRS} runs, so no ± std and no "
+            f"interval for {'it' if len(small) == 1 else 'them'}; run more seeds to "
+            "compare with confidence")
 
 
 def tables(summaries: Sequence[Summary], budgets: Sequence[float], equal_compute_s: float,
@@ -271,6 +289,9 @@ def tables(summaries: Sequence[Summary], budgets: Sequence[float], equal_compute
                f"error), mean ± std over run seeds; at equal compute = after "
                f"{equal_compute_s / 3600:.3f} device hours, the least any run used. The "
                f"interval is a paired bootstrap over seeds.")
+    if any(len(s.seeds) < MIN_PAIRS for s in summaries):
+        caption += (f" A group of one run shows its value alone (no std), and an interval "
+                    f"needs ≥ {MIN_PAIRS} paired seeds.")
     markdown = "\n".join(["| " + " | ".join(header) + " |",
                           "|:---|" + "---:|" * (len(header) - 1),
                           *("| " + " | ".join(row) + " |" for row in body)]) + "\n"

@@ -126,3 +126,25 @@ def test_compute_saved_by_duplicates_is_the_median_child_minus_what_they_paid(tm
     (path / "pool.tsv").write_text("\n".join(lines) + "\n")
     from petrinas.compare import saved_by_duplicates
     assert saved_by_duplicates(load_run(path)) == (14 - 4) + (14 - 5)
+
+
+def test_one_run_per_group_shows_no_spread_no_interval_and_warns(tmp_path, capsys):
+    """± 0.0000 and a zero-width interval from one pair would read as certainty."""
+    from petrinas.cli import compare_main
+
+    rows = [(100, 0.9, 0.95)]
+    dirs = [write_run(tmp_path / "p0", seed=0, hv=[(10, 0.20)], rows=rows),
+            write_run(tmp_path / "r0", strategy="random_search", seed=0, hv=[(10, 0.25)],
+                      rows=rows)]
+    assert compare_main([*map(str, dirs), "--out", str(tmp_path / "out")]) == 0
+    markdown = (tmp_path / "out" / "compare.md").read_text()
+    assert "±" not in markdown.split("\n\n")[0]               # the table
+    assert "| petridish | 1 | 0.2000 | 0.2000 |" in markdown
+    assert "+0.0500, no interval (1 pair; needs ≥ 2 paired seeds)" in markdown
+    assert "[+0.0500, +0.0500]" not in markdown
+    assert "a group of one run shows its value alone (no std)" in markdown.lower()
+    assert "needs ≥ 2 paired seeds" in (tmp_path / "out" / "compare.tex").read_text()
+    err = capsys.readouterr().err
+    assert err == ("warning: petridish (1 run), random_search (1 run): fewer than 2 runs, "
+                   "so no ± std and no interval for them; run more seeds to compare with "
+                   "confidence\n")
