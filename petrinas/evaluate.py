@@ -8,9 +8,16 @@ retrained; a model whose eval failed is tried again by the next run). Outputs:
 
     DIR/eval/pool.tsv, frontier.tsv        the eval models; the frontier is selected on
                                            validation error (test error is reported)
-    DIR/eval/frontier.{png,pdf}            test error vs MACs, the search frontier beside
+    DIR/eval/frontier.{png,pdf}            test error vs MACs of that frontier, the
+                                           search frontier beside
     DIR/eval/frontier.{md,tex}             tables for papers: both errors
-    DIR/eval/<model>/                      desc.yaml, weights.pt, metrics.json (curves)
+    DIR/eval/trials/<eval id>/             desc.yaml, weights.pt, metrics.json (curves),
+                                           each model once; pool.tsv's parent_id names
+                                           the gallery model it was built from
+
+The best model is chosen like the frontier, on validation error (the frontier's last
+row); its test error is what the summary reports, never the least test error, which
+would pick a model by the test set.
 """
 
 from __future__ import annotations
@@ -125,14 +132,16 @@ class EvalSummary:
     trained: int
     failed: int
     frontier: int
-    best_test_error: float | None
+    best_test_error: float | None   # of the best model on validation error, not the least
+    best_model: str | None          # that model's gallery id
     finish_reason: str
 
 
 def gallery_models(search_rows: list[dict], eps: float, max_models: int,
                    cost_key: str = "macs") -> list[str]:
     """The models to evaluate: the whole ε-band, or with a cap, hull models first,
-    spread evenly along the hull (its cheapest and its most accurate always in)."""
+    spread evenly along the hull (its cheapest and its most accurate always in), then
+    the cheapest of the band's other members."""
     hull_ids, band_ids = frontier_ids(search_rows, eps, cost_key=cost_key)
     if not max_models or max_models >= len(band_ids):
         return band_ids
@@ -147,23 +156,30 @@ def gallery_models(search_rows: list[dict], eps: float, max_models: int,
     return [t for t in band_ids if t in chosen]  # cheapest first
 
 
+def left_out(search_rows: list[dict], models: Sequence[str], config: Config) -> str:
+    """'' when every gallery model is evaluated, else what eval.max_models left out."""
+    _, band = frontier_ids(search_rows, config.search.convex_hull_eps,
+                           cost_key=cost_column(config))
+    dropped = [t for t in band if t not in models]
+    if not dropped:
+        return ""
+    return (f"eval.max_models={config.eval.max_models} keeps {len(models)} of the "
+            f"{len(band)} gallery models: the hull's ends, then models spread along it, "
+            f"then the cheapest others; left out: {', '.join(dropped)}")
+
+
 def eval_layout(config: Config, search_rows: list[dict]) -> Layout:
-    """The eval stage's reports: a model folder per trained model, tables with both
-    errors, and the test-error frontier beside the search's."""
+    """The eval stage's reports: tables with both errors, and the test-error frontier
+    beside the search's. No model folders: each model is stored once, in trials/."""
     eps, axis = config.search.convex_hull_eps, cost_column(config)
     search_hull, _ = frontier_ids(search_rows, eps, cost_key=axis)
     reference = [r for r in search_rows if r["trial_id"] in search_hull]
 
-    def draw(eval_dir: Path, snapshot) -> None:
-        figures.save(figures.frontier_figure(
-            snapshot.rows, snapshot.band_ids, eps, cost_key=axis, metric="test_top1",
-            title=f"Eval: {len(snapshot.rows)} models", reference_rows=reference,
-            reference_label="search frontier (val.)"), eval_dir / "frontier")
-
     def tables(eval_dir: Path, rows: list[dict]) -> None:
         write_frontier_tables(eval_dir, rows, cost_key=axis)
 
-    return Layout(eps=eps, cost_key=axis, folders="models", figures=draw, tables=tables)
+    return Layout(eps=eps, cost_key=axis, folders="",
+                  figures=figures.eval_figures(eps, axis, reference), tables=tables)
 
 
 def load_search(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[Config, list[dict]]:
@@ -187,10 +203,13 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
                             config.eval.max_models, cost_column(config))
     if not models:
         raise InputError(f"--run {run_dir}: the search has no trained models to evaluate")
+    dropped = left_out(search_rows, models, config)
     store = RunStore.open(run_dir / EVAL, config, resumable_keys=EVAL_RESUMABLE_KEYS,
                           id_prefix="e", budgets=False)
     with logging_to(store.dir / "logs" / "eval.log"):
         try:
+            if dropped:
+                log.info("%s", dropped)
             reporter = Reporter(store.dir, eval_layout(config, search_rows),
                                 config.search.plot_interval_s)
 
@@ -207,17 +226,19 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
                                ray_options=RayOptions(address, verbose), progress=progress,
                                total=lambda: len(store.rows) + len(left()),
                                header=lambda: f"eval {store.dir}: {len(left())} of "
-                                              f"{len(models)} gallery models to train")
+                                              f"{len(models)} models to train"
+                                              + (f"; {dropped}" if dropped else ""))
             summary = reporter.finish()
-            log.info("eval finished (%s)", reason)
-            tests = [1.0 - float(r["test_top1"]) for r in store.rows.values()
-                     if r["status"] == "ok" and r.get("test_top1") is not None]
-            best = min(tests, default=None)
+            best = best_eval_row(list(store.rows.values()), config.search.convex_hull_eps,
+                                 cost_column(config))
+            log.info("eval finished (%s)%s", reason, f"; {_best_text(best)}" if best else "")
             if progress is not None and progress.enabled:
                 _print_summary(store.dir, summary, best, reason)
             return EvalSummary(eval_dir=store.dir, models=len(models),
                                trained=summary["pool"], failed=summary["failed"],
-                               frontier=summary["frontier"], best_test_error=best,
+                               frontier=summary["frontier"],
+                               best_test_error=_test_error(best),
+                               best_model=best["parent_id"] if best else None,
                                finish_reason=reason)
         except InputError:
             store.discard_if_empty()
@@ -226,11 +247,29 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
             store.close()
 
 
-def _print_summary(eval_dir: Path, summary: dict, best: float | None, reason: str) -> None:
-    best_text = f"{best * 100:.2f}%" if best is not None else "-"
+def best_eval_row(rows: list[dict], eps: float, cost_key: str) -> dict | None:
+    """The best eval model: the last (most accurate) row of the frontier, which is chosen
+    on validation error by the function that writes frontier.tsv and frontier.md."""
+    hull_ids, _ = frontier_ids(rows, eps, cost_key=cost_key)
+    return next(r for r in rows if r["trial_id"] == hull_ids[-1]) if hull_ids else None
+
+
+def _test_error(row: dict | None) -> float | None:
+    return None if row is None or row.get("test_top1") is None else 1.0 - float(row["test_top1"])
+
+
+def _best_text(row: dict) -> str:
+    """The best model as frontier.md's last row shows it."""
+    test = _test_error(row)
+    return (f"best (lowest val. error) {row['parent_id']} ({row['trial_id']}): val. error "
+            f"{(1.0 - float(row['val_top1'])) * 100:.2f}%, test error "
+            + (f"{test * 100:.2f}%" if test is not None else "-"))
+
+
+def _print_summary(eval_dir: Path, summary: dict, best: dict | None, reason: str) -> None:
     print(f"eval finished ({reason}): {summary['pool']} models trained, "
-          f"{summary['failed']} failed, frontier {summary['frontier']}, best test error "
-          f"{best_text}; outputs in {eval_dir}")
+          f"{summary['failed']} failed, frontier {summary['frontier']}, "
+          f"{_best_text(best) if best else 'no model trained'}; outputs in {eval_dir}")
 
 
-__all__ = ["run_eval", "EvalStrategy", "EvalSummary", "gallery_models"]
+__all__ = ["run_eval", "EvalStrategy", "EvalSummary", "gallery_models", "best_eval_row"]

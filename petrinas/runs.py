@@ -15,7 +15,9 @@ def best_model(run_dir: str | Path, max_cost: float | None = None, *,
     """The folder of the run's best model: the lowest validation error in
     `frontier_eps.tsv` (the gallery), among those costing at most `max_cost` (in the
     `cost` column: macs, params or latency_ms) if given; ties go to the cheaper. For an
-    eval directory (`<run>/eval`), its model folder. Load it with `petrinas.load_model`."""
+    eval directory (`<run>/eval`), its trial folder `trials/<eval id>` (each eval model
+    is stored there once; older runs also hold a copy under the gallery model's name).
+    Load it with `petrinas.load_model`."""
     run_dir = Path(run_dir)
     table = run_dir / "frontier_eps.tsv"
     if not table.is_file():
@@ -28,8 +30,8 @@ def best_model(run_dir: str | Path, max_cost: float | None = None, *,
         raise InputError(f"no gallery model of {run_dir} costs at most {max_cost:g} {cost} "
                          f"(the cheapest: {cheapest:g})")
     best = max(fits, key=lambda r: (float(r["val_top1"]), -float(r[cost])))
-    if best.get("stage") == "eval":   # the eval stage names a model by its gallery model
-        return run_dir / best["parent_id"]
+    if best.get("stage") == "eval":
+        return run_dir / "trials" / best["trial_id"]
     return run_dir / "gallery" / best["trial_id"]
 
 

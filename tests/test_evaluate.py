@@ -56,7 +56,7 @@ def test_eval_models_are_rebuilt_bigger_and_load(pipeline_run):
     config = load_config(pipeline_run / "config.yaml")
     test = load_dataset(config, split="test")
     for row in read_tsv(pipeline_run / "eval" / "pool.tsv"):
-        folder = pipeline_run / "eval" / row["parent_id"]
+        folder = pipeline_run / "eval" / "trials" / row["trial_id"]
         metrics = json.loads((folder / "metrics.json").read_text())
         assert len(metrics["history"]["eval_train"]["history"]) == 2  # per-epoch curves
         model = load_model(folder)
@@ -90,7 +90,8 @@ def test_a_failed_eval_model_is_tried_again_by_the_next_run(pipeline_run, tmp_pa
         ("e0000", "failed"), ("e0001", "failed"), ("e0002", "ok"), ("e0003", "ok")]
     models = sorted(r["parent_id"] for r in first)
     assert sorted(r["parent_id"] for r in rows[2:]) == models
-    assert all((run / "eval" / m / "weights.pt").is_file() for m in models)
+    assert all((run / "eval" / "trials" / r["trial_id"] / "weights.pt").is_file()
+               for r in rows[2:])
 
 
 def test_eval_of_a_missing_run_exits_2(tmp_path, capsys):
@@ -177,3 +178,81 @@ def test_a_cost_cap_for_another_axis_and_a_latency_axis_without_reference_exit_2
         capsys.readouterr().err
     assert search_main(["--set", "search.cost=latency"]) == 2
     assert "search.cost=latency needs search.hv_ref_cost" in capsys.readouterr().err
+
+
+def test_each_eval_model_is_stored_once_and_the_summary_is_frontier_mds_best(pipeline_run,
+                                                                            tmp_path):
+    """One folder per model (trials/<eval id>, the store's), no copy under its gallery
+    name; the summary's best model is frontier.md's last row (lowest validation error),
+    with that row's test error; best_model and load_model read the same folder."""
+    from petrinas import best_model
+    from petrinas.evaluate import run_eval
+
+    eval_dir = pipeline_run / "eval"
+    rows = read_tsv(eval_dir / "pool.tsv")
+    assert not [r["parent_id"] for r in rows if (eval_dir / r["parent_id"]).exists()]
+    summary = run_eval(pipeline_run)   # nothing left to train: reads the finished stage
+    last = (eval_dir / "frontier.md").read_text().splitlines()[-1].split(" | ")
+    assert summary.best_model == last[0].lstrip("| ")
+    assert f"{summary.best_test_error * 100:.2f}" == last[-1].rstrip(" |")
+    folder = best_model(eval_dir)
+    assert folder == eval_dir / "trials" / last[1]
+    assert load_model(folder).desc.cells >= 1
+    # An older eval directory, with a copy under the gallery name too, still reads.
+    old = tmp_path / "eval"
+    shutil.copytree(eval_dir, old)
+    shutil.copytree(folder, old / summary.best_model)
+    assert best_model(old) == old / "trials" / last[1]
+    assert load_model(old / summary.best_model).desc == load_model(folder).desc
+
+
+# Eval rows where validation and test disagree: e1 and e2 tie on validation error, so
+# the frontier keeps the cheaper e1 (test error 0.84 %); e2 has the least test error.
+TIED = [("e0", "t0", 100, 0.95, 0.99), ("e1", "t1", 200, 0.97, 0.9916),
+        ("e2", "t2", 300, 0.97, 1.0)]
+
+
+def _tied_rows() -> list[dict]:
+    return [{"trial_id": t, "parent_id": p, "stage": "eval", "status": "ok", "macs": m,
+             "params": m, "cells": 2, "reductions": 0, "nodes": 1, "val_top1": v,
+             "test_top1": test, "compute_s": 1.0} for t, p, m, v, test in TIED]
+
+
+def test_the_best_model_and_the_figure_follow_validation_error_like_the_tables(tmp_path):
+    """The eval stage's reporter writes frontier.tsv/.md and the figure from these rows;
+    the best model and the figure's frontier are those of the tables, never chosen on
+    test error."""
+    from petrinas.evaluate import best_eval_row, eval_layout
+    from petrinas.search import figures
+    from petrinas.search.report import Reporter
+
+    rows = _tied_rows()
+    reporter = Reporter(tmp_path, eval_layout(load_config("petridish_digits"), []), 0.0)
+    reporter.start(rows)
+    reporter.finish()
+    frontier = read_tsv(tmp_path / "frontier.tsv")
+    assert [r["trial_id"] for r in frontier] == ["e0", "e1"]
+    assert (tmp_path / "frontier.png").is_file()
+    best = best_eval_row(rows, 0.025, "macs")
+    assert best["trial_id"] == "e1" and 1 - best["test_top1"] == pytest.approx(0.0084)
+    assert (tmp_path / "frontier.md").read_text().splitlines()[-1].endswith("| 0.84 |")
+
+    ax = figures.eval_frontier_figure(rows, 0.025).axes[0]
+    line = next(l for l in ax.get_lines() if l.get_label() == figures.FRONTIER_LABEL)
+    assert list(line.get_xdata()) == [float(r["macs"]) for r in frontier]
+    assert list(line.get_ydata()) == pytest.approx(
+        [100 * (1 - float(r["test_top1"])) for r in frontier])
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 3   # every model drawn
+
+
+def test_a_capped_gallery_names_what_it_leaves_out():
+    from petrinas.evaluate import gallery_models, left_out
+    points = [(10, 0.30), (20, 0.18), (30, 0.11), (40, 0.07), (60, 0.05), (100, 0.04)]
+    rows = [{"trial_id": f"t{i}", "status": "ok", "macs": m, "val_top1": 1 - e}
+            for i, (m, e) in enumerate(points)]
+    config = load_config("petridish_digits", ["eval.max_models=3"])
+    models = gallery_models(rows, 0.025, 3)
+    assert left_out(rows, models, config) == (
+        "eval.max_models=3 keeps 3 of the 6 gallery models: the hull's ends, then models "
+        "spread along it, then the cheapest others; left out: t1, t3, t4")
+    assert left_out(rows, gallery_models(rows, 0.025, 0), config) == ""

@@ -32,11 +32,11 @@ def test_best_model_is_the_lowest_validation_error_and_the_cheaper_of_a_tie(run)
     assert petrinas.best_model(run, 16690) == run / "gallery" / "t0000"
 
 
-def test_an_eval_directory_names_its_models_by_their_gallery_model(tmp_path):
+def test_an_eval_directory_gives_the_trial_folder_its_model_is_stored_in(tmp_path):
     (tmp_path / "frontier_eps.tsv").write_text(
         "trial_id\tparent_id\tstage\tmacs\tval_top1\n"
         "e0000\tt0001\teval\t100\t0.9\ne0001\tt0016\teval\t200\t0.95\n")
-    assert best_model(tmp_path) == tmp_path / "t0016"
+    assert best_model(tmp_path) == tmp_path / "trials" / "e0001"
 
 
 def test_no_model_under_the_budget_names_the_cheapest(run):

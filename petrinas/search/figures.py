@@ -8,7 +8,8 @@ figures themselves (labels, points, lines) rather than the files.
 
 Styles: seeds are squares, grown children circles, random-search models diamonds, eval
 models triangles; gallery (ε-band) members are filled; the lower hull is a red line with
-the ε-band shaded above it.
+the ε-band shaded above it. The eval figure plots test error, with the frontier chosen on
+validation error (as in its tables) joined in red and no band shading.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ STAGE_STYLE = {
 OTHER_STYLE = dict(marker="X", color="#7f7f7f", label="other")
 COST_LABELS = {"macs": "MACs", "params": "Parameters", "latency_ms": "Latency (ms)"}
 ERROR_LABELS = {"val_top1": "Validation error (%)", "test_top1": "Test error (%)"}
+FRONTIER_LABEL = "frontier (selected on val. error)"
 
 
 def save(fig: Figure, path_stem: Path) -> None:
@@ -76,6 +78,36 @@ def frontier_figure(rows: Sequence[dict], band_ids: Sequence[str], eps: float, *
         _hull_line(ax, rows, cost_key, metric, log, color=HULL_COLOR, label="lower hull",
                    eps=eps)
     ax.set_ylabel(ERROR_LABELS.get(metric, f"{metric} error (%)"), fontsize=FONT)
+    if title:
+        ax.set_title(title, fontsize=FONT)
+    legend(ax)
+    return fig
+
+
+def eval_frontier_figure(rows: Sequence[dict], eps: float, *, cost_key: str = "macs",
+                         title: str = "", reference_rows: Sequence[dict] = (),
+                         reference_label: str = "search frontier (val.)") -> Figure:
+    """Eval models at their test error. The frontier and the ε-band are those of
+    frontier.tsv: selected on validation error by the same function, so the figure and the
+    tables name the same models. The frontier line joins them at their test errors (not
+    a hull of test error: choosing by test error would tune on the test set); band
+    members are filled (a band of validation error has no place on a test-error axis)."""
+    from petrinas.search.report import frontier_ids  # report.py does not import figures
+
+    hull_ids, band_ids = frontier_ids(rows, eps, cost_key=cost_key)
+    fig, (ax,) = new_figure()
+    log = cost_axis(ax, [float(r[cost_key]) for r in [*rows, *reference_rows]], cost_key)
+    _scatter(ax, rows, cost_key, "test_top1", set(band_ids),
+             band_label=f"ε-band of val. error (filled, ε = {eps:g})")
+    if reference_rows:
+        _hull_line(ax, reference_rows, cost_key, "val_top1", log, color="#7f7f7f",
+                   label=reference_label)
+    by_id = {r["trial_id"]: r for r in rows}
+    front = [by_id[t] for t in hull_ids]          # cheapest first
+    ax.plot([float(r[cost_key]) for r in front], [error_pct(r, "test_top1") for r in front],
+            color=HULL_COLOR, linewidth=1.0, marker="o", markersize=2.5, zorder=3,
+            label=FRONTIER_LABEL)
+    ax.set_ylabel(ERROR_LABELS["test_top1"], fontsize=FONT)
     if title:
         ax.set_title(title, fontsize=FONT)
     legend(ax)
@@ -170,7 +202,7 @@ def cost_axis(ax: Axes, values: Sequence[float], cost_key: str) -> bool:
 
 
 def _scatter(ax: Axes, rows: Sequence[dict], cost_key: str, metric: str,
-             gallery: set[str]) -> None:
+             gallery: set[str], band_label: str = "gallery (filled)") -> None:
     """Points by stage; gallery members filled, the others hollow."""
     groups: dict[str, list[dict]] = {}
     for r in rows:
@@ -185,7 +217,7 @@ def _scatter(ax: Axes, rows: Sequence[dict], cost_key: str, metric: str,
                    facecolors=[style["color"] if f else "none" for f in filled],
                    label=style["label"], zorder=4)
     if gallery:  # a legend entry for "filled = gallery"
-        ax.scatter([], [], s=14, marker="o", color="#555555", label="gallery (filled)")
+        ax.scatter([], [], s=14, marker="o", color="#555555", label=band_label)
 
 
 def _hull_line(ax: Axes, rows: Sequence[dict], cost_key: str, metric: str, log: bool, *,
@@ -229,4 +261,13 @@ def search_figures(eps: float, cost_key: str = "macs"):
             save(seeds_figure(rows, cost_key), run_dir / "seeds")
         if snapshot.hv_rows:
             save(hypervolume_figure(snapshot.hv_rows), run_dir / "hypervolume")
+    return draw
+
+
+def eval_figures(eps: float, cost_key: str, reference_rows: Sequence[dict]):
+    """What the eval stage draws: its frontier, with the search's beside it."""
+    def draw(eval_dir: Path, snapshot) -> None:
+        save(eval_frontier_figure(snapshot.rows, eps, cost_key=cost_key,
+                                  title=f"Eval: {len(snapshot.rows)} models",
+                                  reference_rows=reference_rows), eval_dir / "frontier")
     return draw

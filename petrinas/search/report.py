@@ -14,8 +14,9 @@ Files (under the stage's directory), each written atomically or appended line by
   the rows on the lower convex hull of (cost, validation error) and in its ε-band;
 * `hypervolume.tsv` (search): per result, the trials and compute so far and the
   hypervolume of the pool's validation front and of the gallery's test front;
-* model folders: the search's gallery (`gallery/<trial>/`, the band members) or the
-  eval stage's models (`<gallery model>/`); `frontier.md` / `.tex` tables (eval);
+* model folders: the search's gallery (`gallery/<trial>/`, the band members); the eval
+  stage has none (its models live once, in `trials/<eval id>/`); `frontier.md` / `.tex`
+  tables (eval);
 * figures, drawn by the stage's `figures` function (see figures.py);
 * TensorBoard event files under `tensorboard/` (see events.py).
 """
@@ -53,7 +54,7 @@ class Layout:
     """What a stage's reports hold.
 
     folders: "gallery" (search: `gallery/<trial>/` holds exactly the band members) or
-             "models" (eval: `<parent_id>/` for every trained model, never removed).
+             "" (eval: none; a model is stored once, in its trial folder).
     figures: draws the stage's figures from a `Snapshot` into the stage's directory.
     tables:  writes frontier.md / frontier.tex from the frontier rows (or None).
     hv_ref:  (ref_cost, ref_error) of hypervolume.tsv, or None for no hypervolume.
@@ -120,7 +121,7 @@ class Reporter:
         append_tsv(self.dir / "pool.tsv", [row])
         if self._hv is not None:
             append_tsv(self.dir / "hypervolume.tsv", self._hv.rows[-1:], HV_COLUMNS)
-        if (self._hull, self._band) != before or self.layout.folders == "models":
+        if (self._hull, self._band) != before:
             self._frontier_changed()
         if pooled(row):
             self._trial_events(row)
@@ -185,9 +186,6 @@ class Reporter:
                               + "\n")
         if self.layout.folders == "gallery":
             self._sync_gallery()
-        else:
-            sync_folders(self.dir, {r["parent_id"]: self._source(r["trial_id"])
-                                    for r in self._rows.values() if pooled(r)}, prune=False)
         if self.layout.tables is not None:
             self.layout.tables(self.dir, hull_rows)
 
