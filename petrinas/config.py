@@ -168,6 +168,10 @@ class SearchConfig:
                               "the costliest seed model's (written to config.yaml)")
     hv_ref_error: float = spec(0.0, lo=0, hi=1, doc="hypervolume reference error; 0: "
                                "chance, 1 - 1/classes (written to config.yaml)")
+    hv_cost_floor: float = spec(0.0, lo=0, doc="hypervolume cost floor: a cost below it "
+                                "counts as the floor, so no single cheap model dominates "
+                                "the measure; 0: the cheapest seed model's cost (latency: "
+                                "hv_ref_cost / 100) (written to config.yaml)")
     max_children_in_flight: int = spec(0, lo=0, doc="cap on a parent's children training "
                                        "at once (parents are drawn least busy first "
                                        "anyway); 0: no cap")
@@ -456,6 +460,10 @@ def validate(config: Config) -> None:
         raise ConfigError("search.cost=latency needs search.hv_ref_cost (milliseconds): "
                           "latency depends on the device, so no reference can be derived "
                           "from the config")
+    if config.search.hv_cost_floor and config.search.hv_ref_cost \
+            and config.search.hv_cost_floor >= config.search.hv_ref_cost:
+        raise ConfigError(f"search.hv_cost_floor: {config.search.hv_cost_floor:g} must be "
+                          f"below search.hv_ref_cost ({config.search.hv_ref_cost:g})")
     if not seed_macros(config):
         raise ConfigError("search.seeds: no (cells, reductions, nodes) in these ranges "
                           "satisfies cells >= 2*reductions + 1, so there is no seed model")

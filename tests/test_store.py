@@ -129,6 +129,49 @@ def test_the_refusal_names_the_keys_a_user_changed_not_the_derived_ones(tmp_path
                 "search.hv_ref_error=0.5"])
 
 
+def test_the_cost_floor_is_derived_written_overridable_and_below_the_ceiling(tmp_path):
+    """The box's floor is the cheapest seed's MACs (1 cell, no reduction, 1 node:
+    16,690), written to config.yaml like the ceiling; a value given is kept; a floor at
+    or above the ceiling is refused by name, given or derived."""
+    from petrinas.search.runner import with_reference_point
+
+    derived = with_reference_point(load_config("petridish_digits")).search
+    assert (derived.hv_cost_floor, derived.hv_ref_cost) == (16_690.0, 1_245_300.0)
+    RunStore.open(tmp_path / "run", with_reference_point(load_config("petridish_digits"))
+                  ).close()
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["search"][
+        "hv_cost_floor"] == 16_690.0
+    given = with_reference_point(load_config("petridish_digits",
+                                             ["search.hv_cost_floor=5000"])).search
+    assert given.hv_cost_floor == 5000.0
+    with pytest.raises(ConfigError, match="search.hv_cost_floor: 2e\\+06 must be below "
+                                          "search.hv_ref_cost \\(1e\\+06\\)"):
+        load_config("petridish_digits", ["search.hv_cost_floor=2e6", "search.hv_ref_cost=1e6"])
+    with pytest.raises(InputError, match="search.hv_cost_floor: 16690 \\(derived: the "
+                                         "cheapest seed's cost\\) is not below "
+                                         "search.hv_ref_cost \\(10000\\)"):
+        with_reference_point(load_config("petridish_digits", ["search.hv_ref_cost=1e4"]))
+
+
+def test_a_run_that_predates_the_cost_floor_resumes_with_the_derived_floor(tmp_path):
+    """config.yaml written before search.hv_cost_floor existed: the key is absent there,
+    which is no difference; the resumed run records the derived floor. A floor that
+    differs from a recorded one is still refused."""
+    from petrinas.search.runner import with_reference_point
+
+    config = with_reference_point(load_config("petridish_digits"))
+    RunStore.open(tmp_path / "run", config).close()
+    path = tmp_path / "run" / "config.yaml"
+    old = yaml.safe_load(path.read_text())
+    del old["search"]["hv_cost_floor"]
+    path.write_text(yaml.safe_dump(old, sort_keys=False))
+    RunStore.open(tmp_path / "run", config).close()
+    assert yaml.safe_load(path.read_text())["search"]["hv_cost_floor"] == 16_690.0
+    with pytest.raises(ConfigError, match="search.hv_cost_floor: 16690.0 there, 5000.0 now"):
+        RunStore.open(tmp_path / "run", with_reference_point(
+            load_config("petridish_digits", ["search.hv_cost_floor=5000"])))
+
+
 def test_budgets_and_resources_may_change_on_resume(tmp_path, config):
     store = RunStore.open(tmp_path / "run", config)
     ids = submit(store, strategy_from_config(config), 2)

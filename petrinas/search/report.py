@@ -12,8 +12,9 @@ Files (under the stage's directory), each written atomically or appended line by
 
 * `pool.tsv`: every trial (sorted by id at the end); `frontier.tsv` / `frontier_eps.tsv`:
   the rows on the lower convex hull of (cost, validation error) and in its ε-band;
-* `hypervolume.tsv` (search): per result, the trials and compute so far and the
-  hypervolume of the pool's validation front and of the gallery's test front;
+* `hypervolume.tsv` (search): per result, the trials and compute so far, the
+  hypervolume of the pool's validation front and that of the gallery selected on
+  validation and scored on test (`hypervolume.selected_hypervolume`);
 * model folders: the search's gallery (`gallery/<trial>/`, the band members); the eval
   stage has none (its models live once, in `trials/<eval id>/`); `frontier.md` / `.tex`
   tables (eval);
@@ -38,7 +39,7 @@ from typing import Any, Callable, Iterable, Sequence
 from petrinas.fileio import replace_durably, write_text_atomic
 from petrinas.search import hull
 from petrinas.search.events import EventLog
-from petrinas.search.hypervolume import hypervolume
+from petrinas.search.hypervolume import hypervolume, selected_hypervolume
 from petrinas.search.pool import Pool, entry_from_row
 from petrinas.search.rows import COLUMNS, DUPLICATE, FAILED, pooled
 
@@ -57,14 +58,15 @@ class Layout:
              "" (eval: none; a model is stored once, in its trial folder).
     figures: draws the stage's figures from a `Snapshot` into the stage's directory.
     tables:  writes frontier.md / frontier.tex from the frontier rows (or None).
-    hv_ref:  (ref_cost, ref_error) of hypervolume.tsv, or None for no hypervolume.
+    hv_ref:  (ref_cost, ref_error[, cost_floor]) of hypervolume.tsv (the box), or None
+             for no hypervolume.
     """
     eps: float
     cost_key: str = "macs"
     folders: str = "gallery"
     figures: Callable[[Path, "Snapshot"], None] | None = None
     tables: Callable[[Path, list[dict]], None] | None = None
-    hv_ref: tuple[float, float] | None = None
+    hv_ref: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -246,10 +248,12 @@ class Reporter:
 
 
 class _HypervolumeLog:
-    """One hypervolume.tsv row per result, from the pool's Pareto front (validation
-    error) and the gallery's test errors, on the layout's cost axis."""
+    """One hypervolume.tsv row per result, on the layout's cost axis: hv_val from the
+    pool's Pareto front of validation error; hv_test from the gallery, each model picked
+    on validation error and counted with its test error (so a gallery with more members
+    gets no more draws at the test set)."""
 
-    def __init__(self, ref: tuple[float, float]):
+    def __init__(self, ref: tuple[float, ...]):
         self.ref = ref
         self.reset()
 
@@ -266,17 +270,27 @@ class _HypervolumeLog:
         if pooled(row):
             self._front = _pareto(self._front + [(float(row[cost_key]),
                                                   1.0 - float(row["val_top1"]))])
-        tests = [(float(r[cost_key]), 1.0 - float(r["test_top1"])) for r in gallery
-                 if r.get("test_top1") is not None]
         self.rows.append({"trials": self._trials, "compute_s": round(self._compute, 3),
                           "hv_val": self._volume(self._front),
-                          "hv_test": self._volume(tests)})
+                          "hv_test": round(gallery_hypervolume(gallery, cost_key, self.ref),
+                                           6)})
 
     def _volume(self, points: list[tuple[float, float]]) -> float:
         if not points:
             return 0.0
         costs, errors = zip(*points)
         return round(hypervolume(costs, errors, *self.ref), 6)
+
+
+def gallery_hypervolume(gallery: Sequence[dict], cost_key: str, ref: Sequence[float]
+                        ) -> float:
+    """hv_test of `gallery` (rows): picked on validation error, scored on test error,
+    in the box `ref` (ref_cost, ref_error[, cost_floor]). compare reads it the same way."""
+    rows = [r for r in gallery if r.get("test_top1") is not None
+            and r.get("val_top1") is not None]
+    return selected_hypervolume([float(r[cost_key]) for r in rows],
+                                [1.0 - float(r["val_top1"]) for r in rows],
+                                [1.0 - float(r["test_top1"]) for r in rows], *ref)
 
 
 def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -288,7 +288,8 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
             reporter = Reporter(store.dir, Layout(
                 eps=search.convex_hull_eps, cost_key=axis, folders="gallery",
                 figures=figures.search_figures(search.convex_hull_eps, axis),
-                hv_ref=(search.hv_ref_cost, search.hv_ref_error)), search.plot_interval_s)
+                hv_ref=(search.hv_ref_cost, search.hv_ref_error, search.hv_cost_floor)),
+                search.plot_interval_s)
             budget = Budget.from_config(config)
             reason = run_stage(config, store, strategy, reporter,
                                SearchRequests(store), budget=budget,
@@ -327,20 +328,34 @@ def budget_warnings(config: Config) -> list[str]:
 
 
 def with_reference_point(config: Config) -> Config:
-    """The config with its hypervolume reference point filled in where it is 0 (derive):
-    error at chance level (1 - 1/classes, the worst a model that learned anything beats)
-    and ten times the cost of the costliest seed shape (one decade of room to grow).
-    Derived from the config alone, so every run of a config shares it."""
+    """The config with its hypervolume box filled in where a key is 0 (derive): error at
+    chance level (1 - 1/classes, the worst a model that learned anything beats), a cost
+    ceiling ten times the costliest seed shape's (one decade of room to grow) and a cost
+    floor at the cheapest seed shape's (growth only adds cost to the seeds, so the box
+    starts where the search does; a cheaper model still scores, as if it cost the floor).
+    Latency has no cost derivable from the config: its floor is hv_ref_cost / 100, two
+    decades below the ceiling the user gave. Derived from the config alone, so every run
+    of a config shares it."""
     search = config.search
-    if search.hv_ref_cost and search.hv_ref_error:
+    if search.hv_ref_cost and search.hv_ref_error and search.hv_cost_floor:
         return config
     from petrinas.data import dataset_info
     from petrinas.model_desc.builder import costliest_seed
+    from petrinas.search.shapes import cheapest_seed
 
+    axis = cost_column(config)
     ref_error = search.hv_ref_error or 1.0 - 1.0 / dataset_info(config.dataset).num_classes
-    ref_cost = search.hv_ref_cost or 10.0 * costliest_seed(config, cost_column(config))
+    ref_cost = search.hv_ref_cost or 10.0 * costliest_seed(config, axis)
+    floor = search.hv_cost_floor or (ref_cost / 100 if axis == "latency_ms"
+                                     else cheapest_seed(config, axis))
+    if floor >= ref_cost:
+        how = "" if search.hv_cost_floor else " (derived: the cheapest seed's cost)"
+        raise InputError(f"search.hv_cost_floor: {floor:g}{how} is not below "
+                         f"search.hv_ref_cost ({ref_cost:g}); set search.hv_cost_floor "
+                         f"below it")
     return replace(config, search=replace(search, hv_ref_cost=float(ref_cost),
-                                          hv_ref_error=float(ref_error)))
+                                          hv_ref_error=float(ref_error),
+                                          hv_cost_floor=float(floor)))
 
 
 def check_data(config: Config) -> None:

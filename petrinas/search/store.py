@@ -466,13 +466,16 @@ def _read_journal(path: Path, repair: bool = True) -> Iterator[dict]:
 # Keys the program fills in from others when they are 0 (runner.with_reference_point):
 # they differ whenever what they are derived from differs, so they are named only when
 # nothing else differs (that is, when a user set them).
-DERIVED_KEYS = ("search.hv_ref_cost", "search.hv_ref_error")
+DERIVED_KEYS = ("search.hv_ref_cost", "search.hv_ref_error", "search.hv_cost_floor")
 SHOWN_DIFFERENCES = 3
 
 
 def _config_diff(old: dict, new: dict, ignore: tuple[str, ...]) -> str:
     """The keys whose values differ (ignoring `ignore` keys), as text; '' if none."""
-    found = list(_differences(old, new, ignore))
+    # A derived key the run's config.yaml lacks (the run predates it) is no difference:
+    # the resumed run takes the derived value, and its reports are rewritten with it.
+    found = [d for d in _differences(old, new, ignore)
+             if not (d[1] is None and d[0] in DERIVED_KEYS)]
     chosen = [d for d in found if d[0] not in DERIVED_KEYS] or found
     text = "; ".join(f"{key}: {a!r} there, {b!r} now"
                      for key, a, b in chosen[:SHOWN_DIFFERENCES])

@@ -1,0 +1,55 @@
+"""What the search space's shapes cost, measured from the config alone: the floor of the
+hypervolume box (the cheapest seed) and how deep random search may draw (the deepest
+cells under a cost cap). Every run of a config gets the same answers, before any
+training. torch is imported only when a cost is measured.
+"""
+
+from __future__ import annotations
+
+from petrinas.config import Config, seed_macros
+
+MAX_NODES = 64   # the deepest cell deepest_nodes ever reports (it measures, so it is capped)
+
+
+def shape_cost(config: Config, cells: int, reductions: int, nodes: int,
+               column: str = "macs") -> float:
+    """The MACs (or params) of the seed-shaped model of (cells, reductions, nodes): every
+    node one `model.seed_op` edge."""
+    from petrinas.model_desc.builder import build_seed
+    from petrinas.model_desc.cost import cost
+    from petrinas.model_desc.model import build_model
+
+    desc = build_seed(config, cells=cells, reductions=reductions, nodes=nodes)
+    return float(cost(build_model(desc), desc.input_shape)[column])
+
+
+def cheapest_seed(config: Config, column: str = "macs") -> float:
+    """The cost of the cheapest seed model of the config's seed ranges. Only the smallest
+    shape of each reduction count is measured: fewer cells or nodes never cost more,
+    whereas a reduction both shrinks the maps and widens them."""
+    smallest: dict[int, tuple[int, int, int]] = {}
+    for cells, reductions, nodes in seed_macros(config):
+        if reductions not in smallest or (cells, nodes) < smallest[reductions][::2]:
+            smallest[reductions] = (cells, reductions, nodes)
+    return min(shape_cost(config, *macro, column) for macro in smallest.values())
+
+
+def deepest_nodes(config: Config, cells: int, reductions: int, cap: float,
+                  column: str = "macs") -> int:
+    """The most nodes per cell growth can give a model of (cells, reductions) when no
+    model costlier than `cap` is grown: the deepest seed-shaped cell at or under the cap,
+    plus the one node its growth adds; never fewer than the seed ranges' most, never
+    more than MAX_NODES. Cost grows with the node count, so a bisection finds it."""
+    low = config.search.seeds.nodes[1]       # always allowed
+    if shape_cost(config, cells, reductions, low, column) > cap:
+        return low
+    high = MAX_NODES
+    if shape_cost(config, cells, reductions, high, column) <= cap:
+        return MAX_NODES
+    while high - low > 1:                    # cost(low) <= cap < cost(high)
+        mid = (low + high) // 2
+        if shape_cost(config, cells, reductions, mid, column) <= cap:
+            low = mid
+        else:
+            high = mid
+    return min(low + 1, MAX_NODES)
