@@ -172,6 +172,25 @@ def test_a_run_that_predates_the_cost_floor_resumes_with_the_derived_floor(tmp_p
             load_config("petridish_digits", ["search.hv_cost_floor=5000"])))
 
 
+def test_a_run_that_predates_a_key_resumes_at_its_default_and_not_at_another(tmp_path,
+                                                                            config):
+    """A config.yaml written before search.child_schedule and a phase's bn_recalibrate
+    existed (an older version): resuming with their defaults is the same run; asking
+    for another value is not."""
+    RunStore.open(tmp_path / "run", config).close()
+    path = tmp_path / "run" / "config.yaml"
+    old = yaml.safe_load(path.read_text())
+    del old["search"]["child_schedule"], old["search"]["post_train"]["bn_recalibrate"]
+    path.write_text(yaml.safe_dump(old))
+    RunStore.open(tmp_path / "run", config).close()
+    path.write_text(yaml.safe_dump(old))
+    other = load_config("petridish_digits", ["search.max_trials=10",
+                                             "search.child_schedule=continuous"])
+    with pytest.raises(ConfigError, match="search.child_schedule: 'per_phase' there, "
+                                          "'continuous' now"):
+        RunStore.open(tmp_path / "run", other)
+
+
 def test_budgets_and_resources_may_change_on_resume(tmp_path, config):
     store = RunStore.open(tmp_path / "run", config)
     ids = submit(store, strategy_from_config(config), 2)

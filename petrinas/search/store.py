@@ -118,7 +118,7 @@ class RunStore:
             old = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError:
             raise ConfigError(f"{path}: unreadable; use --overwrite to start afresh") from None
-        diff = _config_diff(old, config.to_dict(), resumable_keys)
+        diff = _config_diff(_at_defaults(old), config.to_dict(), resumable_keys)
         if diff:
             raise ConfigError(f"{self.dir} holds a run of another configuration "
                               f"({diff}); use another --out or --overwrite")
@@ -468,6 +468,23 @@ def _read_journal(path: Path, repair: bool = True) -> Iterator[dict]:
 # nothing else differs (that is, when a user set them).
 DERIVED_KEYS = ("search.hv_ref_cost", "search.hv_ref_error", "search.hv_cost_floor")
 SHOWN_DIFFERENCES = 3
+
+
+def _at_defaults(old: dict) -> dict:
+    """A run's config with the keys it predates (written by an older version) at their
+    defaults: a new key's default is what the run did before the key existed, so adding
+    a key never refuses a resume. Derived keys stay absent (see _config_diff)."""
+    def fill(have: dict, defaults: dict, prefix: str) -> dict:
+        out = dict(have)
+        for key, default in defaults.items():
+            full = f"{prefix}{key}"
+            if key not in have:
+                if full not in DERIVED_KEYS:
+                    out[key] = default
+            elif isinstance(default, dict) and isinstance(have[key], dict):
+                out[key] = fill(have[key], default, f"{full}.")
+        return out
+    return fill(old, Config().to_dict(), "")
 
 
 def _config_diff(old: dict, new: dict, ignore: tuple[str, ...]) -> str:
