@@ -119,7 +119,8 @@ class Candidate(nn.Module):
 
     def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
         if not len(self.groups):
-            return self.alpha.new_zeros(())  # only `none`: nothing to add
+            # Only `none`: an exact zero that still gives the alphas a (zero) gradient.
+            return self.alpha[:0].sum()
         total = self.groups[0](states, self.alpha)
         for group in self.groups[1:]:
             total = total + group(states, self.alpha)
