@@ -10,7 +10,7 @@ Here each op is one module over the states that reach it at the same stride (in 
 reduction cell s0 and s1 are read at stride 2, the nodes at stride 1: `edge_stride`),
 concatenated along channels: `make_op(op, G*C, G*C, stride, groups=G)` is G independent
 copies of the op side by side (ops.py), so it computes what the G pairs compute. The
-alphas are applied as one matrix product over the ops' stacked outputs, in the ops' dtype
+alphas are applied as one weighted sum over the ops' stacked outputs, in the ops' dtype
 (under autocast a float32 alpha would otherwise promote the cell to float32). `none` is
 not computed at all: it only adds zeros. Its alphas stay in the alpha vector, for the L1
 term and so that finalizing never picks it.
@@ -91,12 +91,14 @@ class CandidateGroup(nn.Module):
 
     def forward(self, states: list[torch.Tensor], alpha: torch.Tensor) -> torch.Tensor:
         x = torch.cat([states[s].detach() for s in self.states], dim=1)
-        y = torch.stack([op(x) for op in self.ops.values()], dim=1)  # N x ops x GC x H x W
-        n, _, _, h, w = y.shape
+        # Ops first: each op's slice of y (and of its gradient) is one contiguous block,
+        # so no op's backward has to copy its gradient into shape.
+        y = torch.stack([op(x) for op in self.ops.values()])  # ops x N x G*C x H x W
         weights = alpha[self.alpha_index].to(y.dtype)  # ops x G
-        # sum over (op k, state g) of weights[k, g] * y[:, k, g*C:(g+1)*C]: one product.
-        total = torch.matmul(weights.reshape(1, -1), y.reshape(n, weights.numel(), -1))
-        return total.reshape(n, -1, h, w)
+        k, g = weights.shape
+        # unflatten is a view in any memory format (channels_last on CUDA too).
+        y = y.unflatten(2, (g, -1))                            # ops x N x G x C x H x W
+        return (y * weights.view(k, 1, g, 1, 1, 1)).sum((0, 2))
 
 
 class Candidate(nn.Module):
