@@ -3,15 +3,16 @@
 The candidate is `sum over (state s, op o) of alpha[s, o] * o(stop_gradient(s))`, passed
 through stop-forward (value 0, gradient identity). Run as one small module per pair, it
 held 1,032 of the 1,175 leaf modules of the paper config's mid-size search-phase model,
-and a training step was bound by launching their kernels (5.4x the aten ops of the
-post-train model; `benchmarks/candidate_ops.py`).
+and a training step was bound by launching their kernels (5.1x the aten ops of the
+post-train model per forward and backward; `benchmarks/candidate_ops.py`).
 
 Here each op is one module over the states that reach it at the same stride (in a
 reduction cell s0 and s1 are read at stride 2, the nodes at stride 1: `edge_stride`),
 concatenated along channels: `make_op(op, G*C, G*C, stride, groups=G)` is G independent
 copies of the op side by side (ops.py), so it computes what the G pairs compute. The
 alphas are applied as one weighted sum over the ops' stacked outputs, in the ops' dtype
-(under autocast a float32 alpha would otherwise promote the cell to float32). `none` is
+(under autocast a float32 weight tensor would promote the bfloat16 sum, and the cell
+output it is added to, to float32). `none` is
 not computed at all: it only adds zeros. Its alphas stay in the alpha vector, for the L1
 term and so that finalizing never picks it.
 
