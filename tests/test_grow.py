@@ -17,6 +17,7 @@ from petrinas.model_desc import ModelDesc, build_model, build_seed
 from petrinas.model_desc.grow import (add_candidate, alphas, finalize, grow_model, l1_penalty,
                                       random_pairs, select_pairs)
 from petrinas.model_desc.model import weights_from_bytes
+from petrinas.model_desc.pairwise import pairwise_state
 from petrinas.train.pipeline import JobContext, run_search, run_seed
 from petrinas.train.trainer import evaluate, train
 
@@ -164,17 +165,23 @@ def test_parent_gets_exactly_its_own_gradients(config, splits, trained_parents, 
             else:
                 assert grad[m] != 0, (i, m, op)
     candidate_params = [(k, p) for k, p in grown.named_parameters()
-                        if ".candidate.ops." in k]
+                        if ".candidate.groups." in k]
     assert candidate_params
     dead = [k for k, p in candidate_params if p.grad is None or p.grad.abs().sum() == 0]
     assert not dead, dead
 
 
+def _candidate_ops(model) -> list[tuple[str, torch.nn.Module]]:
+    """(cell.group.op, module) of every op module the candidates run."""
+    return [(f"{i}.{g}.{name}", op) for i, cell in enumerate(model.cells)
+            for g, group in enumerate(cell.candidate.groups)
+            for name, op in group.ops.items()]
+
+
 def _count_candidate_op_calls(model) -> list[str]:
     calls: list[str] = []
-    for i, cell in enumerate(model.cells):
-        for m, op in enumerate(cell.candidate.ops):
-            op.register_forward_hook(lambda *_, name=f"{i}.{m}": calls.append(name))
+    for name, op in _candidate_ops(model):
+        op.register_forward_hook(lambda *_, name=name: calls.append(name))
     return calls
 
 
@@ -194,8 +201,12 @@ def test_candidate_runs_only_where_it_carries_a_gradient(config, splits, trained
         grown(x)                                    # training mode, no_grad
     assert calls == []
     grown(x)                                        # training mode, gradients on
-    n_ops = sum(len(cell.candidate.ops) for cell in grown.cells)
-    assert len(calls) == n_ops == desc.cells * 4 * len(config.model.candidate_ops)
+    # One module per op (`none` is never run) and group of states that share a stride:
+    # two groups in a reduction cell (s0, s1 at stride 2; the nodes), one elsewhere.
+    groups = desc.cells + len(desc.reduction_indices)
+    computed = len(config.model.candidate_ops) - 1
+    assert sorted(calls) == sorted(name for name, _ in _candidate_ops(grown))
+    assert len(calls) == groups * computed
 
 
 def test_trainer_moves_parent_weights_as_without_candidate(config, splits, trained_parents):
@@ -431,14 +442,19 @@ def test_finalize_keeps_top_k_with_trained_weights(hand_set):
     mapped = 0
     for i in range(desc.cells):
         kind = "reduce" if i in desc.reduction_indices else "normal"
+        # The candidate's weights in the per-pair layout (ops.{m}.*), the reference.
+        cell_prefix = f"cells.{i}.candidate."
+        pairwise = pairwise_state({k[len(cell_prefix):]: v for k, v in state.items()
+                                   if k.startswith(cell_prefix)},
+                                  desc.cell_desc(i).candidate, kind == "reduce")
         for j, m in enumerate(expected[kind]):
-            prefix = f"cells.{i}.candidate.ops.{m}."
-            keys = [k for k in state if k.startswith(prefix)]
+            prefix = f"ops.{m}."
+            keys = [k for k in pairwise if k.startswith(prefix)]
             if not keys:  # only skip_connect at stride 1 (reading a node) has no weights
                 assert pairs[m] == (2, "skip_connect"), (prefix, pairs[m])
             for key in keys:
                 new_key = f"cells.{i}.nodes.{node_index}.edges.{j}." + key[len(prefix):]
-                assert torch.equal(new_state[new_key], state[key]), new_key
+                assert torch.equal(new_state[new_key], pairwise[key]), new_key
                 mapped += 1
         # The projection: old columns kept, new columns zero.
         old = state[f"cells.{i}.proj.conv.weight"]

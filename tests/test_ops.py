@@ -135,3 +135,70 @@ def test_factorized_reduce_sees_both_pixel_phases():
     y = op(x) - op(torch.zeros_like(x))
     assert torch.allclose(y[:, :2], torch.zeros(1, 2, 2, 2))
     assert not torch.allclose(y[:, 2:], torch.zeros(1, 2, 2, 2))
+
+
+# ------------------------------------------------------------------------ grouped form
+
+GROUPS = 3
+
+
+def _randomized(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Random weights and BN statistics (not the initial ones, which every copy shares)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for key, tensor in module.state_dict().items():
+            if tensor.is_floating_point():
+                values = torch.rand(tensor.shape, generator=generator, dtype=tensor.dtype)
+                tensor.copy_(values + 0.5 if "running_var" in key else values - 0.5)
+    return module
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in PRIMITIVES.items() if s.grouped))
+@pytest.mark.parametrize("stride", [1, 2])
+def test_grouped_op_is_independent_copies_side_by_side(name, stride):
+    """make_op(name, G*C, G*C, stride, groups=G) holding the G copies' tensors stacked
+    along dim 0 computes what the G copies compute, each on its block of channels:
+    outputs, gradients and BN statistics. float64, so that the only differences are the
+    summation orders of grouped and separate kernels (relative 1e-12; float32 would
+    need ~1e-5, and hide an off-by-one-block error in a tensor with small values)."""
+    c = 4
+    copies = [_randomized(make_op(name, c, c, stride), seed=g).double().train()
+              for g in range(GROUPS)]
+    grouped = make_op(name, GROUPS * c, GROUPS * c, stride, groups=GROUPS).double().train()
+    stacked = {key: torch.cat([copy.state_dict()[key] for copy in copies])
+               if value.dim() else value
+               for key, value in copies[0].state_dict().items()}
+    grouped.load_state_dict(stacked)
+    x = torch.randn(2, GROUPS * c, 5, 5, dtype=torch.float64)
+    weight = torch.randn(output_shape(name, tuple(x.shape), GROUPS * c, stride),
+                         dtype=torch.float64)
+
+    want = torch.cat([op(part) for op, part in zip(copies, x.chunk(GROUPS, 1))], dim=1)
+    got = grouped(x)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+    if not want.requires_grad:  # skip_connect at stride 1 and none: no weights
+        return
+    (want * weight).sum().backward()
+    (got * weight).sum().backward()
+    for key, param in grouped.named_parameters():
+        per_copy = torch.cat([dict(op.named_parameters())[key].grad for op in copies])
+        scale = per_copy.abs().max()
+        assert torch.allclose(param.grad, per_copy, rtol=0, atol=1e-12 * scale), key
+    for key, value in grouped.state_dict().items():  # BN running statistics
+        per_copy = [op.state_dict()[key] for op in copies]
+        if value.dim():
+            assert torch.allclose(value, torch.cat(per_copy), rtol=1e-12, atol=0), key
+        else:
+            assert all(torch.equal(value, v) for v in per_copy), key
+
+
+def test_every_builtin_primitive_has_a_grouped_form():
+    assert all(spec.grouped for spec in PRIMITIVES.values())
+
+
+def test_groups_need_a_grouped_op_and_channels_that_split():
+    with pytest.raises(ValueError, match="no grouped form"):
+        make_op("stem", 6, 6, 1, groups=2)
+    with pytest.raises(ValueError, match="do not split"):
+        make_op("sep_conv_3x3", 6, 6, 1, groups=4)

@@ -217,6 +217,11 @@ def _safe_load(text: str) -> Any:
         loader.dispose()
 
 
+def edge_stride(reduction: bool, state: int) -> int:
+    """In a reduction cell the ops reading the cell inputs (s0, s1) halve the resolution."""
+    return 2 if reduction and state < 2 else 1
+
+
 def reduction_indices(cells: int, reductions: int) -> list[int]:
     return [cells * (i + 1) // (reductions + 1) for i in range(reductions)]
 

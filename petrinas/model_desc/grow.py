@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from petrinas.model_desc.candidate import pair_state
 from petrinas.model_desc.desc import CandidateDesc, CellDesc, EdgeDesc, ModelDesc, NodeDesc, OpDesc
 from petrinas.model_desc.model import CellNetwork, build_model
 
@@ -118,11 +119,16 @@ def finalize(desc: ModelDesc, state: dict[str, torch.Tensor], k: int, *,
                                     for m in chosen[kind]))
         cells[kind] = CellDesc(nodes=cell.nodes + (node,))
     new_desc = desc.with_cells(cells["normal"], cells["reduce"])
-    new_state = {}
-    for key, value in state.items():
-        new_key = _map_key(desc, key, chosen)
-        if new_key is not None:
-            new_state[new_key] = value
+    # Everything but the candidate is carried over; its chosen pairs' weights are sliced
+    # out of its grouped ops into the new node's edges.
+    new_state = {key: value for key, value in state.items() if not _is_candidate_key(key)}
+    for i in range(desc.cells):
+        cell, reduction = desc.cell_desc(i), i in desc.reduction_indices
+        node = len(cell.nodes)
+        for j, m in enumerate(chosen["reduce" if reduction else "normal"]):
+            for key, value in pair_state(state, f"cells.{i}.candidate.", cell.candidate,
+                                         reduction, m).items():
+                new_state[f"cells.{i}.nodes.{node}.edges.{j}.{key}"] = value
     if init == "fresh":
         fresh = build_model(new_desc).state_dict()
         for key in new_state:
@@ -133,26 +139,15 @@ def finalize(desc: ModelDesc, state: dict[str, torch.Tensor], k: int, *,
     return new_desc, new_state
 
 
+def _is_candidate_key(key: str) -> bool:
+    parts = key.split(".")
+    return len(parts) > 2 and parts[0] == "cells" and parts[2] == "candidate"
+
+
 def _is_new_node_key(desc: ModelDesc, key: str) -> bool:
     parts = key.split(".")
     return (len(parts) > 3 and parts[0] == "cells" and parts[2] == "nodes"
             and int(parts[3]) == len(desc.cell_desc(int(parts[1])).nodes))
-
-
-def _map_key(desc: ModelDesc, key: str, chosen: dict[str, list[int]]) -> str | None:
-    """Candidate op m of cell i -> edge j of the new node; alphas and unchosen ops vanish."""
-    parts = key.split(".")
-    if len(parts) < 4 or parts[0] != "cells" or parts[2] != "candidate":
-        return key
-    if parts[3] != "ops":
-        return None  # the alpha vector
-    i, m = int(parts[1]), int(parts[4])
-    kind = "reduce" if i in desc.reduction_indices else "normal"
-    if m not in chosen[kind]:
-        return None
-    node = len(desc.cell_desc(i).nodes)
-    edge = chosen[kind].index(m)
-    return ".".join(["cells", str(i), "nodes", str(node), "edges", str(edge)] + parts[5:])
 
 
 def _widen_projection(state: dict[str, torch.Tensor], index: int, old_cell: CellDesc) -> None:

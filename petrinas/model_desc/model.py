@@ -5,7 +5,8 @@ a candidate becomes a node:
 
     stem.*                               cells.{i}.pre0.* / cells.{i}.pre1.*
     cells.{i}.nodes.{k}.edges.{j}.*      cells.{i}.proj.conv.weight  (C, nodes*C, 1, 1)
-    cells.{i}.candidate.ops.{m}.*        cells.{i}.candidate.alpha   (one per (input, op))
+    cells.{i}.candidate.groups.{g}.ops.{op}.*  (grouped, see candidate.py)
+    cells.{i}.candidate.alpha            (one per (input, op))
     aux_head.*                           classifier.*
 """
 
@@ -20,17 +21,9 @@ from torch import nn
 
 from petrinas.errors import UntrustedFileError
 from petrinas.fileio import write_bytes_atomic
-from petrinas.model_desc.desc import CandidateDesc, CellDesc, ModelDesc
+from petrinas.model_desc.candidate import Candidate
+from petrinas.model_desc.desc import CellDesc, ModelDesc, edge_stride
 from petrinas.model_desc.ops import make_op
-
-# The candidate's alphas start small but non-zero: with zero alphas the candidate ops
-# would get no gradient until the alphas moved.
-ALPHA_INIT = 0.1
-
-
-def edge_stride(reduction: bool, state: int) -> int:
-    """In a reduction cell the ops reading the cell inputs (s0, s1) halve the resolution."""
-    return 2 if reduction and state < 2 else 1
 
 
 def drop_path(x: torch.Tensor, prob: float) -> torch.Tensor:
@@ -56,31 +49,6 @@ class Node(nn.Module):
                 out = drop_path(out, drop_prob)
             total = total + out
         return total
-
-
-class Candidate(nn.Module):
-    """sum_m alpha_m * op_m(stop_gradient(state)), passed through stop-forward.
-
-    Its value is exactly zero, so adding it to the cell output leaves the parent's
-    function unchanged; its gradient is the cell output's, so the ops and alphas learn.
-    Detached inputs keep its gradient out of the parent's weights. The cell runs it only
-    in training mode with gradients on: elsewhere it could change nothing.
-    """
-
-    def __init__(self, desc: CandidateDesc, channels: int, reduction: bool):
-        super().__init__()
-        pairs = desc.pairs
-        self.inputs = [state for state, _ in pairs]
-        self.ops = nn.ModuleList(
-            make_op(op, channels, channels, edge_stride(reduction, state))
-            for state, op in pairs)
-        self.alpha = nn.Parameter(torch.full((len(pairs),), ALPHA_INIT))
-
-    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
-        total = 0
-        for m, (state, op) in enumerate(zip(self.inputs, self.ops)):
-            total = total + self.alpha[m] * op(states[state].detach())
-        return total - total.detach()
 
 
 class Cell(nn.Module):

@@ -13,6 +13,14 @@ Kinds:
   pool        global average pooling, N x C x H x W -> N x C
   classifier  the final linear layer, N x c_in -> N x c_out
 
+Grouped primitives: a primitive registered with `grouped=True` has a factory that also
+takes `groups`. `make_op(name, G*C, G*C, stride, groups=G)` is then G independent copies of
+`make_op(name, C, C, stride)` side by side, copy g on channels [g*C, (g+1)*C), and every
+tensor of its state_dict is the copies' tensors concatenated along dim 0 (a scalar such
+as BN's num_batches_tracked is the same in every copy). Depthwise convs, BN and pooling
+are per channel already; a 1x1 conv becomes a grouped conv. The candidate node runs each
+op once over all of a cell's states this way (candidate.py), not once per state.
+
 Spatial ops map N x C x H x W to N x c_out x ceil(H/stride) x ceil(W/stride) for any
 H, W >= 1: every conv and pool pads by dilation * (kernel - 1) // 2, which gives exactly
 that size, so cells can be stacked on odd and tiny inputs.
@@ -43,6 +51,7 @@ class OpSpec:
     name: str
     kind: str
     factory: OpFactory
+    grouped: bool = False   # the factory takes `groups` (see the module docstring)
 
 
 # The registry. PRIMITIVES is the subset of kind "primitive", kept in step by register_op
@@ -51,15 +60,17 @@ OPS: dict[str, OpSpec] = {}
 PRIMITIVES: dict[str, OpSpec] = {}
 
 
-def register_op(name: str, kind: str) -> Callable[[OpFactory], OpFactory]:
-    """Decorator: register `factory` under `name`. A name can be registered only once."""
+def register_op(name: str, kind: str, grouped: bool = False
+                ) -> Callable[[OpFactory], OpFactory]:
+    """Decorator: register `factory` under `name`. A name can be registered only once.
+    `grouped`: the factory also takes `groups=G` (see the module docstring)."""
     if kind not in KINDS:
         raise ValueError(f"op {name!r}: unknown kind {kind!r} (known: {', '.join(KINDS)})")
     _check_new_name(name)
 
     def decorator(factory: OpFactory) -> OpFactory:
         _check_new_name(name)
-        spec = OpSpec(name=name, kind=kind, factory=factory)
+        spec = OpSpec(name=name, kind=kind, factory=factory, grouped=grouped)
         OPS[name] = spec
         if kind == "primitive":
             PRIMITIVES[name] = spec
@@ -81,9 +92,19 @@ def get_spec(name: str) -> OpSpec:
         raise KeyError(f"unknown op {name!r}; known ops: {', '.join(sorted(OPS))}") from None
 
 
-def make_op(name: str, c_in: int, c_out: int, stride: int, affine: bool = True) -> nn.Module:
-    """Build the op registered as `name`."""
-    return get_spec(name).factory(c_in, c_out, stride, affine)
+def make_op(name: str, c_in: int, c_out: int, stride: int, affine: bool = True,
+            groups: int = 1) -> nn.Module:
+    """Build the op registered as `name`; with `groups` > 1, that many independent copies
+    side by side (only for ops registered with grouped=True)."""
+    spec = get_spec(name)
+    if groups == 1:  # factories of ops without a grouped form need not know the argument
+        return spec.factory(c_in, c_out, stride, affine)
+    if not spec.grouped:
+        raise ValueError(f"op {name!r} has no grouped form (register it with grouped=True)")
+    if groups < 1 or c_in % groups or c_out % groups:
+        raise ValueError(f"op {name!r}: {c_in} -> {c_out} channels do not split into "
+                         f"{groups} groups")
+    return spec.factory(c_in, c_out, stride, affine, groups=groups)
 
 
 def output_shape(name: str, in_shape: tuple[int, ...], c_out: int,
@@ -142,12 +163,12 @@ class DilConv(nn.Sequential):
     """ReLU, depthwise conv (dilation d, stride s), pointwise 1x1, BN."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, dilation: int,
-                 affine: bool = True) -> None:
+                 affine: bool = True, groups: int = 1) -> None:
         super().__init__(OrderedDict(
             relu=nn.ReLU(inplace=False),
             dw=nn.Conv2d(c_in, c_in, kernel, stride, _same_padding(kernel, dilation),
                          dilation=dilation, groups=c_in, bias=False),
-            pw=nn.Conv2d(c_in, c_out, 1, bias=False),
+            pw=nn.Conv2d(c_in, c_out, 1, groups=groups, bias=False),
             bn=nn.BatchNorm2d(c_out, affine=affine),
         ))
 
@@ -157,16 +178,16 @@ class SepConv(nn.Sequential):
     has stride s."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int,
-                 affine: bool = True) -> None:
+                 affine: bool = True, groups: int = 1) -> None:
         pad = _same_padding(kernel)
         super().__init__(OrderedDict(
             relu1=nn.ReLU(inplace=False),
             dw1=nn.Conv2d(c_in, c_in, kernel, stride, pad, groups=c_in, bias=False),
-            pw1=nn.Conv2d(c_in, c_in, 1, bias=False),
+            pw1=nn.Conv2d(c_in, c_in, 1, groups=groups, bias=False),
             bn1=nn.BatchNorm2d(c_in, affine=affine),
             relu2=nn.ReLU(inplace=False),
             dw2=nn.Conv2d(c_in, c_in, kernel, 1, pad, groups=c_in, bias=False),
-            pw2=nn.Conv2d(c_in, c_out, 1, bias=False),
+            pw2=nn.Conv2d(c_in, c_out, 1, groups=groups, bias=False),
             bn2=nn.BatchNorm2d(c_out, affine=affine),
         ))
 
@@ -192,32 +213,37 @@ class MBConv(nn.Sequential):
     1x1 project to c_out, BN."""
 
     def __init__(self, c_in: int, c_out: int, stride: int, expansion: int,
-                 affine: bool = True) -> None:
+                 affine: bool = True, groups: int = 1) -> None:
         hidden = c_in * expansion
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         if expansion > 1:
-            layers["expand"] = nn.Conv2d(c_in, hidden, 1, bias=False)
+            layers["expand"] = nn.Conv2d(c_in, hidden, 1, groups=groups, bias=False)
             layers["bn_expand"] = nn.BatchNorm2d(hidden, affine=affine)
             layers["relu_expand"] = nn.ReLU(inplace=False)
         layers["dw"] = nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False)
         layers["bn_dw"] = nn.BatchNorm2d(hidden, affine=affine)
         layers["relu_dw"] = nn.ReLU(inplace=False)
-        layers["project"] = nn.Conv2d(hidden, c_out, 1, bias=False)
+        layers["project"] = nn.Conv2d(hidden, c_out, 1, groups=groups, bias=False)
         layers["bn_project"] = nn.BatchNorm2d(c_out, affine=affine)
         super().__init__(layers)
 
 
 class FactorizedReduce(nn.Module):
     """Halve H and W without losing every other pixel: two 1x1 stride-2 convs, the second
-    shifted by one pixel, concatenated along channels."""
+    shifted by one pixel, concatenated along channels. With `groups`, each group's two
+    halves are placed side by side, so that its BN channels stay one contiguous block."""
 
-    def __init__(self, c_in: int, c_out: int, affine: bool = True) -> None:
+    def __init__(self, c_in: int, c_out: int, affine: bool = True, groups: int = 1) -> None:
         super().__init__()
-        if c_out < 2:
+        per_group = c_out // groups
+        if per_group < 2:
             raise ValueError(f"FactorizedReduce needs c_out >= 2 (one per half), got {c_out}")
+        self.groups = groups
         self.relu = nn.ReLU(inplace=False)
-        self.conv1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
+        self.conv1 = nn.Conv2d(c_in, groups * (per_group // 2), 1, stride=2, groups=groups,
+                               bias=False)
+        self.conv2 = nn.Conv2d(c_in, groups * (per_group - per_group // 2), 1, stride=2,
+                               groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -225,7 +251,13 @@ class FactorizedReduce(nn.Module):
         # Pad one zero row/column at the end before shifting, so the shifted half also
         # has ceil(size / 2) pixels when the size is odd (and for a 1x1 input).
         shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.conv1(x), self.conv2(shifted)], dim=1))
+        first, second = self.conv1(x), self.conv2(shifted)
+        if self.groups == 1:
+            return self.bn(torch.cat([first, second], dim=1))
+        n, _, h, w = first.shape
+        halves = [first.reshape(n, self.groups, -1, h, w),
+                  second.reshape(n, self.groups, -1, h, w)]
+        return self.bn(torch.cat(halves, dim=2).reshape(n, -1, h, w))
 
 
 class Zero(nn.Module):
@@ -245,68 +277,80 @@ class Zero(nn.Module):
 
 
 # ------------------------------------------------------------------------ primitives
+# Every primitive has a grouped form (module docstring): `groups` reaches the 1x1 convs,
+# the only layers that mix channels; the rest work per channel already.
 
-@register_op("sep_conv_3x3", "primitive")
-def _sep_conv_3x3(c_in: int, c_out: int, stride: int, affine: bool = True) -> nn.Module:
+@register_op("sep_conv_3x3", "primitive", grouped=True)
+def _sep_conv_3x3(c_in: int, c_out: int, stride: int, affine: bool = True,
+                  groups: int = 1) -> nn.Module:
     _check_same_channels("sep_conv_3x3", c_in, c_out)
-    return SepConv(c_in, c_out, 3, stride, affine)
+    return SepConv(c_in, c_out, 3, stride, affine, groups)
 
 
-@register_op("sep_conv_5x5", "primitive")
-def _sep_conv_5x5(c_in: int, c_out: int, stride: int, affine: bool = True) -> nn.Module:
+@register_op("sep_conv_5x5", "primitive", grouped=True)
+def _sep_conv_5x5(c_in: int, c_out: int, stride: int, affine: bool = True,
+                  groups: int = 1) -> nn.Module:
     _check_same_channels("sep_conv_5x5", c_in, c_out)
-    return SepConv(c_in, c_out, 5, stride, affine)
+    return SepConv(c_in, c_out, 5, stride, affine, groups)
 
 
-@register_op("dil_conv_3x3", "primitive")
-def _dil_conv_3x3(c_in: int, c_out: int, stride: int, affine: bool = True) -> nn.Module:
+@register_op("dil_conv_3x3", "primitive", grouped=True)
+def _dil_conv_3x3(c_in: int, c_out: int, stride: int, affine: bool = True,
+                  groups: int = 1) -> nn.Module:
     _check_same_channels("dil_conv_3x3", c_in, c_out)
-    return DilConv(c_in, c_out, 3, stride, 2, affine)
+    return DilConv(c_in, c_out, 3, stride, 2, affine, groups)
 
 
-@register_op("dil_conv_5x5", "primitive")
-def _dil_conv_5x5(c_in: int, c_out: int, stride: int, affine: bool = True) -> nn.Module:
+@register_op("dil_conv_5x5", "primitive", grouped=True)
+def _dil_conv_5x5(c_in: int, c_out: int, stride: int, affine: bool = True,
+                  groups: int = 1) -> nn.Module:
     _check_same_channels("dil_conv_5x5", c_in, c_out)
-    return DilConv(c_in, c_out, 5, stride, 2, affine)
+    return DilConv(c_in, c_out, 5, stride, 2, affine, groups)
 
 
-@register_op("max_pool_3x3", "primitive")
-def _max_pool_3x3(c_in: int, c_out: int, stride: int, affine: bool = True) -> nn.Module:
+@register_op("max_pool_3x3", "primitive", grouped=True)
+def _max_pool_3x3(c_in: int, c_out: int, stride: int, affine: bool = True,
+                  groups: int = 1) -> nn.Module:
     _check_same_channels("max_pool_3x3", c_in, c_out)
     return PoolBN("max", c_in, stride, affine)
 
 
-@register_op("avg_pool_3x3", "primitive")
-def _avg_pool_3x3(c_in: int, c_out: int, stride: int, affine: bool = True) -> nn.Module:
+@register_op("avg_pool_3x3", "primitive", grouped=True)
+def _avg_pool_3x3(c_in: int, c_out: int, stride: int, affine: bool = True,
+                  groups: int = 1) -> nn.Module:
     _check_same_channels("avg_pool_3x3", c_in, c_out)
     return PoolBN("avg", c_in, stride, affine)
 
 
-@register_op("skip_connect", "primitive")
-def _skip_connect(c_in: int, c_out: int, stride: int, affine: bool = True) -> nn.Module:
+@register_op("skip_connect", "primitive", grouped=True)
+def _skip_connect(c_in: int, c_out: int, stride: int, affine: bool = True,
+                  groups: int = 1) -> nn.Module:
     _check_same_channels("skip_connect", c_in, c_out)
     if stride == 1:
         return nn.Identity()
     if stride == 2:
-        return FactorizedReduce(c_in, c_out, affine)
+        return FactorizedReduce(c_in, c_out, affine, groups)
     raise ValueError(f"skip_connect supports stride 1 or 2, got {stride}")
 
 
 def _mbconv_factory(name: str, expansion: int) -> OpFactory:
-    def factory(c_in: int, c_out: int, stride: int, affine: bool = True) -> nn.Module:
+    def factory(c_in: int, c_out: int, stride: int, affine: bool = True,
+                groups: int = 1) -> nn.Module:
         _check_same_channels(name, c_in, c_out)
-        return MBConv(c_in, c_out, stride, expansion, affine)
+        return MBConv(c_in, c_out, stride, expansion, affine, groups)
     factory.__name__ = f"_{name}"
     return factory
 
 
 for _e in (1, 2, 3):
-    register_op(f"mbconv_e{_e}", "primitive")(_mbconv_factory(f"mbconv_e{_e}", _e))
+    register_op(f"mbconv_e{_e}", "primitive", grouped=True)(
+        _mbconv_factory(f"mbconv_e{_e}", _e))
 del _e
 
 
-@register_op("none", "primitive")
-def _none(c_in: int, c_out: int, stride: int, affine: bool = True) -> nn.Module:
+@register_op("none", "primitive", grouped=True)
+def _none(c_in: int, c_out: int, stride: int, affine: bool = True,
+          groups: int = 1) -> nn.Module:
     _check_same_channels("none", c_in, c_out)
     return Zero(stride)
 
