@@ -262,6 +262,36 @@ def test_random_search_draws_valid_random_models():
     assert not strategy.is_finished()
 
 
+def test_random_search_draws_node_counts_up_to_what_growth_reaches():
+    """With max_nodes per (cells, reductions), every count from the seeds' least to that
+    maximum comes up, and never one beyond."""
+    strategy = RandomSearch(SEEDS, ["sep_conv_3x3", "max_pool_3x3", "none"], 3, seed=0,
+                            max_nodes={(1, 0): 4, (2, 0): 1, (3, 1): 2})
+    log = drive(strategy, steps=60, slots=3)
+    drawn = {}
+    for _, spec in log:
+        drawn.setdefault(spec.macro[:2], set()).add(spec.macro[2])
+        assert all(len(spec.cells[kind]) == spec.macro[2] for kind in ("normal", "reduce"))
+    assert drawn == {(1, 0): {1, 2, 3, 4}, (2, 0): {1}, (3, 1): {1, 2}}
+
+
+def test_growth_reach_is_the_deepest_cell_under_the_cap_plus_one_node():
+    """benchmark_digits_cheap: max_macs 30K. A 1-cell seed costs 16,690 MACs with 1 node
+    and 10,560 more per node, so 2 nodes (27,250) may still grow once: 3. The 2-cell seed
+    with 2 nodes is above the cap: it is never grown, 2. With 4 trials (all seeds) no
+    growth round is left: the seeds' 2."""
+    from petrinas.search.runner import with_reference_point
+    from petrinas.search.shapes import shape_cost
+    from petrinas.search.strategies.random_search import growth_reach
+
+    cheap = with_reference_point(load_config("benchmark_digits_cheap"))
+    assert [shape_cost(cheap, 1, 0, n) for n in (1, 2, 5)] == [16_690, 27_250, 58_930]
+    assert growth_reach(cheap) == {(1, 0): 3, (2, 0): 2}
+    assert growth_reach(with_reference_point(load_config(
+        "benchmark_digits_cheap", ["search.max_trials=4"]))) == {(1, 0): 2, (2, 0): 2}
+    assert RandomSearch.from_config(cheap).max_nodes == {(1, 0): 3, (2, 0): 2}
+
+
 # ------------------------------------------------------------- many slots, few parents
 
 def _children_in_flight(strategy, parent):

@@ -39,17 +39,15 @@ def deepest_nodes(config: Config, cells: int, reductions: int, cap: float,
     """The most nodes per cell growth can give a model of (cells, reductions) when no
     model costlier than `cap` is grown: the deepest seed-shaped cell at or under the cap,
     plus the one node its growth adds; never fewer than the seed ranges' most, never
-    more than MAX_NODES. Cost grows with the node count, so a bisection finds it."""
+    more than MAX_NODES.
+
+    A seed-shaped cell's cost is linear in its nodes (each node is one op on the cell's
+    maps, and the output projection gains one block of input columns per node), so two
+    measurements give it (checked in tests/test_strategy.py)."""
     low = config.search.seeds.nodes[1]       # always allowed
-    if shape_cost(config, cells, reductions, low, column) > cap:
+    first = shape_cost(config, cells, reductions, low, column)
+    if first > cap:
         return low
-    high = MAX_NODES
-    if shape_cost(config, cells, reductions, high, column) <= cap:
-        return MAX_NODES
-    while high - low > 1:                    # cost(low) <= cap < cost(high)
-        mid = (low + high) // 2
-        if shape_cost(config, cells, reductions, mid, column) <= cap:
-            low = mid
-        else:
-            high = mid
-    return min(low + 1, MAX_NODES)
+    per_node = shape_cost(config, cells, reductions, low + 1, column) - first
+    under = low + int((cap - first) // per_node) if per_node > 0 else MAX_NODES
+    return min(under + 1, MAX_NODES)

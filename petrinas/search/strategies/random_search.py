@@ -2,15 +2,22 @@
 
 Every trial is a new random model, trained from scratch for the seed epochs plus the
 post-train epochs (what a Petridish child has had by the end of its post-training, less
-the search phase). Its macro shape is drawn uniformly from the valid seed shapes
-(`search.seeds` ranges); each cell type gets its own random structure: every node takes
-`edges_per_node` distinct (input, op) pairs, drawn uniformly from the earlier states of
-its cell and the non-`none` candidate ops.
+the search phase; pipeline.run_random). Its (cells, reductions) shape is drawn uniformly
+from the valid seed shapes (`search.seeds` ranges), and its node count uniformly from the
+seed ranges' least up to the most growth can reach for that shape (`max_nodes`): growth
+adds one node per round and never grows a model above the cost cap, so from_config takes
+the deepest seed-shaped cell at or under the cap, plus the node its growth would add
+(shapes.deepest_nodes), and no deeper than one node per trial the budget leaves after
+the seeds. The cap is `search.max_macs` (or max_params) when set, else the hypervolume
+reference cost (a costlier model adds nothing to the measure); on the latency axis, ten
+times the costliest seed's MACs. Each cell type gets its own random structure:
+every node takes `edges_per_node` distinct (input, op) pairs, drawn uniformly from the
+earlier states of its cell and the non-`none` candidate ops.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from overrides import overrides
 
@@ -21,25 +28,36 @@ from petrinas.search.strategy import RANDOM, JobSpec, Suggestion, register
 @register("random_search")
 class RandomSearch(PoolStrategy):
     def __init__(self, macros: Sequence[tuple[int, int, int]], ops: Sequence[str],
-                 edges_per_node: int, *, seed: int = 0, cost_key: str = "macs"):
-        """`macros`: the (cells, reductions, nodes) shapes to draw from."""
+                 edges_per_node: int, *, seed: int = 0, cost_key: str = "macs",
+                 max_nodes: Mapping[tuple[int, int], int] | None = None):
+        """`macros`: the (cells, reductions, nodes) seed shapes. `max_nodes`: per
+        (cells, reductions), the most nodes to draw; None: the seed shapes' own counts."""
         super().__init__(seed=seed, cost_key=cost_key)
         self.macros = [tuple(m) for m in macros]
         self.ops = [op for op in ops if op != "none"]
         self.edges_per_node = edges_per_node
+        self.max_nodes = dict(max_nodes) if max_nodes is not None else None
+        self.shapes = sorted({m[:2] for m in self.macros})
+        self.least_nodes = min(m[2] for m in self.macros)
 
     @classmethod
     def from_config(cls, config) -> "RandomSearch":
         from petrinas.config import cost_column, seed_macros
 
         return cls(seed_macros(config), config.model.candidate_ops, config.model.top_k,
-                   seed=config.seed, cost_key=cost_column(config))
+                   seed=config.seed, cost_key=cost_column(config),
+                   max_nodes=growth_reach(config))
 
     @overrides
     def suggest(self, trial_id: str) -> Suggestion:
-        macro = self.macros[int(self.rng.integers(len(self.macros)))]
-        nodes = macro[2]
-        cells = {kind: self._random_cell(nodes) for kind in ("normal", "reduce")}
+        if self.max_nodes is None:
+            macro = self.macros[int(self.rng.integers(len(self.macros)))]
+        else:
+            cells, reductions = self.shapes[int(self.rng.integers(len(self.shapes)))]
+            nodes = int(self.rng.integers(self.least_nodes,
+                                          self.max_nodes[(cells, reductions)] + 1))
+            macro = (cells, reductions, nodes)
+        cells = {kind: self._random_cell(macro[2]) for kind in ("normal", "reduce")}
         return self._start(trial_id, JobSpec(RANDOM, macro=macro, cells=cells))
 
     def _random_cell(self, nodes: int) -> list[list[list]]:
@@ -59,3 +77,25 @@ class RandomSearch(PoolStrategy):
     @overrides
     def finish_reason(self) -> str:
         return ""
+
+
+def growth_reach(config) -> dict[tuple[int, int], int]:
+    """Per (cells, reductions) of the seed shapes, the most nodes growth can reach under
+    the config's cost cap (see the module's docstring). Measured: builds models."""
+    from petrinas.config import cost_column, max_cost, seed_macros
+    from petrinas.model_desc.builder import costliest_seed
+    from petrinas.search.shapes import deepest_nodes
+
+    column = cost_column(config)
+    if column == "latency_ms":   # no latency without a device: cap the MACs instead
+        column, cap = "macs", 10.0 * costliest_seed(config, "macs")
+    else:
+        cap = max_cost(config) or config.search.hv_ref_cost \
+            or 10.0 * costliest_seed(config, column)
+    macros = seed_macros(config)
+    # One node per growth round, one round per trial after the seeds: the trial budget
+    # bounds the depth too.
+    by_trials = config.search.seeds.nodes[1] + max(config.search.max_trials - len(macros), 0)
+    return {(cells, reductions): min(deepest_nodes(config, cells, reductions, cap, column),
+                                     by_trials)
+            for cells, reductions in sorted({m[:2] for m in macros})}
