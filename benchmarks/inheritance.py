@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import subprocess
 import sys
 import time
@@ -87,9 +88,11 @@ def paired(rows: Iterable[dict], a: str, b: str, metric: str) -> dict[int, list[
     """Per run seed, the differences a − b of `metric` over the children that have both."""
     by_child: dict[tuple[int, str], dict[str, float]] = {}
     for row in rows:
-        by_child.setdefault((int(row["seed"]), row["trial_id"]), {})[row["arm"]] = \
-            float(row[metric])
+        value = (math.log10(float(row["macs"])) if metric == "log10_macs"
+                 else float(row[metric]))
+        by_child.setdefault((int(row["seed"]), row["trial_id"]), {})[row["arm"]] = value
     out: dict[int, list[float]] = {}
+    # log10_macs: the geometric mean of the cost ratio is 10 ** mean difference
     for (seed, _), arms in sorted(by_child.items()):
         if a in arms and b in arms:
             out.setdefault(seed, []).append(arms[a] - arms[b])
@@ -97,10 +100,12 @@ def paired(rows: Iterable[dict], a: str, b: str, metric: str) -> dict[int, list[
 
 
 def table(rows: Sequence[dict]) -> str:
-    """The markdown table: every contrast on validation and test accuracy."""
+    """The markdown table: every contrast on validation and test accuracy, and on cost
+    (a random choice of pairs can build a cheaper or a costlier node than |alpha|'s)."""
     lines = ["| what it measures | children (runs) | Δ val. acc. [95 % CI] | wins | "
-             "Δ test acc. [95 % CI] |", "|:---|---:|---:|---:|---:|"]
+             "Δ test acc. [95 % CI] | MACs ratio |", "|:---|---:|---:|---:|---:|---:|"]
     for a, b, label in CONTRASTS:
+        log_ratio = [d for ds in paired(rows, a, b, "log10_macs").values() for d in ds]
         cells = []
         for metric in METRICS:
             diffs = paired(rows, a, b, metric)
@@ -110,7 +115,8 @@ def table(rows: Sequence[dict]) -> str:
                 flat = [d for ds in diffs.values() for d in ds]
                 wins = f"{sum(d > 0 for d in flat)}/{len(flat)}"
                 count = f"{len(flat)} ({len(diffs)})"
-        lines.append(f"| {label} | {count} | {cells[0]} | {wins} | {cells[1]} |")
+        lines.append(f"| {label} | {count} | {cells[0]} | {wins} | {cells[1]} | "
+                     f"{10 ** np.mean(log_ratio):.2f}× |")
     return "\n".join(lines)
 
 
