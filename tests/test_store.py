@@ -129,6 +129,16 @@ def test_the_refusal_names_the_keys_a_user_changed_not_the_derived_ones(tmp_path
                 "search.hv_ref_error=0.5"])
 
 
+def test_a_failed_trial_records_and_counts_what_it_spent(tmp_path, config):
+    store = RunStore.open(tmp_path / "run", config)
+    ids = submit(store, strategy_from_config(config), 1)
+    row = store.record_failure(ids[0], "TrainingError: loss became nan", "Traceback ...",
+                               spent={"compute_s": 2.5, "device": "cpu"})
+    assert (row["status"], row["compute_s"], row["device"]) == ("failed", 2.5, "cpu")
+    assert store.compute_s == 2.5
+    store.close()
+
+
 def test_the_cost_floor_is_derived_written_overridable_and_below_the_ceiling(tmp_path):
     """The box's floor is the cheapest seed's MACs (1 cell, no reduction, 1 node:
     16,690), written to config.yaml like the ceiling; a value given is kept; a floor at

@@ -15,7 +15,7 @@ import sys
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -25,6 +25,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from petrinas.config import Config
 from petrinas.errors import InputError
+from petrinas.search.rows import claim_key
 
 log = logging.getLogger(__name__)
 
@@ -38,33 +39,45 @@ def _trial_task(kind: str, config: Config, payload: dict, weights: bytes | None,
     """Runs in a Ray worker. Explicit imports: a worker needs no set-up step."""
     from petrinas.train import pipeline
 
+    start = pipeline.Stopwatch.begin()
     device = pipeline.pick_device(want_gpu)
     ctx = pipeline.JobContext(
         seed=seed, device=device, cpu_threads=cpu_threads,
-        memory_limit_mb=config.resources.memory_per_job_mb if device == "cpu" else 0)
+        memory_limit_mb=config.resources.memory_per_job_mb if device == "cpu" else 0,
+        device_share=config.resources.gpus_per_job if device == "cuda" else 1.0)
     claim = pipeline.no_claims if claim_as is None else _claimer(*claim_as)
-    if kind == "seed":
-        output = pipeline.run_seed(config, tuple(payload["macro"]), ctx, claim)
-    elif kind == "search":
-        output = pipeline.run_search(config, payload["parent"], weights, ctx,
-                                     selection=payload["selection"], claim=claim)
-    elif kind == "random":
-        output = pipeline.run_random(config, tuple(payload["macro"]), payload["cells"], ctx,
-                                     claim)
-    elif kind == "eval":
-        output = pipeline.run_eval(config, payload["gallery"], ctx)
-    else:
-        raise ValueError(f"unknown job kind {kind!r}")
+    try:
+        output = _run_job(pipeline, kind, config, payload, weights, ctx, claim)
+    except Exception as exc:
+        pipeline.note_spent(exc, start, ctx)   # a failed trial counts its compute too
+        raise
     output.notes["node_id"] = ray.get_runtime_context().get_node_id()
     return output
 
 
-def _claimer(registry, trial_id: str):
-    """claim(arch) through the registry; if it cannot be reached, the trial trains its
-    architecture anyway: deduplication saves compute, it must never fail a trial."""
+def _run_job(pipeline, kind: str, config: Config, payload: dict, weights: bytes | None,
+             ctx, claim):
+    if kind == "seed":
+        return pipeline.run_seed(config, tuple(payload["macro"]), ctx, claim)
+    if kind == "search":
+        return pipeline.run_search(config, payload["parent"], weights, ctx,
+                                   selection=payload["selection"], claim=claim)
+    if kind == "random":
+        return pipeline.run_random(config, tuple(payload["macro"]), payload["cells"], ctx,
+                                   claim)
+    if kind == "eval":
+        return pipeline.run_eval(config, payload["gallery"], ctx)
+    raise ValueError(f"unknown job kind {kind!r}")
+
+
+def _claimer(registry, trial_id: str, parent_id: str = ""):
+    """claim(arch) through the registry, keyed by (parent, architecture) (rows.claim_key);
+    if the registry cannot be reached, the trial trains its architecture anyway:
+    deduplication saves compute, it must never fail a trial."""
     def claim(arch: str) -> str | None:
         try:
-            return ray.get(registry.claim.remote(arch, trial_id), timeout=60)
+            return ray.get(registry.claim.remote(claim_key(parent_id, arch), trial_id),
+                           timeout=60)
         except (RayError, GetTimeoutError) as exc:
             log.warning("%s: architecture registry unreachable (%s); training anyway",
                         trial_id, _one_line(exc))
@@ -74,17 +87,28 @@ def _claimer(registry, trial_id: str):
 
 @ray.remote(num_cpus=0)
 class ArchRegistry:
-    """Which trial owns each architecture hash, for the whole session: a job claims its
-    architecture before training it, and learns whether another trial got there first
-    (finished or still training). Seeded with the run's trained models at start."""
+    """Which trial owns each claim key (rows.claim_key: parent and architecture), for
+    the whole session: a job claims its key before training, and learns whether another
+    trial got there first (finished or still training). Seeded at start with the run's
+    trained models (rows.claim_owners), so their claims survive a driver restart; a
+    claim of a trial that fails or is cancelled is released, so a later trial of that
+    key trains it."""
 
     def __init__(self, owners: dict[str, str]):
         self.owners = dict(owners)
 
-    def claim(self, arch: str, trial_id: str) -> str | None:
-        """None if `trial_id` owns `arch` now (or already did), else the owner's id."""
-        owner = self.owners.setdefault(arch, trial_id)
+    def claim(self, key: str, trial_id: str) -> str | None:
+        """None if `trial_id` owns `key` now (or already did), else the owner's id."""
+        owner = self.owners.setdefault(key, trial_id)
         return None if owner == trial_id else owner
+
+    def release(self, trial_id: str) -> int:
+        """Drop every claim `trial_id` holds; returns how many. A failed trial rarely
+        happens, so a scan of the keys is cheap enough."""
+        keys = [k for k, owner in self.owners.items() if owner == trial_id]
+        for key in keys:
+            del self.owners[key]
+        return len(keys)
 
 
 @dataclass
@@ -93,6 +117,7 @@ class Completion:
     output: Any = None          # a rows.TrialOutput when the job succeeded
     error: str | None = None    # one line: why it failed
     detail: str = ""            # the full traceback, for the trial folder
+    spent: dict = field(default_factory=dict)  # a failed job's compute_s and device, if known
 
 
 @dataclass(frozen=True)
@@ -301,13 +326,14 @@ class RayExecutor:
     # ------------------------------------------------------------------ submit
     def submit(self, trial_id: str, kind: str, payload: dict, *, seed: int,
                weights_key: str | None = None,
-               load_weights: Callable[[], bytes] | None = None) -> None:
+               load_weights: Callable[[], bytes] | None = None, parent_id: str = "") -> None:
         """Start a trial. A parent's weights go into the object store once per
         `weights_key` (read with `load_weights` then) and travel to every child of that
-        parent as a reference."""
+        parent as a reference. `parent_id` is part of the trial's claim key."""
         ref = self._weights_ref(weights_key, load_weights) if load_weights else None
         res = self.config.resources
-        claim_as = (self._registry, trial_id) if self._registry is not None else None
+        claim_as = (self._registry, trial_id, parent_id) if self._registry is not None \
+            else None
         task_ref = self._task.remote(kind, self.config, payload, ref, seed,
                                      res.gpus_per_job > 0, max(1, int(res.cpus_per_job)),
                                      claim_as)
@@ -339,15 +365,31 @@ class RayExecutor:
         return [self._collect(ref) for ref in ready]
 
     def _collect(self, ref: ray.ObjectRef) -> Completion:
+        """The trial's result; a failed trial releases its claim first, so that a
+        later trial of its key is not taken for its duplicate."""
         trial_id = self._running.pop(ref)
         try:
             return Completion(trial_id, output=ray.get(ref, timeout=60))
         except RayTaskError as exc:
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-            return Completion(trial_id, error=_one_line(cause), detail=str(exc))
-        except (RayError, GetTimeoutError) as exc:
+            self.release(trial_id)
+            return Completion(trial_id, error=_one_line(cause), detail=str(exc),
+                              spent=dict(getattr(cause, "petrinas_spent", None) or {}))
+        except (RayError, GetTimeoutError) as exc:   # a dead worker: its compute is unknown
+            self.release(trial_id)
             return Completion(trial_id, error=f"system failure: {_one_line(exc)}",
                               detail=str(exc))
+
+    def release(self, trial_id: str) -> None:
+        """Drop the claims of a trial that will not train its model (failed, cancelled,
+        lost). Waited for: the next trial of the key may be submitted right after."""
+        if self._registry is None:
+            return
+        try:
+            ray.get(self._registry.release.remote(trial_id), timeout=30)
+        except (RayError, GetTimeoutError) as exc:
+            log.warning("%s: its architecture claim was not released (%s); a later trial "
+                        "of it may be recorded as its duplicate", trial_id, _one_line(exc))
 
     def cancel_all(self) -> list[str]:
         """Cancel every running trial; returns their ids."""
@@ -364,6 +406,8 @@ class RayExecutor:
             except (RayError, GetTimeoutError, TaskCancelledError):
                 pass
         self._running.clear()
+        for trial_id in cancelled:   # resubmitted under their ids on resume, claiming again
+            self.release(trial_id)
         return cancelled
 
 

@@ -4,9 +4,11 @@ A row is a plain dict. The store builds it from what the trial was asked to do (
 spec) and what its job measured; the reporter writes it as a TSV line. Statuses:
 
     ok         trained; in the pool
-    duplicate  its architecture had been trained (or was being trained) by
-               `duplicate_of`, so it skipped its (post-)training; not in the pool
-    failed     its job raised; `error` says why
+    duplicate  its claim key (parent and architecture, `claim_key`) had been trained
+               (or was being trained) by `duplicate_of`, so it skipped its
+               (post-)training; not in the pool
+    failed     its job raised; `error` says why, `compute_s` what it spent (empty when
+               its worker died: nothing came back to measure)
     lost       its result was journaled but its files are gone (the run goes on)
 """
 
@@ -53,3 +55,23 @@ class TrialOutput:
     row: dict                       # pool.tsv fields measured by the job (MEASURED)
     history: dict = field(default_factory=dict)  # phase -> per-epoch metrics
     notes: dict = field(default_factory=dict)    # free-form: chosen pairs, timing, node
+
+
+def claim_key(parent_id: str, arch_hash: str) -> str:
+    """What deduplication compares: the architecture *and* the parent it grew from.
+
+    Under weight inheritance a child is its parent's weights plus a node, so the same
+    architecture grown from another parent is another trained model (it starts from
+    other weights and ends at another error): keyed by architecture alone it would be
+    dropped. A repeat of the same parent and architecture starts from the same weights
+    and trains the same way, so it is skipped. Models trained from scratch (seeds,
+    random search) have no parent: their architecture alone is the key."""
+    return f"{parent_id or ''}/{arch_hash}"
+
+
+def claim_owners(rows) -> dict[str, str]:
+    """claim key -> trial id of the trained models among `rows` (status ok): what the
+    architecture registry starts from when a run starts or resumes. Claims of trials
+    that failed, were cancelled or were in flight at a stop are not kept."""
+    return {claim_key(row.get("parent_id") or "", row["arch_hash"]): row["trial_id"]
+            for row in rows if row.get("status") == OK and row.get("arch_hash")}

@@ -23,7 +23,7 @@ from petrinas.search import figures
 from petrinas.search.jobs import Completion, RayExecutor, RayOptions, ray_session
 from petrinas.search.progress import Progress, Status, eta, format_duration
 from petrinas.search.report import Layout, Reporter
-from petrinas.search.rows import OK
+from petrinas.search.rows import OK, claim_owners
 from petrinas.search.stopping import Action, Budget, Verdict
 from petrinas.search.store import RunStore, read_trial_desc
 from petrinas.search.strategy import FINISHED, RANDOM, SEARCH, SEED, JobSpec, Strategy, \
@@ -195,14 +195,16 @@ class TrialLoop:
             return
         self.executor.submit(trial_id, job.kind, job.payload,
                              seed=trial_seed(self.config.seed, trial_id),
-                             weights_key=job.weights_key, load_weights=job.load_weights)
+                             weights_key=job.weights_key, load_weights=job.load_weights,
+                             parent_id=spec.parent_id or "")
         log.info("%s: submitted %s", trial_id, _describe(spec))
 
     def _lose_parent(self, trial_id: str, spec: JobSpec, exc: OSError) -> None:
         error = f"parent {spec.parent_id} is lost: {exc.filename} is gone"
         row = self.store.record_failure(trial_id, error)
         self.strategy.on_trial_complete(trial_id, error=error)
-        self.store.mark_lost(self.strategy)
+        for lost in self.store.mark_lost(self.strategy):
+            self.executor.release(lost)   # its model is gone: a later trial may train it
         log.warning("%s: failed: %s", trial_id, error)
         self.summary = self.reporter.add(row)
 
@@ -218,7 +220,8 @@ class TrialLoop:
                 log.info("%s: the architecture of %s; skipped its training",
                          done.trial_id, row["duplicate_of"])
         else:
-            row = self.store.record_failure(done.trial_id, done.error, done.detail)
+            row = self.store.record_failure(done.trial_id, done.error, done.detail,
+                                            spent=done.spent)
             self.strategy.on_trial_complete(done.trial_id, error=done.error)
             log.warning("%s: failed: %s", done.trial_id, done.error)
         self.store.maybe_compact(self.strategy)
@@ -385,8 +388,7 @@ def run_stage(config: Config, store: RunStore, strategy: Strategy, reporter: Rep
     if verdict.action is Action.STOP or (not in_flight and (
             verdict.action is Action.DRAIN or strategy.is_finished())):
         return verdict.reason or strategy.finish_reason()
-    owners = ({row["arch_hash"]: tid for tid, row in store.rows.items()
-               if row["status"] == OK and row.get("arch_hash")} if dedup else None)
+    owners = claim_owners(store.rows.values()) if dedup else None
     progress = progress or Progress(enabled=False)
     with ray_session(ray_options, store.dir / "logs" / "ray.log"):
         executor = RayExecutor(config, owners, task=task)

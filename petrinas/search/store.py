@@ -285,8 +285,10 @@ class RunStore:
         self._set_row(row)
         return row
 
-    def record_failure(self, trial_id: str, error: str, detail: str = "") -> dict:
-        row = make_row(trial_id, self.specs[trial_id], {}, status=FAILED,
+    def record_failure(self, trial_id: str, error: str, detail: str = "",
+                       spent: dict | None = None) -> dict:
+        """A failed trial: its error, and what it spent (compute_s, device) if known."""
+        row = make_row(trial_id, self.specs[trial_id], spent or {}, status=FAILED,
                        elapsed_s=self.elapsed(), error=error)
         folder = self.trial_dir(trial_id)
         write_text_atomic(folder / "error.txt", (detail or error) + "\n")

@@ -9,12 +9,20 @@
 
 Each returns a `TrialOutput`: the description, the weights as bytes (they travel back
 through Ray's object store; the driver writes them), the pool row and per-epoch curves.
-The row includes what the trial cost: `compute_s` (wall seconds on its device), `device`
-and `examples` (training examples processed).
+The row includes what the trial cost: `compute_s`, `device` and `examples` (training
+examples processed). `compute_s` is device-seconds times the job's share of its device,
+so that packing jobs on a GPU or sharing cores with other work does not inflate it: on
+a GPU, wall seconds times `resources.gpus_per_job` (two jobs packed on one GPU for 10 s
+cost 10 GPU-seconds between them, not 20); on the CPU, the job process's CPU seconds
+(the core-seconds it used: time spent waiting for a core held by another process does
+not count). A job that raises carries what it spent on its exception (`note_spent`),
+so a failed trial counts its compute too.
 
 A trial about to train an architecture asks `claim(arch_hash)` first: if another trial
 owns it (trained it, or is training it), the trial stops there and returns a duplicate
-of that trial (no weights), so no architecture is paid for twice.
+of that trial (no weights), so no model is paid for twice. The executor keys the claim
+by the trial's parent too (rows.claim_key): the same architecture grown from another
+parent starts from other weights, a model of its own.
 """
 
 from __future__ import annotations
@@ -51,6 +59,38 @@ class JobContext:
     device: str = "cpu"
     cpu_threads: int | None = None
     memory_limit_mb: int = 0        # enforced on CPU jobs; CUDA raises its own OOM
+    device_share: float = 1.0       # on a GPU: resources.gpus_per_job (CPU: unused)
+
+
+@dataclass(frozen=True)
+class Stopwatch:
+    """When a job started, on the clocks its compute is measured with."""
+    wall: float
+    cpu: float
+
+    @classmethod
+    def begin(cls) -> "Stopwatch":
+        return cls(time.perf_counter(), time.process_time())
+
+    def compute_s(self, ctx: JobContext) -> float:
+        """Device-seconds times the job's share of its device since `begin` (see the
+        module's docstring)."""
+        if ctx.device == "cpu":
+            return round(time.process_time() - self.cpu, 3)
+        return round((time.perf_counter() - self.wall) * ctx.device_share, 3)
+
+
+def device_name(ctx: JobContext) -> str:
+    return f"cuda:{torch.cuda.get_device_name()}" if ctx.device == "cuda" else ctx.device
+
+
+def note_spent(exc: BaseException, start: Stopwatch, ctx: JobContext) -> None:
+    """Attach what a failing job spent to its exception (it travels back with it
+    through Ray, pickled with the exception's attributes): a failed trial's compute."""
+    try:
+        exc.petrinas_spent = {"compute_s": start.compute_s(ctx), "device": device_name(ctx)}
+    except (AttributeError, TypeError):  # an exception type without attributes: uncounted
+        pass
 
 
 def pick_device(want_gpu: bool) -> str:
@@ -61,7 +101,7 @@ def run_seed(config: Config, macro: tuple[int, int, int], ctx: JobContext,
              claim: Claim = no_claims) -> TrialOutput:
     torch.manual_seed(ctx.seed)  # new weights depend on the trial, not the worker's past
     cells, reductions, nodes = macro
-    start = time.perf_counter()
+    start = Stopwatch.begin()
     desc = build_seed(config, cells=cells, reductions=reductions, nodes=nodes)
     return _train_new(config, desc, config.search.seed_train, "seed_train", ctx, claim,
                       start)
@@ -71,7 +111,7 @@ def run_random(config: Config, macro: tuple[int, int, int], cells: dict, ctx: Jo
                claim: Claim = no_claims) -> TrialOutput:
     """A random-search model, trained from scratch for the seed plus post-train epochs."""
     torch.manual_seed(ctx.seed)
-    start = time.perf_counter()
+    start = Stopwatch.begin()
     desc = build_random(config, macro, cells)
     phase = replace(config.search.seed_train,
                     epochs=config.search.seed_train.epochs + config.search.post_train.epochs)
@@ -79,7 +119,7 @@ def run_random(config: Config, macro: tuple[int, int, int], cells: dict, ctx: Jo
 
 
 def _train_new(config: Config, desc: ModelDesc, phase: TrainConfig, name: str,
-               ctx: JobContext, claim: Claim, start: float) -> TrialOutput:
+               ctx: JobContext, claim: Claim, start: Stopwatch) -> TrialOutput:
     owner = claim(desc.arch_hash())
     if owner is not None:
         return _duplicate(desc, owner, {}, start, ctx, 0)
@@ -139,7 +179,7 @@ def run_search(config: Config, parent_desc: dict, parent_weights: bytes,
                ctx: JobContext, *, selection: str = "alpha",
                claim: Claim = no_claims) -> TrialOutput:
     torch.manual_seed(ctx.seed)  # new weights depend on the trial, not the worker's past
-    start = time.perf_counter()
+    start = Stopwatch.begin()
     splits = load_splits(config.dataset, config.seed, keep_uint8=True)
     searched = search_phase(config, ModelDesc.from_dict(parent_desc), parent_weights,
                             splits, ctx)
@@ -166,7 +206,7 @@ def _choose(desc: ModelDesc, state: dict, k: int, selection: str, seed: int
 
 def run_eval(config: Config, gallery_desc: dict, ctx: JobContext) -> TrialOutput:
     torch.manual_seed(ctx.seed)  # new weights depend on the trial, not the worker's past
-    start = time.perf_counter()
+    start = Stopwatch.begin()
     desc = build_eval(ModelDesc.from_dict(gallery_desc), config)
     splits = load_splits(config.dataset, config.seed, keep_uint8=True)
     model = build_model(desc)
@@ -184,7 +224,7 @@ def train_phase(model: torch.nn.Module, splits: dict[str, TensorData], cfg: Trai
 
 
 def _output(desc: ModelDesc, model: torch.nn.Module, phases: dict[str, TrainResult],
-            start: float, ctx: JobContext, n_train: int, notes: dict | None = None
+            start: Stopwatch, ctx: JobContext, n_train: int, notes: dict | None = None
             ) -> TrialOutput:
     # Latency on the job's own device (median of single-example passes), then the
     # weights travel back from the CPU.
@@ -202,7 +242,7 @@ def _output(desc: ModelDesc, model: torch.nn.Module, phases: dict[str, TrainResu
                        notes={**(notes or {}), **_timing(start)})
 
 
-def _duplicate(desc: ModelDesc, owner: str, phases: dict[str, TrainResult], start: float,
+def _duplicate(desc: ModelDesc, owner: str, phases: dict[str, TrainResult], start: Stopwatch,
                ctx: JobContext, n_train: int, notes: dict | None = None) -> TrialOutput:
     """A trial that stops because `owner` trains its architecture: its cost so far."""
     measured = cost(build_model(desc), desc.input_shape)
@@ -215,19 +255,16 @@ def _duplicate(desc: ModelDesc, owner: str, phases: dict[str, TrainResult], star
                        notes={**(notes or {}), **_timing(start)})
 
 
-def _spent(phases: dict[str, TrainResult], start: float, ctx: JobContext,
+def _spent(phases: dict[str, TrainResult], start: Stopwatch, ctx: JobContext,
            n_train: int) -> dict:
-    """What the trial cost: epochs, training examples, wall seconds on its device."""
+    """What the trial cost: epochs, training examples, compute on its device."""
     epochs = sum(len(r.history) for r in phases.values())
-    device = ctx.device
-    if device == "cuda":
-        device = f"cuda:{torch.cuda.get_device_name()}"
     return {"epochs": epochs, "examples": epochs * n_train,
-            "compute_s": round(time.perf_counter() - start, 3), "device": device}
+            "compute_s": start.compute_s(ctx), "device": device_name(ctx)}
 
 
-def _timing(start: float) -> dict:
+def _timing(start: Stopwatch) -> dict:
     # Wall-clock start and end let a reader check how jobs overlapped on the cluster.
     finished_at = time.time()
-    return {"started_at": finished_at - (time.perf_counter() - start),
+    return {"started_at": finished_at - (time.perf_counter() - start.wall),
             "finished_at": finished_at}
