@@ -190,7 +190,10 @@ def measure(config: Config, kind: str, macro: dict, gpus_per_job: float, compile
             "images_per_s_job": per_gpu / jobs, "images_per_s_gpu": per_gpu,
             "first_epoch_extra_s": max(steady(out["epoch_s"])[1] for out in outputs),
             "memory_mb_job": max(out["memory_mb"] for out in outputs),
-            "spans": [out["span"] for out in outputs]}
+            "spans": [out["span"] for out in outputs],
+            # Each job's own epoch times: a check of the window rate that does not use it.
+            "epoch_s": [out["epoch_s"] for out in outputs],
+            "train_images": outputs[0]["train_images"]}
 
 
 # ----------------------------------------------------------------------- projection

@@ -53,12 +53,13 @@ def test_gpu_throughput_reduced_mode_runs(tmp_path):
     env = {**os.environ,
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_throughput.py"),
-                           "--reduced", "--epochs", "2", "--packings", "0.5",
+                           "--reduced", "--epochs", "3", "--packings", "0.5",
                            "--compile", "off",
                            "--json", str(out)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
+    bench = _benchmark("gpu_throughput")
     assert results["reduced"] is True
     rows = results["rows"]
     assert [(r["kind"], r["jobs"]) for r in rows] == [("search", 2), ("post", 2)]
@@ -66,8 +67,12 @@ def test_gpu_throughput_reduced_mode_runs(tmp_path):
         (start_a, end_a), (start_b, end_b) = row["spans"]
         assert max(start_a, start_b) < min(end_a, end_b), "Ray ran the two jobs at once"
         assert row["images_per_s_job"] > 0 and row["memory_mb_job"] > 0
-        # Per GPU: the jobs on it together; per job: their mean.
-        assert row["images_per_s_gpu"] == pytest.approx(row["jobs"] * row["images_per_s_job"])
+        # Per GPU: the jobs on it together, over the window where they ran side by side.
+        # Checked against what each job's own steady epoch took (not the window): the
+        # two agree when the window is each job's second epoch, as here, up to how much
+        # of it the window holds.
+        own = sum(row["train_images"] / bench.steady(epochs)[0] for epochs in row["epoch_s"])
+        assert row["images_per_s_gpu"] == pytest.approx(own, rel=0.25)
         assert row["compile"] is False and row["precision"] == "float32"
     assert results["projection"]["gpu_hours"] > 0
     assert "GPU-hours" in done.stdout and "img/s/GPU" in done.stdout
