@@ -16,12 +16,19 @@
    sampled every half second. Each slot is a Ray worker process: 256 of them need more
    memory than a small machine has, and Ray's memory monitor then kills workers, which
    the first figure shows and the second does not.
-2. Driver CPU time per result at pool sizes 100, 1,000 and 10,000: the same store,
-   strategy and reporter fed synthetic results without Ray (on /dev/shm where it exists,
-   so the disk does not blur CPU time), averaged over the max(200, N/8) results that
-   follow size N: a window that holds one journal compaction (they are spaced in
-   proportion to the run, store.py), so its cost is counted at its true rate.
+2. Driver cost per result at pool sizes 100, 1,000 and 10,000: the same store, strategy
+   and reporter fed synthetic results, each first claimed through the real architecture
+   registry (a Ray actor, as a job claims it), with weights of the model's real size
+   (4 bytes per parameter) written and fsync'ed into a run directory on a real disk
+   (--dir; never /dev/shm). Both the driver's CPU time and the wall time of its loop
+   (which adds the fsyncs and I/O waits a real run pays) per result, averaged over the
+   max(200, N/8) results that follow size N: a window that holds one journal compaction
+   (they are spaced in proportion to the run, store.py), so its cost is counted at its
+   true rate.
 3. The driver's peak memory (max RSS) after each part.
+
+Part 1's stand-in jobs claim their architecture through the registry too (dedup on, as
+in a real search) and return weights of their model's real size.
 
 Targets: utilization >= 95 % at 64 and 256 slots; CPU per result at 10,000 <= 2x at 100.
 """
@@ -70,15 +77,32 @@ def synthetic(payload: dict, kind: str, rng: random.Random) -> tuple[dict, float
     return desc, macs, min(error, 0.99)
 
 
-def output_of(desc: dict, macs: float, error: float, started: float, seconds: float):
+def arch_of(desc: dict) -> str:
+    """The architecture hash a real job would claim."""
+    from petrinas.model_desc.desc import ModelDesc
+    return ModelDesc.from_dict(desc).arch_hash()
+
+
+def weights_of(params: int) -> bytes:
+    """float32 weights' size for `params` parameters (the bytes themselves don't matter
+    to the driver, their size does)."""
+    return bytes(4 * params)
+
+
+def output_of(desc: dict, macs: float, error: float, started: float, seconds: float,
+              duplicate_of: str | None = None):
     from petrinas.search.rows import TrialOutput
     nodes = len(desc["normal"]["nodes"])
+    params = int(macs / 50)
     row = {"cells": desc["cells"], "reductions": desc["reductions"], "nodes": nodes,
-           "macs": int(macs), "params": int(macs / 50), "val_top1": 1 - error,
+           "macs": int(macs), "params": params, "val_top1": 1 - error,
            "test_top1": 1 - error * 1.05, "train_top1": 1 - error / 2, "epochs": 1,
-           "examples": 1, "compute_s": seconds, "device": "stand-in"}
-    return TrialOutput(desc=desc, weights=b"stand-in weights", row=row,
-                       notes={"started_at": started, "finished_at": started + seconds})
+           "examples": 1, "compute_s": seconds, "device": "stand-in",
+           "arch_hash": arch_of(desc)}
+    if duplicate_of:
+        row["duplicate_of"] = duplicate_of
+    return TrialOutput(desc=desc, weights=None if duplicate_of else weights_of(params),
+                       row=row, notes={"started_at": started, "finished_at": started + seconds})
 
 
 def stand_in_task(low: float, high: float):
@@ -86,12 +110,16 @@ def stand_in_task(low: float, high: float):
 
     @ray.remote
     def stand_in(kind, config, payload, weights, seed, want_gpu, cpu_threads, claim_as):
-        """Sleeps like a training job; returns a synthetic result of the real type."""
+        """Sleeps like a training job, claims its architecture like one, and returns a
+        synthetic result of the real type."""
+        from petrinas.search.jobs import _claimer
+
         rng = random.Random(seed)
         started = time.time()
         time.sleep(rng.uniform(low, high))
         desc, macs, error = synthetic(payload, kind, rng)
-        return output_of(desc, macs, error, started, time.time() - started)
+        owner = _claimer(*claim_as)(arch_of(desc)) if claim_as else None
+        return output_of(desc, macs, error, started, time.time() - started, owner)
     return stand_in
 
 
@@ -127,7 +155,8 @@ def utilization(slots: int, jobs: int, low: float, high: float, out: Path) -> di
     search = config.search
     reporter = Reporter(store.dir, Layout(eps=search.convex_hull_eps,
                                           figures=figures.search_figures(search.convex_hull_eps),
-                                          hv_ref=(search.hv_ref_cost, search.hv_ref_error)),
+                                          hv_ref=(search.hv_ref_cost, search.hv_ref_error,
+                                                  search.hv_cost_floor)),
                         search.plot_interval_s)
     samples, done = [], threading.Event()
 
@@ -144,7 +173,7 @@ def utilization(slots: int, jobs: int, low: float, high: float, out: Path) -> di
     sampler.start()
     started = time.perf_counter()
     run_stage(config, store, strategy, reporter, SearchRequests(store),
-              budget=Budget.from_config(config), dedup=False, ray_options=RayOptions(),
+              budget=Budget.from_config(config), dedup=True, ray_options=RayOptions(),
               progress=Progress(enabled=False), header=lambda: "", total=lambda: jobs,
               task=stand_in_task(low, high))
     wall = time.perf_counter() - started
@@ -182,9 +211,13 @@ def window(n: int) -> int:
     return max(200, n // 8)
 
 
-def driver_cost(sizes: list[int], out: Path, slots: int = 64) -> dict[int, float]:
-    """Mean driver CPU seconds per result over the window after each pool size."""
+def driver_cost(sizes: list[int], out: Path, slots: int = 64) -> dict:
+    """Mean driver CPU and wall seconds per result over the window after each pool
+    size, with the real registry and weights written to `out` (a real disk)."""
+    import ray
+
     from petrinas.config import load_config
+    from petrinas.search.jobs import RayExecutor, _claimer
     from petrinas.search.report import Layout, Reporter
     from petrinas.search.runner import SearchRequests, with_reference_point
     from petrinas.search.store import RunStore
@@ -193,20 +226,26 @@ def driver_cost(sizes: list[int], out: Path, slots: int = 64) -> dict[int, float
     last = max(n + window(n) for n in sizes)
     config = with_reference_point(load_config("petridish", [*CONFIG,
                                                             f"search.max_trials={last + slots}"]))
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    registry = RayExecutor(config, owners={})._registry   # the actor a real run starts
     store = RunStore.open(out / "cost", config, overwrite=True)
     strategy = strategy_from_config(config)
     search = config.search
     # Figures are drawn off the loop's thread: leave them out of the driver's CPU time.
     reporter = Reporter(store.dir, Layout(eps=search.convex_hull_eps,
-                                          hv_ref=(search.hv_ref_cost, search.hv_ref_error)),
+                                          hv_ref=(search.hv_ref_cost, search.hv_ref_error,
+                                                  search.hv_cost_floor)),
                         search.plot_interval_s)
     reporter.start([])
     requests = SearchRequests(store)
     rng = random.Random(0)
     running: list[str] = []
-    per_result: list[float] = []
-    while len(per_result) < last:
-        begin = time.process_time()
+    cpu: list[float] = []
+    wall: list[float] = []
+    weight_bytes = 0
+    while len(cpu) < last:
+        begin, begin_wall = time.process_time(), time.perf_counter()
         while len(running) < slots:
             tid = store.next_trial_id()
             spec = strategy.suggest(tid)
@@ -220,15 +259,22 @@ def driver_cost(sizes: list[int], out: Path, slots: int = 64) -> dict[int, float
         if job.load_weights is not None:
             job.load_weights()
         desc, macs, error = synthetic(job.payload, spec.stage, rng)
-        row = store.record_result(tid, output_of(desc, macs, error, 0.0, 1.0))
+        owner = _claimer(registry, tid, spec.parent_id or "")(arch_of(desc))
+        output = output_of(desc, macs, error, 0.0, 1.0, owner)
+        weight_bytes += len(output.weights or b"")
+        row = store.record_result(tid, output)
         strategy.on_trial_complete(tid, result=row)
         store.maybe_compact(strategy)
         reporter.add(row)
-        per_result.append(time.process_time() - begin)
+        cpu.append(time.process_time() - begin)
+        wall.append(time.perf_counter() - begin_wall)
     store.close()
+    ray.shutdown()
     band = len(strategy.pool.band(search.convex_hull_eps))
-    return {"per_result_ms": {n: 1000 * statistics.mean(per_result[n:n + window(n)])
-                              for n in sizes},
+    return {"per_result_ms": {n: 1000 * statistics.mean(cpu[n:n + window(n)]) for n in sizes},
+            "per_result_wall_ms": {n: 1000 * statistics.mean(wall[n:n + window(n)])
+                                   for n in sizes},
+            "weights_mb_mean": weight_bytes / len(cpu) / 2 ** 20,
             "band_at_end": band, "peak_rss_mb": peak_rss_mb()}
 
 
@@ -243,10 +289,11 @@ def main(argv=None) -> int:
     p.add_argument("--job-seconds", default="10,30", help="stand-in duration range")
     p.add_argument("--pool-sizes", default="100,1000,10000")
     p.add_argument("--skip-ray", action="store_true", help="only part 2")
+    p.add_argument("--dir", default=".",
+                   help="where part 2's run directory goes: a real disk (default: here)")
     args = p.parse_args(argv)
     low, high = (float(v) for v in args.job_seconds.split(","))
-    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
-    with tempfile.TemporaryDirectory(dir=base) as tmp:
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="driver_scale.") as tmp:
         out = Path(tmp)
         if not args.skip_ray:
             print("slots  jobs  wall (s)  steady window (s)  utilization  submitted  parents "
@@ -260,12 +307,14 @@ def main(argv=None) -> int:
                       f"{r['peak_rss_mb']:21.0f}")
         sizes = [int(s) for s in args.pool_sizes.split(",")]
         cost = driver_cost(sizes, out)
-        print("\npool size  driver CPU per result (ms)  ratio to the first")
+        print("\npool size  driver CPU per result (ms)  wall per result (ms)  CPU ratio to the first")
         first = cost["per_result_ms"][sizes[0]]
         for n in sizes:
             ms = cost["per_result_ms"][n]
-            print(f"{n:9d} {ms:27.2f} {ms / first:19.2f}x")
-        print(f"band at the end: {cost['band_at_end']} models; driver peak RSS "
+            print(f"{n:9d} {ms:27.2f} {cost['per_result_wall_ms'][n]:21.2f} "
+                  f"{ms / first:22.2f}x")
+        print(f"band at the end: {cost['band_at_end']} models; weights written per result: "
+              f"{cost['weights_mb_mean']:.2f} MB (mean); driver peak RSS "
               f"{cost['peak_rss_mb']:.0f} MB")
     return 0
 
