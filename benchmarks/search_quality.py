@@ -41,7 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dataset-root", help="sets dataset.root for every run")
     p.add_argument("--out", default="runs/search_quality")
     p.add_argument("--parallel", type=int, default=1,
-                   help="runs at once (each then gets resources.max_concurrent=2/N)")
+                   help="runs at once (each then gets resources.max_concurrent=2/N; "
+                        "compute is counted in CPU seconds on CPU, so sharing the cores "
+                        "does not inflate it)")
     return p.parse_args(argv)
 
 
