@@ -178,6 +178,9 @@ class SearchConfig:
     finalize_init: str = spec("inherit", choices=("inherit", "fresh"),
                               doc="the finalized node's ops: the candidate's trained "
                                   "weights, or a fresh initialization (ablation)")
+    candidate_affine: bool = spec(True, doc="BatchNorms of the candidate's ops learn a "
+                                  "scale and shift; false: they do not (as in DARTS), so "
+                                  "|alpha| alone measures an op's contribution")
     child_schedule: str = spec("per_phase", choices=("per_phase", "continuous"),
                                doc="a grown child's learning rate: per_phase restarts "
                                    "each phase's schedule at its peak; continuous runs "

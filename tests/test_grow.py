@@ -296,6 +296,50 @@ def test_finalize_preserves_the_function(config, splits, searched, k):
     assert all(torch.equal(state[key], value) for key, value in searched.state_dict().items())
 
 
+@pytest.mark.parametrize("init", ["inherit", "fresh"])
+def test_a_candidate_without_batchnorm_scale_finalizes_into_identical_ordinary_ops(
+        config, splits, trained_parents, init):
+    """candidate_affine false: the candidate's BatchNorms learn no scale or shift; the
+    finalized node's ordinary ops (which do) start at scale 1 and shift 0 with the
+    candidate's statistics, so each computes exactly what it computed in the candidate."""
+    from torch import nn
+
+    from petrinas.model_desc.candidate import pair_state
+    from petrinas.model_desc.ops import make_op
+
+    desc, parent = trained_parents["r1"]
+    grown = grow_model(desc, _state(parent), config.model.candidate_ops, affine=False)
+    norms = [m for n, m in grown.named_modules()
+             if ".candidate." in n and isinstance(m, nn.BatchNorm2d)]
+    assert norms and not any(m.affine for m in norms)
+    grown.train()
+    with torch.no_grad():  # moves the candidate's statistics away from their start
+        grown(splits["train"].x[:64])
+    grown.eval()
+    state = _state(grown)
+    child_desc, child_state = finalize(grown.desc, state, 3, init=init)
+    child = build_model(child_desc)
+    child.load_state_dict(child_state)  # strict: no key missing
+    cell = grown.desc.normal
+    node = len(cell.nodes)
+    assert 0 not in grown.desc.reduction_indices
+    for j, edge in enumerate(child_desc.normal.nodes[-1].edges):
+        op = child.cells[0].nodes[node].edges[j]
+        bns = [m for m in op.modules() if isinstance(m, nn.BatchNorm2d)]
+        channels = child.cells[0].proj.conv.weight.shape[0]
+        x = torch.randn(8, channels, 8, 8)
+        if init == "inherit":
+            assert all(torch.equal(m.weight, torch.ones_like(m.weight)) and
+                       torch.equal(m.bias, torch.zeros_like(m.bias)) for m in bns)
+            m = cell.candidate.pairs.index((edge.input, edge.op.name))
+            reference = make_op(edge.op.name, channels, channels, 1, affine=False)
+            reference.load_state_dict(pair_state(state, "cells.0.candidate.", cell.candidate,
+                                                 False, m))
+            reference.eval(), op.eval()
+            with torch.no_grad():
+                assert torch.equal(op(x), reference(x))
+
+
 @pytest.mark.parametrize("name", ["r2", "aux"])
 def test_finalize_preserves_the_function_in_train_mode(config, splits, trained_parents,
                                                        name):

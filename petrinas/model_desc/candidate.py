@@ -66,11 +66,14 @@ class PerState(nn.ModuleList):
         return torch.cat([op(part) for op, part in zip(self, parts)], dim=1)
 
 
-def grouped_op(name: str, groups: int, channels: int, stride: int) -> nn.Module:
+def grouped_op(name: str, groups: int, channels: int, stride: int, affine: bool = True
+               ) -> nn.Module:
     """Op `name` over `groups` states of `channels` channels each, concatenated."""
     if get_spec(name).grouped:
-        return make_op(name, groups * channels, groups * channels, stride, groups=groups)
-    return PerState(make_op(name, channels, channels, stride) for _ in range(groups))
+        return make_op(name, groups * channels, groups * channels, stride, affine,
+                       groups=groups)
+    return PerState(make_op(name, channels, channels, stride, affine)
+                    for _ in range(groups))
 
 
 class CandidateGroup(nn.Module):
@@ -82,7 +85,8 @@ class CandidateGroup(nn.Module):
         super().__init__()
         self.states = [desc.inputs[p] for p in positions]
         names = computed_ops(desc)
-        self.ops = nn.ModuleDict({name: grouped_op(name, len(positions), channels, stride)
+        self.ops = nn.ModuleDict({name: grouped_op(name, len(positions), channels, stride,
+                                                   desc.affine)
                                   for name in names})
         # alpha_index[k, g]: the alpha of (input at positions[g], k-th computed op).
         n_ops = len(desc.ops)

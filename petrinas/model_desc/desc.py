@@ -62,9 +62,11 @@ class NodeDesc:
 
 @dataclass(frozen=True)
 class CandidateDesc:
-    """The search-phase candidate node: one alpha-weighted op per (input, primitive)."""
+    """The search-phase candidate node: one alpha-weighted op per (input, primitive).
+    `affine`: whether the ops' BatchNorms have a learned scale and shift (see grow.py)."""
     inputs: tuple[int, ...]
     ops: tuple[str, ...]
+    affine: bool = True
 
     @property
     def pairs(self) -> list[tuple[int, str]]:
@@ -72,12 +74,14 @@ class CandidateDesc:
         return [(i, op) for i in self.inputs for op in self.ops]
 
     def to_dict(self) -> dict:
-        return {"inputs": list(self.inputs), "ops": list(self.ops)}
+        out = {"inputs": list(self.inputs), "ops": list(self.ops)}
+        return out if self.affine else {**out, "affine": False}
 
     @classmethod
     def from_dict(cls, data: dict) -> "CandidateDesc":
         return cls(inputs=tuple(int(i) for i in data["inputs"]),
-                   ops=tuple(str(o) for o in data["ops"]))
+                   ops=tuple(str(o) for o in data["ops"]),
+                   affine=bool(data.get("affine", True)))
 
 
 @dataclass(frozen=True)

@@ -24,23 +24,30 @@ from petrinas.model_desc.model import CellNetwork, build_model
 CELL_KINDS = ("normal", "reduce")
 
 
-def add_candidate(desc: ModelDesc, candidate_ops: Sequence[str]) -> ModelDesc:
-    """The description with a candidate node in each cell type, reading every state."""
+def add_candidate(desc: ModelDesc, candidate_ops: Sequence[str], affine: bool = True
+                  ) -> ModelDesc:
+    """The description with a candidate node in each cell type, reading every state.
+
+    `affine=False` builds the candidate's ops with BatchNorms that learn no scale (as
+    DARTS searches): an op's output then has unit scale whatever its weights, so its
+    |alpha| alone says how much it contributes. With a learned scale, an op can grow its
+    BatchNorm's instead of its alpha, and the parameter-free skip_connect cannot."""
     def grow(cell: CellDesc) -> CellDesc:
         if cell.candidate is not None:
             raise ValueError("the model already has a candidate node; finalize it first")
         return replace(cell, candidate=CandidateDesc(inputs=tuple(range(cell.n_states)),
-                                                     ops=tuple(candidate_ops)))
+                                                     ops=tuple(candidate_ops),
+                                                     affine=affine))
     return desc.with_cells(grow(desc.normal), grow(desc.reduce))
 
 
 def grow_model(parent: ModelDesc, parent_state: dict[str, torch.Tensor],
-               candidate_ops: Sequence[str]) -> CellNetwork:
+               candidate_ops: Sequence[str], affine: bool = True) -> CellNetwork:
     """The parent with a candidate node, holding all of the parent's trained weights.
 
     The parent's weights must fit exactly: a key missing from them would leave a weight
     at its random initialization, and an extra one means another architecture."""
-    model = build_model(add_candidate(parent, candidate_ops))
+    model = build_model(add_candidate(parent, candidate_ops, affine))
     expected = {key for key in model.state_dict() if ".candidate." not in key}
     missing = sorted(expected - parent_state.keys())
     unexpected = sorted(parent_state.keys() - expected)
@@ -129,6 +136,8 @@ def finalize(desc: ModelDesc, state: dict[str, torch.Tensor], k: int, *,
             for key, value in pair_state(state, f"cells.{i}.candidate.", cell.candidate,
                                          reduction, m).items():
                 new_state[f"cells.{i}.nodes.{node}.edges.{j}.{key}"] = value
+    if not desc.normal.candidate.affine:
+        _add_identity_affine(new_desc, new_state)
     if init == "fresh":
         fresh = build_model(new_desc).state_dict()
         for key in new_state:
@@ -139,15 +148,30 @@ def finalize(desc: ModelDesc, state: dict[str, torch.Tensor], k: int, *,
     return new_desc, new_state
 
 
+def _add_identity_affine(desc: ModelDesc, state: dict[str, torch.Tensor]) -> None:
+    """The node's ops are ordinary ops, whose BatchNorms learn a scale and shift; from
+    a candidate without them, they start at scale 1 and shift 0, which computes exactly
+    what the candidate's ops computed."""
+    for key, value in build_model(desc).state_dict().items():
+        if key not in state and _is_new_node_key(desc, key, grown=True):
+            kind = key.rsplit(".", 1)[1]
+            if kind not in ("weight", "bias") or value.dim() != 1:
+                raise KeyError(f"{key}: missing from the candidate's weights")
+            state[key] = torch.ones_like(value) if kind == "weight" else \
+                torch.zeros_like(value)
+
+
 def _is_candidate_key(key: str) -> bool:
     parts = key.split(".")
     return len(parts) > 2 and parts[0] == "cells" and parts[2] == "candidate"
 
 
-def _is_new_node_key(desc: ModelDesc, key: str) -> bool:
+def _is_new_node_key(desc: ModelDesc, key: str, grown: bool = False) -> bool:
+    """A key of the node finalize adds: the node after `desc`'s last (`grown`: `desc`
+    already holds it as its last)."""
     parts = key.split(".")
     return (len(parts) > 3 and parts[0] == "cells" and parts[2] == "nodes"
-            and int(parts[3]) == len(desc.cell_desc(int(parts[1])).nodes))
+            and int(parts[3]) == len(desc.cell_desc(int(parts[1])).nodes) - grown)
 
 
 def _widen_projection(state: dict[str, torch.Tensor], index: int, old_cell: CellDesc) -> None:

@@ -142,7 +142,7 @@ def search_phase(config: Config, parent: ModelDesc, parent_weights: bytes,
                  splits: dict[str, TensorData], ctx: JobContext) -> Searched:
     """Grow `parent` by a candidate node and train it with the L1 term on the alphas."""
     grown = grow_model(parent, weights_from_bytes(parent_weights, "parent weights"),
-                       config.model.candidate_ops)
+                       config.model.candidate_ops, config.search.candidate_affine)
     result = train_phase(grown, splits, config.search.search_train, ctx,
                          l1_params=alphas(grown), l1=config.search.l1,
                          window=child_windows(config)[0])
