@@ -53,7 +53,7 @@ def test_gpu_throughput_reduced_mode_runs(tmp_path):
     env = {**os.environ,
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_throughput.py"),
-                           "--reduced", "--epochs", "3", "--packings", "0.5",
+                           "--reduced", "--epochs", "5", "--packings", "0.5",
                            "--compile", "off",
                            "--json", str(out)],
                           capture_output=True, text=True, timeout=300, env=env)
