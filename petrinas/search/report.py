@@ -107,7 +107,7 @@ class Reporter:
         for row in rows:
             self._ingest(row)
             self._events.count_compute(float(row.get("compute_s") or 0.0))
-            if pooled(row) and not self._events.has_trial(str(row["trial_id"])):
+            if not self._events.has_trial(str(row["trial_id"])):
                 self._trial_events(row)   # recorded just before a kill, say
         write_tsv(self.dir / "pool.tsv", self._sorted_rows())
         if self._hv is not None:
@@ -125,8 +125,7 @@ class Reporter:
             append_tsv(self.dir / "hypervolume.tsv", self._hv.rows[-1:], HV_COLUMNS)
         if (self._hull, self._band) != before:
             self._frontier_changed()
-        if pooled(row):
-            self._trial_events(row)
+        self._trial_events(row)  # a duplicate's search phase too; a failed trial has none
         summary = self.summary()
         self._events.run_point(float(row.get("compute_s") or 0.0), {
             "pool_size": summary["pool"], "frontier_size": summary["frontier"],
