@@ -18,7 +18,6 @@ def test_export_of_a_cuda_trained_model(tmp_path):
     config = load_config("petridish", [*SYNTHETIC_SMALL, "model.init_channels=8",
                                        "search.seed_train.epochs=2"])
     output = run_seed(config, (5, 2, 1), JobContext(seed=0, device="cuda"))
-    import torch
     # Rows name the GPU model, so that compute on different GPUs is never summed blind.
     assert output.row["device"] == f"cuda:{torch.cuda.get_device_name()}"
     desc = ModelDesc.from_dict(output.desc)
