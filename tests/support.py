@@ -82,3 +82,16 @@ def write_tiny_cifar10(root: Path, per_batch: int, seed: int = 0) -> dict[str, n
     test = batches["test_batch"]
     return {"train_x": x[train], "train_y": y[train], "test_x": x[test], "test_y": y[test],
             "md5": md5}
+
+
+def randomize(module, seed: int):
+    """`module` with random weights, alphas and BN statistics (not the initial ones,
+    which every copy of an op shares), different for every tensor; returns it."""
+    import torch
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for key, tensor in module.state_dict().items():
+            if tensor.is_floating_point():
+                values = torch.rand(tensor.shape, generator=generator, dtype=tensor.dtype)
+                tensor.copy_(values + 0.5 if "running_var" in key else values - 0.5)
+    return module

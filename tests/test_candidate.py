@@ -26,6 +26,7 @@ from petrinas.model_desc.grow import alphas, finalize, grow_model
 from petrinas.model_desc.ops import OPS, PRIMITIVES, Zero, make_op, register_op
 from petrinas.model_desc.pairwise import (PairwiseCandidate, grouped_state, pairwise_state,
                                           to_grouped, to_pairwise)
+from support import randomize
 
 RTOL = 1e-9
 C = 4
@@ -34,16 +35,6 @@ C = 4
 @pytest.fixture(scope="module", autouse=True)
 def _threads(one_thread):
     pass
-
-
-def _randomize(module: torch.nn.Module, seed: int) -> None:
-    """Random weights, alphas and BN statistics, different for every pair."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for key, tensor in module.state_dict().items():
-            if tensor.is_floating_point():
-                values = torch.rand(tensor.shape, generator=generator, dtype=tensor.dtype)
-                tensor.copy_(values + 0.5 if "running_var" in key else values - 0.5)
 
 
 def _states(reduction: bool, n_states: int = 4, seed: int = 0) -> list[torch.Tensor]:
@@ -106,7 +97,7 @@ def test_grouped_candidate_equals_the_per_pair_form(name, reduction):
     sum, same gradients (alphas and op weights), same BN statistics afterwards."""
     desc = CandidateDesc(inputs=(0, 1, 2, 3), ops=(name, "none"))
     reference = PairwiseCandidate(desc, C, reduction).double().train()
-    _randomize(reference, seed=1)
+    randomize(reference, seed=1)
     grouped = Candidate(desc, C, reduction).double().train()
     grouped.load_state_dict(grouped_state(reference.state_dict(), desc, reduction))
     assert len(grouped.groups) == (0 if name == "none" else 2 if reduction else 1)
@@ -138,7 +129,7 @@ def grown_pair():
     grown = grow_model(desc, build_model(desc).state_dict(), sorted(PRIMITIVES)).double()
     reference = to_pairwise(grown)
     for i, cell in enumerate(reference.cells):
-        _randomize(cell.candidate, seed=10 + i)
+        randomize(cell.candidate, seed=10 + i)
     return reference, to_grouped(reference)
 
 
@@ -270,7 +261,7 @@ def plugin_op():
 def test_an_op_without_a_grouped_form_runs_per_state(plugin_op, reduction):
     desc = CandidateDesc(inputs=(0, 1, 2), ops=(plugin_op, "sep_conv_3x3", "none"))
     reference = PairwiseCandidate(desc, C, reduction).double().train()
-    _randomize(reference, seed=2)
+    randomize(reference, seed=2)
     grouped = Candidate(desc, C, reduction).double().train()
     grouped.load_state_dict(grouped_state(reference.state_dict(), desc, reduction))
     assert any(key.startswith(f"groups.0.ops.{plugin_op}.1.") for key in

@@ -5,6 +5,7 @@ import torch
 
 from petrinas.model_desc.ops import (OPS, PRIMITIVES, OpSpec, make_op, output_shape,
                                      register_op)
+from support import randomize
 
 EXPECTED_PRIMITIVES = {
     "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3",
@@ -142,17 +143,6 @@ def test_factorized_reduce_sees_both_pixel_phases():
 GROUPS = 3
 
 
-def _randomized(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Random weights and BN statistics (not the initial ones, which every copy shares)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for key, tensor in module.state_dict().items():
-            if tensor.is_floating_point():
-                values = torch.rand(tensor.shape, generator=generator, dtype=tensor.dtype)
-                tensor.copy_(values + 0.5 if "running_var" in key else values - 0.5)
-    return module
-
-
 @pytest.mark.parametrize("name", sorted(n for n, s in PRIMITIVES.items() if s.grouped))
 @pytest.mark.parametrize("stride", [1, 2])
 def test_grouped_op_is_independent_copies_side_by_side(name, stride):
@@ -162,7 +152,7 @@ def test_grouped_op_is_independent_copies_side_by_side(name, stride):
     summation orders of grouped and separate kernels (relative 1e-12; float32 would
     need ~1e-5, and hide an off-by-one-block error in a tensor with small values)."""
     c = 4
-    copies = [_randomized(make_op(name, c, c, stride), seed=g).double().train()
+    copies = [randomize(make_op(name, c, c, stride), seed=g).double().train()
               for g in range(GROUPS)]
     grouped = make_op(name, GROUPS * c, GROUPS * c, stride, groups=GROUPS).double().train()
     stacked = {key: torch.cat([copy.state_dict()[key] for copy in copies])
