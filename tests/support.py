@@ -6,6 +6,7 @@ Importable from every test folder: pytest puts tests/ on sys.path for its confte
 import csv
 import hashlib
 import pickle
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -95,3 +96,17 @@ def randomize(module, seed: int):
                 values = torch.rand(tensor.shape, generator=generator, dtype=tensor.dtype)
                 tensor.copy_(values + 0.5 if "running_var" in key else values - 0.5)
     return module
+
+
+# Runs a script as `python SCRIPT ARGS` does, but with Ctrl-C (SIGINT) raising
+# KeyboardInterrupt even when this test process was started with SIGINT ignored (as a
+# background job of a non-interactive shell is): a child inherits the ignored signal,
+# and Python then installs no handler for it, so a test's SIGINT would do nothing.
+CTRL_C_ON = ("import runpy, signal, sys; signal.signal(signal.SIGINT, "
+             "signal.default_int_handler); sys.argv = sys.argv[1:]; "
+             "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def interruptible(script: Path) -> list[str]:
+    """The command line that runs `script` with SIGINT raising KeyboardInterrupt."""
+    return [sys.executable, "-c", CTRL_C_ON, str(script)]

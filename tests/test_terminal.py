@@ -10,9 +10,9 @@ import sys
 import time
 
 from petrinas.cli import search_main
-from support import REPO, TINY
+from support import REPO, TINY, interruptible
 
-SEARCH = [sys.executable, str(REPO / "scripts" / "search.py"), "--set", *TINY]
+SEARCH = [*interruptible(REPO / "scripts" / "search.py"), "--set", *TINY]
 HEADER = re.compile(r"search \S+/run: 3 trials or 1:00:00, strategy petridish, 2 seed shapes")
 PROGRESS = re.compile(r"\d/3 trials, \d running, 0 failed(, \d duplicates?)? \| pool \d, "
                       r"frontier \d, best val\. error (-|\d+\.\d\d%) \| \d\d:\d\d elapsed"

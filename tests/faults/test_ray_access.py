@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from support import REPO, TINY, read_tsv
+from support import REPO, TINY, interruptible, read_tsv
 
-SEARCH = [sys.executable, str(REPO / "scripts" / "search.py"), "--quiet", "--set", *TINY]
+SEARCH = [*interruptible(REPO / "scripts" / "search.py"), "--quiet", "--set", *TINY]
 # A client that joins ADDRESS and prints how many CPUs the cluster has; a failure to
 # connect is its exit code.
 CLIENT = ("import sys, ray; ray.init(address=sys.argv[1], log_to_driver=False); "
