@@ -99,6 +99,22 @@ def paired(rows: Iterable[dict], a: str, b: str, metric: str) -> dict[int, list[
     return out
 
 
+def contrast(rows: Sequence[dict], a: str, b: str) -> str | None:
+    """Arm a − arm b over the children that have both, as the table cells "children
+    (runs) | Δ val. [CI] | wins | Δ test [CI]"; None without a pair."""
+    cells = {}
+    for metric in METRICS:
+        diffs = paired(rows, a, b, metric)
+        mean, lo, hi = clustered_bootstrap(list(diffs.values()))
+        cells[metric] = (diffs, f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+    diffs, val = cells["val_top1"]
+    flat = [d for ds in diffs.values() for d in ds]
+    if not flat:
+        return None
+    return (f"{len(flat)} ({len(diffs)}) | {val} | {sum(d > 0 for d in flat)}/{len(flat)} | "
+            f"{cells['test_top1'][1]}")
+
+
 def table(rows: Sequence[dict]) -> str:
     """The markdown table: every contrast on validation and test accuracy, and on cost
     (a random choice of pairs can build a cheaper or a costlier node than |alpha|'s)."""
@@ -106,17 +122,8 @@ def table(rows: Sequence[dict]) -> str:
              "Δ test acc. [95 % CI] | MACs ratio |", "|:---|---:|---:|---:|---:|---:|"]
     for a, b, label in CONTRASTS:
         log_ratio = [d for ds in paired(rows, a, b, "log10_macs").values() for d in ds]
-        cells = []
-        for metric in METRICS:
-            diffs = paired(rows, a, b, metric)
-            mean, lo, hi = clustered_bootstrap(list(diffs.values()))
-            cells.append(f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]")
-            if metric == "val_top1":
-                flat = [d for ds in diffs.values() for d in ds]
-                wins = f"{sum(d > 0 for d in flat)}/{len(flat)}"
-                count = f"{len(flat)} ({len(diffs)})"
-        lines.append(f"| {label} | {count} | {cells[0]} | {wins} | {cells[1]} | "
-                     f"{10 ** np.mean(log_ratio):.2f}× |")
+        cells = contrast(rows, a, b) or "0 (0) | - | - | -"
+        lines.append(f"| {label} | {cells} | {10 ** np.mean(log_ratio):.2f}× |")
     return "\n".join(lines)
 
 
@@ -127,17 +134,9 @@ def against(rows: Sequence[dict], other: Sequence[dict], name: str) -> str:
              f"Δ test acc. [95 % CI] |", "|:---|---:|---:|---:|---:|"]
     merged = [*rows, *({**r, "arm": f"{r['arm']}@{name}"} for r in other)]
     for arm in ARMS:
-        cells = []
-        for metric in METRICS:
-            diffs = paired(merged, arm, f"{arm}@{name}", metric)
-            mean, lo, hi = clustered_bootstrap(list(diffs.values()))
-            cells.append(f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]")
-            if metric == "val_top1":
-                flat = [d for ds in diffs.values() for d in ds]
-                wins, count = f"{sum(d > 0 for d in flat)}/{len(flat)}", \
-                    f"{len(flat)} ({len(diffs)})"
-        if flat:
-            lines.append(f"| {arm} | {count} | {cells[0]} | {wins} | {cells[1]} |")
+        found = contrast(merged, arm, f"{arm}@{name}")
+        if found:
+            lines.append(f"| {arm} | {found} |")
     return "\n".join(lines)
 
 
