@@ -112,7 +112,7 @@ def stand_in_task(low: float, high: float):
     def stand_in(kind, config, payload, weights, seed, want_gpu, cpu_threads, claim_as):
         """Sleeps like a training job, claims its architecture like one, and returns a
         synthetic result of the real type."""
-        from petrinas.search.jobs import _claimer
+        from petrinas.engine.jobs import _claimer
 
         rng = random.Random(seed)
         started = time.time()
@@ -133,13 +133,13 @@ def utilization(slots: int, jobs: int, low: float, high: float, out: Path) -> di
     import ray
 
     from petrinas.config import load_config
-    from petrinas.search import figures
-    from petrinas.search.jobs import RayOptions
-    from petrinas.search.progress import Progress
-    from petrinas.search.report import Layout, Reporter
-    from petrinas.search.runner import SearchRequests, run_stage, with_reference_point
+    from petrinas.report import figures
+    from petrinas.engine.jobs import RayOptions
+    from petrinas.report.progress import Progress
+    from petrinas.report.reporter import Layout, Reporter
+    from petrinas.engine.runner import SearchRequests, run_stage, with_reference_point
     from petrinas.search.stopping import Budget
-    from petrinas.search.store import RunStore, history
+    from petrinas.engine.store import RunStore, history
     from petrinas.search.strategy import SEARCH, SEED, strategy_from_config
 
     config = with_reference_point(load_config("petridish", [*CONFIG,
@@ -217,10 +217,10 @@ def driver_cost(sizes: list[int], out: Path, slots: int = 64) -> dict:
     import ray
 
     from petrinas.config import load_config
-    from petrinas.search.jobs import RayExecutor, _claimer
-    from petrinas.search.report import Layout, Reporter
-    from petrinas.search.runner import SearchRequests, with_reference_point
-    from petrinas.search.store import RunStore
+    from petrinas.engine.jobs import RayExecutor, _claimer
+    from petrinas.report.reporter import Layout, Reporter
+    from petrinas.engine.runner import SearchRequests, with_reference_point
+    from petrinas.engine.store import RunStore
     from petrinas.search.strategy import strategy_from_config
 
     last = max(n + window(n) for n in sizes)

@@ -282,8 +282,8 @@ def main(argv=None) -> int:
     import ray
 
     from petrinas.config import load_config
-    from petrinas.search.runner import trial_seed
-    from petrinas.search.store import read_trial_desc
+    from petrinas.engine.runner import trial_seed
+    from petrinas.engine.store import read_trial_desc
 
     seeds = [int(s) for s in args.seeds.split(",") if s]
     out = Path(args.out)

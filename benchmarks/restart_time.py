@@ -19,11 +19,11 @@ from types import SimpleNamespace
 
 import numpy as np
 
-import petrinas.search.store as store_module
+import petrinas.engine.store as store_module
 from petrinas.config import load_config
 from petrinas.model_desc import build_model, build_seed
 from petrinas.model_desc.model import weights_to_bytes
-from petrinas.search.store import RunStore
+from petrinas.engine.store import RunStore
 from petrinas.search.strategy import JobSpec, strategy_from_config
 
 

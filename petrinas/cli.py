@@ -100,15 +100,15 @@ def search_main(argv: Sequence[str] | None = None) -> int:
 
 def _search(argv: Sequence[str] | None) -> None:
     from petrinas.config import load_config
-    from petrinas.search.progress import Progress
-    from petrinas.search.runner import run_search
+    from petrinas.report.progress import Progress
+    from petrinas.engine.runner import run_search
 
     args = search_parser().parse_args(argv)
     config = load_config(args.conf, args.overrides)
     out = Path(args.out or Path("runs") / config.name)
     config = config.with_run_dir(out)
     progress = Progress(enabled=not args.quiet)
-    from petrinas.search.runner import budget_warnings
+    from petrinas.engine.runner import budget_warnings
     for warning in budget_warnings(config):
         progress.warn(warning)
     summary = run_search(config, out, address=args.address, overwrite=args.overwrite,
@@ -144,7 +144,7 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
 
 def _eval(argv: Sequence[str] | None) -> None:
     from petrinas.evaluate import run_eval
-    from petrinas.search.progress import Progress
+    from petrinas.report.progress import Progress
 
     args = eval_parser().parse_args(argv)
     run_eval(Path(args.run), overrides=args.overrides, address=args.address,

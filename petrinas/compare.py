@@ -41,8 +41,9 @@ import numpy as np
 from petrinas.config import COST_COLUMNS, Config, read_yaml_file
 from petrinas.errors import InputError
 from petrinas.fileio import write_text_atomic
-from petrinas.search import figures, hull
-from petrinas.search.report import gallery_hypervolume, natural_key
+from petrinas.report import figures
+from petrinas.search import hull
+from petrinas.report.reporter import gallery_hypervolume, natural_key
 from petrinas.tables import latex_escape, si
 
 # Keys that do not change what a run measures: they never split groups. Per-job

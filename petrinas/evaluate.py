@@ -32,13 +32,13 @@ from overrides import overrides
 
 from petrinas.config import Config, cost_column, load_config
 from petrinas.errors import InputError
-from petrinas.search import figures
-from petrinas.search.jobs import RayOptions
-from petrinas.search.progress import Progress
-from petrinas.search.report import Layout, Reporter, frontier_ids
-from petrinas.search.runner import JobRequest, logging_to, run_stage
+from petrinas.report import figures
+from petrinas.engine.jobs import RayOptions
+from petrinas.report.progress import Progress
+from petrinas.report.reporter import Layout, Reporter, frontier_ids
+from petrinas.engine.runner import JobRequest, logging_to, run_stage
 from petrinas.search.stopping import Budget
-from petrinas.search.store import RunStore, is_locked, read_rows, read_trial_desc
+from petrinas.engine.store import RunStore, is_locked, read_rows, read_trial_desc
 from petrinas.search.strategy import EVAL, FINISHED, JobSpec, Strategy, Suggestion
 from petrinas.tables import write_frontier_tables
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from petrinas.config import load_config
-from petrinas.search.jobs import RayExecutor
+from petrinas.engine.jobs import RayExecutor
 from petrinas.search.rows import claim_owners
-from petrinas.search.runner import run_search
+from petrinas.engine.runner import run_search
 from support import TINY, read_tsv
 
 pytestmark = pytest.mark.usefixtures("shared_ray")

@@ -15,7 +15,7 @@ from petrinas import load_model
 from petrinas.cli import eval_main, search_main
 from petrinas.data import load_dataset
 from petrinas.config import load_config
-from petrinas.search.store import history
+from petrinas.engine.store import history
 
 from support import REPO, TINY, read_tsv
 
@@ -148,8 +148,8 @@ def test_a_capped_gallery_spreads_along_the_hull():
 def test_a_search_and_its_eval_on_another_cost_axis(tmp_path, axis, column, label, extra):
     """search.cost drives the hull, band, gallery, plots and tables; every trial records
     its latency whatever the axis; resuming on another axis is refused."""
-    from petrinas.search import figures
-    from petrinas.search.report import frontier_ids
+    from petrinas.report import figures
+    from petrinas.report.reporter import frontier_ids
 
     run = tmp_path / "run"
     sets = ["search.max_trials=4", "eval.enabled=true", *TINY, *EVAL_TINY,
@@ -223,8 +223,8 @@ def test_the_best_model_and_the_figure_follow_validation_error_like_the_tables(t
     the best model and the figure's frontier are those of the tables, never chosen on
     test error."""
     from petrinas.evaluate import best_eval_row, eval_layout
-    from petrinas.search import figures
-    from petrinas.search.report import Reporter
+    from petrinas.report import figures
+    from petrinas.report.reporter import Reporter
 
     rows = _tied_rows()
     reporter = Reporter(tmp_path, eval_layout(load_config("petridish_digits"), []), 0.0)

@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from petrinas.search.progress import Progress, Status, eta, format_duration
+from petrinas.report.progress import Progress, Status, eta, format_duration
 
 
 def status(**changes) -> Status:

@@ -13,9 +13,9 @@ import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgba
 
-from petrinas.search import figures
+from petrinas.report import figures
 from petrinas.search.hypervolume import hypervolume, selected_hypervolume
-from petrinas.search.report import (HV_COLUMNS, Layout, Reporter, append_tsv, frontier_ids,
+from petrinas.report.reporter import (HV_COLUMNS, Layout, Reporter, append_tsv, frontier_ids,
                                     sync_folders, write_tsv)
 from petrinas.search.rows import COLUMNS
 from support import read_tsv

@@ -15,7 +15,7 @@ from petrinas.cli import search_main
 from petrinas.config import load_config
 from petrinas.data import load_dataset
 from petrinas.model_desc import ModelDesc
-from petrinas.search.store import history
+from petrinas.engine.store import history
 from support import REPO, TINY, local_ray, read_tsv
 
 CONTRACT_COLUMNS = ["trial_id", "parent_id", "stage", "cells", "reductions", "nodes", "macs",
@@ -168,7 +168,7 @@ def test_bad_config_key_exits_2_and_writes_nothing(tmp_path, capsys):
 
 
 def test_eight_declared_gpus_run_eight_jobs_at_once(tmp_path):
-    from petrinas.search.runner import run_search
+    from petrinas.engine.runner import run_search
 
     config = load_config("petridish_digits", [
         *TINY, "search.seeds.cells=[1, 4]", "search.seeds.nodes=[1, 2]",
@@ -193,7 +193,7 @@ def test_max_hours_stops_and_a_larger_budget_resumes(tmp_path):
     as soon as both seeds are journaled as submitted. The runner acts on a stop found
     while it submits before it waits for any result, so both seeds are cut short
     however fast this machine trains them."""
-    from petrinas.search.runner import run_search
+    from petrinas.engine.runner import run_search
 
     run = tmp_path / "run"
     journal = run / "journal.jsonl"
@@ -230,7 +230,7 @@ def test_the_compute_budget_drains_and_can_grow_on_resume_not_shrink(tmp_path):
     """max_compute_hours counts the finished trials' device seconds: once reached,
     nothing new is submitted and the trials running finish into the pool."""
     from petrinas.errors import ConfigError
-    from petrinas.search.runner import run_search
+    from petrinas.engine.runner import run_search
 
     run = tmp_path / "run"
     first = run_search(load_config("petridish_digits", [
@@ -252,8 +252,8 @@ def test_the_compute_budget_drains_and_can_grow_on_resume_not_shrink(tmp_path):
 def test_a_finished_trial_is_adopted_through_the_loop_not_retrained(tmp_path):
     """Killed between writing a trial's folder and journaling it: the resumed loop takes
     the folder's result as it is (no job runs for it) and goes on."""
-    from petrinas.search.runner import run_search, with_reference_point
-    from petrinas.search.store import JOURNAL, RunStore
+    from petrinas.engine.runner import run_search, with_reference_point
+    from petrinas.engine.store import JOURNAL, RunStore
     from petrinas.search.strategy import strategy_from_config
     from petrinas.train.pipeline import JobContext, run_seed
 

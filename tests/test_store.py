@@ -12,7 +12,7 @@ import yaml
 
 from petrinas.config import load_config
 from petrinas.errors import ConfigError, InputError
-from petrinas.search.store import JOURNAL, RunStore
+from petrinas.engine.store import JOURNAL, RunStore
 from petrinas.search.strategy import JobSpec, strategy_from_config
 
 
@@ -84,7 +84,7 @@ def test_a_second_driver_is_refused(tmp_path, config):
 
 def test_a_stale_lock_of_a_killed_driver_is_taken_over(tmp_path, config):
     code = ("import sys, time; from petrinas.config import load_config;"
-            "from petrinas.search.store import RunStore;"
+            "from petrinas.engine.store import RunStore;"
             "RunStore.open(sys.argv[1], load_config('petridish_digits',"
             " ['search.max_trials=10'])); print('locked', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")],
@@ -110,7 +110,7 @@ def test_another_configuration_is_refused_unless_overwrite(tmp_path, config):
 def test_the_refusal_names_the_keys_a_user_changed_not_the_derived_ones(tmp_path):
     """A resume without the first run's --set values: the message names what the user
     changed (seeds), not the reference cost derived from it, and every such key."""
-    from petrinas.search.runner import with_reference_point
+    from petrinas.engine.runner import with_reference_point
 
     def opened(overrides):
         return RunStore.open(tmp_path / "run", with_reference_point(
@@ -143,7 +143,7 @@ def test_the_cost_floor_is_derived_written_overridable_and_below_the_ceiling(tmp
     """The box's floor is the cheapest seed's MACs (1 cell, no reduction, 1 node:
     16,690), written to config.yaml like the ceiling; a value given is kept; a floor at
     or above the ceiling is refused by name, given or derived."""
-    from petrinas.search.runner import with_reference_point
+    from petrinas.engine.runner import with_reference_point
 
     derived = with_reference_point(load_config("petridish_digits")).search
     assert (derived.hv_cost_floor, derived.hv_ref_cost) == (16_690.0, 1_245_300.0)
@@ -167,7 +167,7 @@ def test_a_run_that_predates_the_cost_floor_resumes_with_the_derived_floor(tmp_p
     """config.yaml written before search.hv_cost_floor existed: the key is absent there,
     which is no difference; the resumed run records the derived floor. A floor that
     differs from a recorded one is still refused."""
-    from petrinas.search.runner import with_reference_point
+    from petrinas.engine.runner import with_reference_point
 
     config = with_reference_point(load_config("petridish_digits"))
     RunStore.open(tmp_path / "run", config).close()
@@ -256,7 +256,7 @@ def test_specs_round_trip():
 
 
 def test_compaction_snapshot_replays_to_the_same_state(tmp_path, config, monkeypatch):
-    import petrinas.search.store as store_module
+    import petrinas.engine.store as store_module
     monkeypatch.setattr(store_module, "SNAPSHOT_EVERY", 4)
     config = load_config("petridish_digits", ["search.max_trials=30"])
     store = RunStore.open(tmp_path / "run", config)

@@ -280,7 +280,7 @@ def test_growth_reach_is_the_deepest_cell_under_the_cap_plus_one_node():
     and 10,560 more per node, so 2 nodes (27,250) may still grow once: 3. The 2-cell seed
     with 2 nodes is above the cap: it is never grown, 2. With 4 trials (all seeds) no
     growth round is left: the seeds' 2."""
-    from petrinas.search.runner import with_reference_point
+    from petrinas.engine.runner import with_reference_point
     from petrinas.search.shapes import shape_cost
     from petrinas.search.strategies.random_search import growth_reach
 

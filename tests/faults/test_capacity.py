@@ -10,7 +10,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from petrinas.config import load_config
-from petrinas.search.runner import run_search
+from petrinas.engine.runner import run_search
 from support import TINY
 from test_node_loss import in_flight
 

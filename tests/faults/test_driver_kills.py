@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
-from petrinas.search.report import frontier_ids
-from petrinas.search.store import history
+from petrinas.report.reporter import frontier_ids
+from petrinas.engine.store import history
 from support import REPO, TINY, numeric, read_tsv
 
 MAX_TRIALS = 9

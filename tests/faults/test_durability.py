@@ -13,10 +13,10 @@ import pytest
 
 from petrinas.config import load_config
 from petrinas.fileio import write_bytes_atomic
-from petrinas.search import store as store_module
-from petrinas.search.report import install_folder
-from petrinas.search.runner import run_search, with_reference_point
-from petrinas.search.store import RunStore
+from petrinas.engine import store as store_module
+from petrinas.report.reporter import install_folder
+from petrinas.engine.runner import run_search, with_reference_point
+from petrinas.engine.store import RunStore
 from petrinas.search.strategy import strategy_from_config
 from support import TINY, read_tsv
 

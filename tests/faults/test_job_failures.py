@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from petrinas.config import load_config
-from petrinas.search.progress import Progress
-from petrinas.search.runner import run_search
+from petrinas.report.progress import Progress
+from petrinas.engine.runner import run_search
 from support import TINY, read_tsv
 
 pytestmark = pytest.mark.usefixtures("shared_ray")

@@ -10,8 +10,8 @@ import ray
 from ray.cluster_utils import Cluster
 
 from petrinas.config import load_config
-from petrinas.search.runner import run_search
-from petrinas.search.store import history
+from petrinas.engine.runner import run_search
+from petrinas.engine.store import history
 from support import TINY
 
 

@@ -18,7 +18,7 @@ def one_gpu_ray():
 
 
 def test_four_trials_two_jobs_on_one_gpu(tmp_path, one_gpu_ray):
-    from petrinas.search.runner import run_search
+    from petrinas.engine.runner import run_search
 
     config = load_config("petridish_digits", [
         *TINY, *SYNTHETIC_SMALL, "search.seeds.cells=[1, 2]", "search.max_trials=4",

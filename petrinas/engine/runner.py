@@ -19,13 +19,13 @@ from typing import Callable, Iterator
 
 from petrinas.config import Config, cost_column, seed_macros
 from petrinas.errors import InputError
-from petrinas.search import figures
-from petrinas.search.jobs import Completion, RayExecutor, RayOptions, ray_session
-from petrinas.search.progress import Progress, Status, eta, format_duration
-from petrinas.search.report import Layout, Reporter
+from petrinas.report import figures
+from petrinas.engine.jobs import Completion, RayExecutor, RayOptions, ray_session
+from petrinas.report.progress import Progress, Status, eta, format_duration
+from petrinas.report.reporter import Layout, Reporter
 from petrinas.search.rows import OK, claim_owners
 from petrinas.search.stopping import Action, Budget, Verdict
-from petrinas.search.store import RunStore, read_trial_desc
+from petrinas.engine.store import RunStore, read_trial_desc
 from petrinas.search.strategy import FINISHED, RANDOM, SEARCH, SEED, JobSpec, Strategy, \
     strategy_from_config
 

@@ -92,7 +92,7 @@ def eval_frontier_figure(rows: Sequence[dict], eps: float, *, cost_key: str = "m
     tables name the same models. The frontier line joins them at their test errors (not
     a hull of test error: choosing by test error would tune on the test set); band
     members are filled (a band of validation error has no place on a test-error axis)."""
-    from petrinas.search.report import frontier_ids  # report.py does not import figures
+    from petrinas.report.reporter import frontier_ids  # report.py does not import figures
 
     hull_ids, band_ids = frontier_ids(rows, eps, cost_key=cost_key)
     fig, (ax,) = new_figure()

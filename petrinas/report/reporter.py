@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from petrinas.fileio import replace_durably, write_text_atomic
 from petrinas.search import hull
-from petrinas.search.events import EventLog
+from petrinas.report.events import EventLog
 from petrinas.search.hypervolume import hypervolume, selected_hypervolume
 from petrinas.search.pool import Pool, entry_from_row
 from petrinas.search.rows import COLUMNS, DUPLICATE, FAILED, pooled
