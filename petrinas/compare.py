@@ -38,7 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
-from petrinas.config import COST_COLUMNS, Config, read_yaml_file
+from petrinas.config import COST_COLUMNS, Config, Role, keys_with, read_yaml_file
 from petrinas.errors import InputError
 from petrinas.fileio import write_text_atomic
 from petrinas.report import figures
@@ -46,10 +46,10 @@ from petrinas.search import hull
 from petrinas.report.reporter import gallery_hypervolume, natural_key
 from petrinas.tables import latex_escape, si
 
-# Keys that do not change what a run measures: they never split groups. Per-job
-# resources are checked apart (`check_comparable`): they must be equal.
-IGNORED = ("seed", "name", "resources", "search.plot_interval_s", "search.max_hours",
-           "eval")
+# Keys that do not change what a run measures (each declares it in config.py): they
+# never split groups. Per-job resources are checked apart (`check_comparable`): they
+# must be equal.
+IGNORED = keys_with(Role.COMPARE_IGNORED)
 # Compute is a job's device-seconds times its share of the device (pipeline.py); a job
 # given another share of a device, or another device, does other work per second.
 PER_JOB = ("resources.gpus_per_job", "resources.cpus_per_job")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import re
 import types
 import typing
@@ -54,12 +55,27 @@ def _safe_load(text: str) -> Any:
         loader.dispose()
 
 
+class Role(enum.Enum):
+    """What other modules must know about a key, declared at the key (`spec(roles=...)`)
+    so that their lists of keys (`keys_with`) cannot drift apart. A section that declares
+    a role declares it for every key in it, those an older version wrote there included."""
+    RESUMABLE = "may change when a search resumes (engine/store.py)"
+    EVAL_RESUMABLE = "may change when an eval stage resumes (evaluate.py)"
+    COMPARE_IGNORED = "never splits compare's groups (compare.py)"
+    DERIVED = "0: derived from other keys and written to config.yaml (engine/runner.py)"
+
+
 def spec(default: Any = dataclasses.MISSING, *, lo: float | None = None,
          hi: float | None = None, lo_open: bool = False, hi_open: bool = False,
-         choices: Iterable[str] | None = None, factory: Any = None, doc: str = "") -> Any:
-    """A dataclass field with its valid range or choices declared beside it."""
+         choices: Iterable[str] | None = None, factory: Any = None, doc: str = "",
+         roles: Iterable[Role] = ()) -> Any:
+    """A dataclass field with its valid range or choices, and its roles, declared beside
+    it."""
+    roles = frozenset(roles)
+    if not all(isinstance(role, Role) for role in roles):
+        raise TypeError(f"roles must be Role members, not {sorted(map(repr, roles))}")
     meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open,
-            "choices": tuple(choices) if choices else None, "doc": doc}
+            "choices": tuple(choices) if choices else None, "doc": doc, "roles": roles}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -142,8 +158,10 @@ class SeedRanges:
 
 @dataclass
 class SearchConfig:
-    max_trials: int = spec(100, lo=1, doc="trained models (seeds + children), never exceeded")
-    max_hours: float = spec(24.0, lo=0, lo_open=True)
+    max_trials: int = spec(100, lo=1, doc="trained models (seeds + children), never exceeded",
+                           roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE))
+    max_hours: float = spec(24.0, lo=0, lo_open=True,
+                            roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE, Role.COMPARE_IGNORED))
     cost: str = spec("macs", choices=("macs", "params", "latency"),
                      doc="the cost axis of the hull, band, sampling, gallery, plots and "
                          "tables (latency: ms per example on the job's own device)")
@@ -154,24 +172,30 @@ class SearchConfig:
     max_pool: int = spec(1000, lo=1)
     max_compute_hours: float = spec(0.0, lo=0, doc="no new trials once the finished "
                                     "trials' device time, summed, reaches it (the "
-                                    "equal-compute budget of a comparison); 0: no limit")
+                                    "equal-compute budget of a comparison); 0: no limit",
+                                    roles=(Role.RESUMABLE,))
     convex_hull_eps: float = spec(0.025, lo=0)
     l1: float = spec(0.001, lo=0, doc="weight of sum(|alpha|) in the search-phase loss")
     seeds: SeedRanges = spec(factory=SeedRanges)
     seed_train: TrainConfig = spec(factory=TrainConfig)
     search_train: TrainConfig = spec(factory=TrainConfig)
     post_train: TrainConfig = spec(factory=TrainConfig)
-    plot_interval_s: float = spec(30.0, lo=0, doc="least seconds between plot refreshes")
+    plot_interval_s: float = spec(30.0, lo=0, doc="least seconds between plot refreshes",
+                                  roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE,
+                                         Role.COMPARE_IGNORED))
     strategy: str = spec("petridish", doc="search strategy (search/strategies/): petridish, "
                          "random_selection, random_parent or random_search")
     hv_ref_cost: float = spec(0.0, lo=0, doc="hypervolume reference cost; 0: ten times "
-                              "the costliest seed model's (written to config.yaml)")
+                              "the costliest seed model's (written to config.yaml)",
+                              roles=(Role.DERIVED,))
     hv_ref_error: float = spec(0.0, lo=0, hi=1, doc="hypervolume reference error; 0: "
-                               "chance, 1 - 1/classes (written to config.yaml)")
+                               "chance, 1 - 1/classes (written to config.yaml)",
+                               roles=(Role.DERIVED,))
     hv_cost_floor: float = spec(0.0, lo=0, doc="hypervolume cost floor: a cost below it "
                                 "counts as the floor, so no single cheap model dominates "
                                 "the measure; 0: the cheapest seed model's cost (latency: "
-                                "hv_ref_cost / 100) (written to config.yaml)")
+                                "hv_ref_cost / 100) (written to config.yaml)",
+                                roles=(Role.DERIVED,))
     max_children_in_flight: int = spec(0, lo=0, doc="cap on a parent's children training "
                                        "at once (parents are drawn least busy first "
                                        "anyway); 0: no cap")
@@ -195,7 +219,8 @@ class EvalConfig:
     cell_count_scale: float = spec(2.0, lo=1)
     max_cells: int = spec(20, lo=1, doc="cap on eval cells")
     init_channels: int = spec(36, lo=1)
-    max_models: int = spec(0, lo=0, doc="train at most this many gallery models; 0: all")
+    max_models: int = spec(0, lo=0, doc="train at most this many gallery models; 0: all",
+                           roles=(Role.EVAL_RESUMABLE,))
     train: TrainConfig = spec(factory=TrainConfig)
 
 
@@ -210,13 +235,19 @@ class ResourcesConfig:
 
 @dataclass
 class Config:
-    seed: int = spec(0, lo=0)
+    seed: int = spec(0, lo=0, roles=(Role.COMPARE_IGNORED,))
     dataset: DatasetConfig = spec(factory=DatasetConfig)
     model: ModelConfig = spec(factory=ModelConfig)
     search: SearchConfig = spec(factory=SearchConfig)
-    eval: EvalConfig = spec(factory=EvalConfig)
-    resources: ResourcesConfig = spec(factory=ResourcesConfig)
-    name: str = spec("petridish", doc="configuration name; default run dir is runs/<name>")
+    # The eval stage does not change the search's trials; resources say how a job runs,
+    # not what it computes (compare checks the per-job shares apart: compare.PER_JOB).
+    eval: EvalConfig = spec(factory=EvalConfig,
+                            roles=(Role.RESUMABLE, Role.COMPARE_IGNORED))
+    resources: ResourcesConfig = spec(factory=ResourcesConfig,
+                                      roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE,
+                                             Role.COMPARE_IGNORED))
+    name: str = spec("petridish", doc="configuration name; default run dir is runs/<name>",
+                     roles=(Role.COMPARE_IGNORED,))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -230,6 +261,30 @@ class Config:
     def with_run_dir(self, run_dir: str | Path) -> "Config":
         """A copy whose string values have `${run_dir}` replaced by `run_dir`."""
         return Config.from_dict(_substitute(self.to_dict(), str(run_dir)))
+
+
+# ------------------------------------------------------------------------------ roles
+
+def schema_fields(schema: type = Config, prefix: str = ""
+                  ) -> Iterable[tuple[str, dataclasses.Field, Any]]:
+    """(dotted key, field, type) of every key of `schema`, a section before its keys."""
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        key = f"{prefix}{f.name}"
+        yield key, f, hints[f.name]
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from schema_fields(hints[f.name], f"{key}.")
+
+
+def keys_with(role: Role) -> tuple[str, ...]:
+    """The keys that declare `role`, in schema order. A section that declares it is
+    named, not its keys: the name is a prefix, so it also covers keys that a run's
+    config.yaml holds there and this version no longer knows."""
+    found: list[str] = []
+    for key, f, _ in schema_fields():
+        if role in f.metadata["roles"] and not any(key.startswith(f"{k}.") for k in found):
+            found.append(key)
+    return tuple(found)
 
 
 # ---------------------------------------------------------------------------- loading

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 from overrides import overrides
 
-from petrinas.config import Config, cost_column, load_config
+from petrinas.config import Config, Role, cost_column, keys_with, load_config
 from petrinas.errors import InputError
 from petrinas.report import figures
 from petrinas.engine.jobs import RayOptions
@@ -44,9 +44,9 @@ from petrinas.tables import write_frontier_tables
 
 log = logging.getLogger("petrinas.eval")
 
-# Changing these does not change what a finished eval trial means.
-EVAL_RESUMABLE_KEYS = ("eval.max_models", "resources", "search.max_trials",
-                       "search.max_hours", "search.plot_interval_s")
+# Changing these does not change what a finished eval trial means (each key declares
+# it in config.py).
+EVAL_RESUMABLE_KEYS = keys_with(Role.EVAL_RESUMABLE)
 
 
 class EvalStrategy(Strategy):

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
-from petrinas.config import Config, config_to_yaml
+from petrinas.config import Config, Role, config_to_yaml, keys_with
 from petrinas.errors import ConfigError, InputError
 from petrinas.fileio import (ensure_dir, fsync_dir, replace_durably, write_bytes_atomic,
                              write_text_atomic)
@@ -43,11 +43,9 @@ ARCHIVE = "journal-archive"
 LOCK = ".lock"
 # Records between snapshots: a restart replays at most this many journal lines.
 SNAPSHOT_EVERY = 200
-# Keys that may change when a run is resumed: budgets, resources and reporting do not
-# change what a finished trial means.
-RESUMABLE_KEYS = ("search.max_trials", "search.max_hours", "search.max_compute_hours",
-                  "search.plot_interval_s",
-                  "resources", "eval")
+# Keys that may change when a run is resumed (each declares it in config.py): budgets,
+# resources and reporting do not change what a finished trial means.
+RESUMABLE_KEYS = keys_with(Role.RESUMABLE)
 
 
 class RunStore:
@@ -465,10 +463,11 @@ def _read_journal(path: Path, repair: bool = True) -> Iterator[dict]:
             f.truncate(min(good_bytes, len(data)))
 
 
-# Keys the program fills in from others when they are 0 (runner.with_reference_point):
+# Keys the program fills in from others when they are 0 (runner.with_reference_point;
+# each declares it in config.py):
 # they differ whenever what they are derived from differs, so they are named only when
 # nothing else differs (that is, when a user set them).
-DERIVED_KEYS = ("search.hv_ref_cost", "search.hv_ref_error", "search.hv_cost_floor")
+DERIVED_KEYS = keys_with(Role.DERIVED)
 SHOWN_DIFFERENCES = 3
 
 
