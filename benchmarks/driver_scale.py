@@ -137,7 +137,7 @@ def utilization(slots: int, jobs: int, low: float, high: float, out: Path) -> di
     from petrinas.engine.jobs import RayOptions
     from petrinas.report.progress import Progress
     from petrinas.report.reporter import Layout, Reporter
-    from petrinas.engine.runner import SearchRequests, run_stage, with_reference_point
+    from petrinas.engine.runner import JobRequests, run_stage, with_reference_point
     from petrinas.search.stopping import Budget
     from petrinas.engine.store import RunStore, history
     from petrinas.search.strategy import SEARCH, SEED, strategy_from_config
@@ -172,7 +172,7 @@ def utilization(slots: int, jobs: int, low: float, high: float, out: Path) -> di
     opened = time.time() - store.elapsed()
     sampler.start()
     started = time.perf_counter()
-    run_stage(config, store, strategy, reporter, SearchRequests(store),
+    run_stage(config, store, strategy, reporter, JobRequests(store.dir),
               budget=Budget.from_config(config), dedup=True, ray_options=RayOptions(),
               progress=Progress(enabled=False), header=lambda: "", total=lambda: jobs,
               task=stand_in_task(low, high))
@@ -219,7 +219,7 @@ def driver_cost(sizes: list[int], out: Path, slots: int = 64) -> dict:
     from petrinas.config import load_config
     from petrinas.engine.jobs import RayExecutor, _claimer
     from petrinas.report.reporter import Layout, Reporter
-    from petrinas.engine.runner import SearchRequests, with_reference_point
+    from petrinas.engine.runner import JobRequests, with_reference_point
     from petrinas.engine.store import RunStore
     from petrinas.search.strategy import strategy_from_config
 
@@ -240,7 +240,7 @@ def driver_cost(sizes: list[int], out: Path, slots: int = 64) -> dict:
                                                   search.hv_cost_floor)),
                         search.plot_interval_s)
     reporter.start([])
-    requests = SearchRequests(store)
+    requests = JobRequests(store.dir)
     rng = random.Random(0)
     running: list[tuple] = []
     cpu: list[float] = []

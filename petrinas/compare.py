@@ -43,6 +43,7 @@ from petrinas.errors import InputError
 from petrinas.fileio import write_text_atomic
 from petrinas.report import figures
 from petrinas.search import hull
+from petrinas.search.kinds import KINDS, Kinds
 from petrinas.report.reporter import gallery_hypervolume, natural_key
 from petrinas.tables import latex_escape, si
 
@@ -292,13 +293,14 @@ def summarize(groups: Sequence[Group], equal_compute_s: float, budgets: Sequence
     return out
 
 
-def saved_by_duplicates(rows: Sequence[dict]) -> float:
+def saved_by_duplicates(rows: Sequence[dict], kinds: Kinds = KINDS) -> float:
     """Device seconds the duplicates among `rows` did not spend: each paid its search
-    phase only, where a trained child of its kind costs the median of the ok ones."""
+    phase only, where a trained child of its kind costs the median of the ok ones. The
+    first kind of `kinds` that counts savings and has such duplicates is measured."""
     dups = [r for r in rows if r.get("status") == "duplicate"]
     if not dups:
         return 0.0
-    for stage in ("search", "random"):
+    for stage in (kind.name for kind in kinds if kind.counts_savings):
         full = [r["compute_s"] for r in rows if r.get("status") == "ok"
                 and r.get("stage") == stage]
         if full and any(d.get("stage") == stage for d in dups):

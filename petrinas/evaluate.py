@@ -36,9 +36,9 @@ from petrinas.report import figures
 from petrinas.engine.jobs import RayOptions
 from petrinas.report.progress import Progress
 from petrinas.report.reporter import Layout, Reporter, frontier_ids
-from petrinas.engine.runner import JobRequest, logging_to, run_stage
+from petrinas.engine.runner import JobRequests, logging_to, run_stage
 from petrinas.search.stopping import Budget
-from petrinas.engine.store import RunStore, is_locked, read_rows, read_trial_desc
+from petrinas.engine.store import RunStore, is_locked, read_rows
 from petrinas.search.strategy import EVAL, FINISHED, JobSpec, Strategy, Suggestion
 from petrinas.tables import write_frontier_tables
 
@@ -213,15 +213,12 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
             reporter = Reporter(store.dir, eval_layout(config, search_rows),
                                 config.search.plot_interval_s)
 
-            def request(spec: JobSpec) -> JobRequest:
-                return JobRequest(EVAL, {"gallery": read_trial_desc(run_dir, spec.parent_id)})
-
             strategy = EvalStrategy(models)
 
             def left() -> list[str]:  # after the replay: the models still to train
                 return [m for m in models if m not in strategy.done]
 
-            reason = run_stage(config, store, strategy, reporter, request,
+            reason = run_stage(config, store, strategy, reporter, JobRequests(run_dir),
                                budget=Budget(max_trials=sys.maxsize), dedup=False,
                                ray_options=RayOptions(address, verbose), progress=progress,
                                total=lambda: len(store.rows) + len(left()),

@@ -25,6 +25,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from petrinas.config import Config
 from petrinas.errors import InputError
+from petrinas.search.kinds import KINDS, Kinds
 from petrinas.search.rows import claim_key
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def _trial_task(kind: str, config: Config, payload: dict, weights: bytes | None,
         device_share=config.resources.gpus_per_job if device == "cuda" else 1.0)
     claim = pipeline.no_claims if claim_as is None else _claimer(*claim_as)
     try:
-        output = _run_job(pipeline, kind, config, payload, weights, ctx, claim)
+        output = run_job(kind, config, payload, weights, ctx, claim)
     except Exception as exc:
         pipeline.note_spent(exc, start, ctx)   # a failed trial counts its compute too
         raise
@@ -55,19 +56,10 @@ def _trial_task(kind: str, config: Config, payload: dict, weights: bytes | None,
     return output
 
 
-def _run_job(pipeline, kind: str, config: Config, payload: dict, weights: bytes | None,
-             ctx, claim):
-    if kind == "seed":
-        return pipeline.run_seed(config, tuple(payload["macro"]), ctx, claim)
-    if kind == "search":
-        return pipeline.run_search(config, payload["parent"], weights, ctx,
-                                   selection=payload["selection"], claim=claim)
-    if kind == "random":
-        return pipeline.run_random(config, tuple(payload["macro"]), payload["cells"], ctx,
-                                   claim)
-    if kind == "eval":
-        return pipeline.run_eval(config, payload["gallery"], ctx)
-    raise ValueError(f"unknown job kind {kind!r}")
+def run_job(kind: str, config: Config, payload: dict, weights: bytes | None, ctx, claim,
+            kinds: Kinds = KINDS):
+    """What a trial of `kind` runs, as `kinds` declares it (an unknown kind is refused)."""
+    return kinds.get(kind).job_function()(config, payload, weights, ctx, claim)
 
 
 def _claimer(registry, trial_id: str, parent_id: str = ""):

@@ -26,8 +26,8 @@ from petrinas.report.reporter import Layout, Reporter
 from petrinas.search.rows import OK, claim_owners
 from petrinas.search.stopping import Action, Budget, Verdict
 from petrinas.engine.store import RunStore, read_trial_desc
-from petrinas.search.strategy import FINISHED, RANDOM, SEARCH, SEED, JobSpec, Strategy, \
-    strategy_from_config
+from petrinas.search.kinds import KINDS, JobKind, Kinds
+from petrinas.search.strategy import FINISHED, JobSpec, Strategy, strategy_from_config
 
 log = logging.getLogger("petrinas.search")
 
@@ -49,36 +49,46 @@ class SearchSummary:
 
 @dataclass
 class JobRequest:
-    """How to run one spec: the job kind, its payload, and a parent's weights if any
+    """How to run one spec: its kind of job, the payload, and a parent's weights if any
     (read only when they are not in the object store already: `load_weights`)."""
-    kind: str
+    kind: JobKind
     payload: dict
     weights_key: str | None = None
     load_weights: Callable[[], bytes] | None = None
 
 
-class SearchRequests:
-    """JobRequests of a search. A parent's description is read once and kept (they
+class JobRequests:
+    """JobRequests of a stage whose parents are trials of `run_dir` (the search's own
+    run directory, for the search and for its eval stage), each spec as its kind
+    declares (search/kinds.py). A parent's description is read once and kept (they
     never change once written), so a parent of many children costs one YAML parse."""
 
-    def __init__(self, store: RunStore, cache_size: int = 256):
-        self.store = store
+    def __init__(self, run_dir: Path, kinds: Kinds = KINDS, cache_size: int = 256):
+        self.run_dir = Path(run_dir)
+        self.kinds = kinds
         self._desc = lru_cache(maxsize=cache_size)(
-            lambda parent_id: read_trial_desc(store.dir, parent_id))
+            lambda parent_id: read_trial_desc(self.run_dir, parent_id))
 
     def __call__(self, spec: JobSpec) -> JobRequest:
-        """A seed trains from its macro shape, a random model from its cells; a child
-        gets its parent's desc and weights."""
-        if spec.stage == SEED:
-            return JobRequest(SEED, {"macro": list(spec.macro)})
-        if spec.stage == RANDOM:
-            return JobRequest(RANDOM, {"macro": list(spec.macro), "cells": spec.cells})
-        weights = self.store.trial_dir(spec.parent_id) / "weights.pt"
+        """The kind's spec fields; a kind with a parent gets the parent's description
+        too, and one that inherits its weights, those weights."""
+        kind = self.kinds.get(spec.stage)
+        payload = kind.payload(spec)
+        if not kind.parent:
+            return JobRequest(kind, payload)
+        # The weights first: when a parent's files are gone, they are what is missing.
+        weights = self._weights_file(spec.parent_id) if kind.inherits_weights else None
+        payload["parent"] = self._desc(spec.parent_id)
+        if weights is None:
+            return JobRequest(kind, payload)
+        return JobRequest(kind, payload, weights_key=spec.parent_id,
+                          load_weights=weights.read_bytes)
+
+    def _weights_file(self, parent_id: str) -> Path:
+        weights = self.run_dir / "trials" / parent_id / "weights.pt"
         if not weights.is_file():
             raise FileNotFoundError(2, "no such file", str(weights))
-        return JobRequest(SEARCH, {"parent": self._desc(spec.parent_id),
-                                   "selection": spec.selection},
-                          weights_key=spec.parent_id, load_weights=weights.read_bytes)
+        return weights
 
 
 def trial_seed(run_seed: int, trial_id: str) -> int:
@@ -193,11 +203,11 @@ class TrialLoop:
         except FileNotFoundError as exc:  # the parent's files vanished under the run
             self._lose_parent(trial_id, spec, exc)
             return
-        self.executor.submit(trial_id, job.kind, job.payload,
+        self.executor.submit(trial_id, job.kind.name, job.payload,
                              seed=trial_seed(self.config.seed, trial_id),
                              weights_key=job.weights_key, load_weights=job.load_weights,
                              parent_id=spec.parent_id or "")
-        log.info("%s: submitted %s", trial_id, _describe(spec))
+        log.info("%s: submitted %s", trial_id, job.kind.describe(spec))
 
     def _lose_parent(self, trial_id: str, spec: JobSpec, exc: OSError) -> None:
         error = f"parent {spec.parent_id} is lost: {exc.filename} is gone"
@@ -264,16 +274,6 @@ class TrialLoop:
             if remaining is not None else None))
 
 
-def _describe(spec: JobSpec) -> str:
-    if spec.stage == SEARCH:
-        return f"child of {spec.parent_id}" + (f" ({spec.selection} selection)"
-                                               if spec.selection != "alpha" else "")
-    if spec.macro is None:
-        return f"{spec.stage} of {spec.parent_id}"
-    cells, reductions, nodes = spec.macro
-    return f"{spec.stage} cells={cells} reductions={reductions} nodes={nodes}"
-
-
 def run_search(config: Config, run_dir: str | Path, *, address: str | None = None,
                overwrite: bool = False, progress: Progress | None = None,
                verbose: bool = False, clock: Callable[[], float] = time.monotonic
@@ -295,7 +295,7 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
                 search.plot_interval_s)
             budget = Budget.from_config(config)
             reason = run_stage(config, store, strategy, reporter,
-                               SearchRequests(store), budget=budget,
+                               JobRequests(store.dir), budget=budget,
                                dedup=True, ray_options=RayOptions(address, verbose),
                                progress=progress, total=lambda: budget.max_trials,
                                header=lambda: _search_header(config, store))

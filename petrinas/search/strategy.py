@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
 from petrinas.errors import ConfigError
-
-SEED, SEARCH, RANDOM, EVAL = "seed", "search", "random", "eval"
+from petrinas.search.kinds import EVAL, RANDOM, SEARCH, SEED
 
 
 class Finished:
@@ -36,6 +35,7 @@ FINISHED = Finished()
 @dataclass(frozen=True)
 class JobSpec:
     """What one trial trains, as plain data (it is journaled and sent to the job).
+    `stage` names its kind of job (search/kinds.py); the built-in ones read:
 
     seed:   a seed model of `macro` = (cells, reductions, nodes);
     search: a child of `parent_id`, its finalized pairs chosen by `selection`

@@ -214,6 +214,32 @@ def run_eval(config: Config, gallery_desc: dict, ctx: JobContext) -> TrialOutput
     return _output(desc, model, {"eval_train": result}, start, ctx, len(splits["train"]))
 
 
+# ------------------------------------------------------------ one job per kind
+# What the Ray task runs for each kind of job (search/kinds.py names them), all with
+# one signature: the payload is what the driver built from the trial's JobSpec
+# (engine/runner.py), `weights` the parent's when the kind inherits them.
+
+def seed_job(config: Config, payload: dict, weights: bytes | None, ctx: JobContext,
+             claim: Claim) -> TrialOutput:
+    return run_seed(config, tuple(payload["macro"]), ctx, claim)
+
+
+def search_job(config: Config, payload: dict, weights: bytes | None, ctx: JobContext,
+               claim: Claim) -> TrialOutput:
+    return run_search(config, payload["parent"], weights, ctx,
+                      selection=payload["selection"], claim=claim)
+
+
+def random_job(config: Config, payload: dict, weights: bytes | None, ctx: JobContext,
+               claim: Claim) -> TrialOutput:
+    return run_random(config, tuple(payload["macro"]), payload["cells"], ctx, claim)
+
+
+def eval_job(config: Config, payload: dict, weights: bytes | None, ctx: JobContext,
+             claim: Claim) -> TrialOutput:
+    return run_eval(config, payload["parent"], ctx)   # nothing is deduplicated in eval
+
+
 def train_phase(model: torch.nn.Module, splits: dict[str, TensorData], cfg: TrainConfig,
                 ctx: JobContext, **kwargs) -> TrainResult:
     """One phase of a job: the trainer on the job's device and threads, under its
