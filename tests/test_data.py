@@ -11,7 +11,7 @@ from petrinas.data import TensorData, dataset_info, load_dataset, load_splits
 from petrinas.errors import DataError
 from petrinas.data import SPLITS, augment_batch
 from petrinas.train.pipeline import JobContext, run_seed
-from petrinas.train.synthetic import synthetic_images
+from petrinas.synthetic import synthetic_images
 from support import write_tiny_cifar10
 
 DIGITS = 1797
