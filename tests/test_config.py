@@ -362,3 +362,11 @@ def test_from_dict_validates():
     data["search"]["max_trails"] = 3
     with pytest.raises(ConfigError, match="search.max_trails"):
         config_from_dict(data)
+
+
+def test_from_dict_checks_op_names_against_the_registry():
+    data = load_config("petridish_digits").to_dict()
+    data["model"]["seed_op"] = "sepconv_3x3"
+    with pytest.raises(ConfigError, match=r"model.seed_op: unknown op 'sepconv_3x3' "
+                                          r"\(did you mean sep_conv_3x3\?\)"):
+        config_from_dict(data)
