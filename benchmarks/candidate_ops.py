@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.model_desc import build_model, build_seed
 from petrinas.model_desc.grow import alphas, finalize, grow_model, l1_penalty
 from petrinas.model_desc.pairwise import grouped_state, to_pairwise

@@ -132,7 +132,7 @@ def _nap(seconds: float) -> None:
 def utilization(slots: int, jobs: int, low: float, high: float, out: Path) -> dict:
     import ray
 
-    from petrinas.config import load_config
+    from petrinas.config_loader import load_config
     from petrinas.report import figures
     from petrinas.engine.jobs import RayOptions
     from petrinas.report.progress import Progress
@@ -216,7 +216,7 @@ def driver_cost(sizes: list[int], out: Path, slots: int = 64) -> dict:
     size, with the real registry and weights written to `out` (a real disk)."""
     import ray
 
-    from petrinas.config import load_config
+    from petrinas.config_loader import load_config
     from petrinas.engine.jobs import RayExecutor, _claimer
     from petrinas.report.reporter import Layout, Reporter
     from petrinas.engine.runner import JobRequests, with_reference_point

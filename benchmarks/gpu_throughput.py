@@ -49,7 +49,8 @@ from pathlib import Path
 import ray
 import torch
 
-from petrinas.config import Config, load_config, seed_macros
+from petrinas.config import Config, seed_macros
+from petrinas.config_loader import load_config
 
 PAPER = "petridish"
 MACRO = {"cells": 5, "reductions": 2, "nodes": 2}

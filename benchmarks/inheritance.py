@@ -239,7 +239,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def search_overrides(args: argparse.Namespace, seed: int) -> list[str]:
     """The run's overrides: enough trials for every seed shape and `--children` more,
     and no compute budget (the trial count is what bounds it)."""
-    from petrinas.config import load_config, seed_macros
+    from petrinas.config import seed_macros
+    from petrinas.config_loader import load_config
 
     config = load_config(args.conf, args.overrides)
     trials = len(seed_macros(config)) + args.children
@@ -281,7 +282,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import ray
 
-    from petrinas.config import load_config
+    from petrinas.config_loader import load_config
     from petrinas.engine.runner import trial_seed
     from petrinas.engine.store import read_trial_desc
 

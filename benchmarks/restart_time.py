@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import petrinas.engine.store as store_module
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.model_desc import build_model, build_seed
 from petrinas.model_desc.model import weights_to_bytes
 from petrinas.engine.store import RunStore

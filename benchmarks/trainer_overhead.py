@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from petrinas.config import TrainConfig, load_config
+from petrinas.config import TrainConfig
+from petrinas.config_loader import load_config
 from petrinas.data import TensorData, load_splits
 from petrinas.model_desc import build_model, build_seed
 from petrinas.model_desc.grow import grow_model

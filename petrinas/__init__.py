@@ -26,7 +26,7 @@ __all__ = ["load_config", "load_model", "load_dataset", "best_model", "__version
 def load_config(path_or_name="petridish_digits", overrides=()):
     """A validated Config from a YAML file or a bundled config's name, with `a.b=value`
     overrides applied (an unknown key is an error)."""
-    from petrinas.config import load_config as load
+    from petrinas.config_loader import load_config as load
     return load(path_or_name, overrides)
 
 

@@ -99,7 +99,7 @@ def search_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _search(argv: Sequence[str] | None) -> None:
-    from petrinas.config import load_config
+    from petrinas.config_loader import load_config
     from petrinas.report.progress import Progress
     from petrinas.engine.runner import run_search
 

@@ -38,7 +38,8 @@ from typing import Sequence
 
 import numpy as np
 
-from petrinas.config import COST_COLUMNS, Config, Role, keys_with, read_yaml_file
+from petrinas.config import COST_COLUMNS, Role, keys_with, read_yaml_file
+from petrinas.config_loader import config_from_dict
 from petrinas.errors import InputError
 from petrinas.fileio import write_text_atomic
 from petrinas.report import figures
@@ -164,7 +165,7 @@ def _with_defaults(config: dict) -> dict:
     """The run's config with the keys it predates at their defaults, so a run written
     before a key existed groups with runs that hold its default value."""
     try:
-        return Config.from_dict(config).to_dict()
+        return config_from_dict(config).to_dict()
     except InputError:   # not a config this version reads: compare what it holds
         return config
 

@@ -12,6 +12,10 @@ A config file may name the files it builds on:
 Later files win, key by key. Overrides (`a.b.c=value`) are applied last and parsed as YAML
 scalars, so `--set search.max_trials=20` gives an int and `--set eval.enabled=true` a bool.
 String values may contain `${run_dir}`, which `Config.with_run_dir` fills in.
+
+The names of ops and strategies are defined by registries above this module (which the
+model and the search read their keys from), so they are checked against a `Vocabulary`
+the caller gives: `petrinas.config_loader.load_config` gathers it.
 """
 
 from __future__ import annotations
@@ -253,14 +257,29 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "Config":
+    def from_dict(cls, data: Mapping, names: Vocabulary) -> "Config":
         config = _build(cls, data, "")
-        validate(config)
+        validate(config, names)
         return config
 
     def with_run_dir(self, run_dir: str | Path) -> "Config":
         """A copy whose string values have `${run_dir}` replaced by `run_dir`."""
-        return Config.from_dict(_substitute(self.to_dict(), str(run_dir)))
+        # Checked again as from_dict checks. Its op and strategy names were checked when
+        # this config was loaded and no known name holds ${run_dir}, so its own names
+        # are all the copy may use.
+        own = Vocabulary(ops=(self.model.seed_op, *self.model.candidate_ops),
+                         strategies=(self.search.strategy,))
+        return Config.from_dict(_substitute(self.to_dict(), str(run_dir)), own)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The names a config may use that are defined above this module: the ops (the
+    registry in petrinas/model_desc/ops.py) and the strategies (petrinas/search/
+    strategy.py). Validation checks against what it is given, so this module imports
+    neither; petrinas/config_loader.py gathers them."""
+    ops: tuple[str, ...]         # in the registry's order (the order "did you mean" ranks)
+    strategies: tuple[str, ...]  # sorted, as an error lists them
 
 
 # ------------------------------------------------------------------------------ roles
@@ -305,16 +324,18 @@ def resolve_config_path(path_or_name: str | Path) -> Path:
     raise ConfigError(f"config file not found: {path_or_name}")
 
 
-def load_config(path_or_name: str | Path = "petridish_digits",
-                overrides: Iterable[str] = ()) -> Config:
-    """Read a config file (following `extends`), apply `a.b=value` overrides, validate."""
+def read_config(path_or_name: str | Path, overrides: Iterable[str],
+                names: Vocabulary) -> Config:
+    """Read a config file (following `extends`), apply `a.b=value` overrides, validate
+    (op and strategy names against `names`). petrinas.config_loader.load_config gives
+    `names`."""
     path = resolve_config_path(path_or_name)
     data = _read_with_extends(path, chain=())
     data.setdefault("name", path.stem)
     for override in overrides:
         key, value = parse_override(override)
         _set_dotted(data, key, value)
-    return Config.from_dict(data)
+    return Config.from_dict(data, names)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -495,21 +516,19 @@ def max_cost(config: Config) -> float:
     return getattr(config.search, MAX_COST_KEYS[config.search.cost])
 
 
-def validate(config: Config) -> None:
-    """Checks that span several keys (single keys were checked while building)."""
-    from petrinas.model_desc.ops import PRIMITIVES  # the op registry is the source of truth
-
+def validate(config: Config, names: Vocabulary) -> None:
+    """Checks that span several keys (single keys were checked while building); op and
+    strategy names are checked against `names`."""
     for key in ("cells", "reductions", "nodes"):
         pair = getattr(config.search.seeds, key)
         if len(pair) != 2 or pair[0] > pair[1] or pair[0] < (0 if key == "reductions" else 1):
             raise ConfigError(f"search.seeds.{key}: expected [min, max] with min <= max, "
                               f"got {pair}")
-    from petrinas.search.strategy import known_strategies
-    if config.search.strategy not in known_strategies():
-        close = difflib.get_close_matches(config.search.strategy, known_strategies(), n=1)
+    if config.search.strategy not in names.strategies:
+        close = difflib.get_close_matches(config.search.strategy, names.strategies, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(f"search.strategy: unknown strategy {config.search.strategy!r}; "
-                          f"known: {', '.join(known_strategies())}{hint}")
+                          f"known: {', '.join(names.strategies)}{hint}")
     for axis, key in MAX_COST_KEYS.items():
         if axis != config.search.cost and getattr(config.search, key):
             raise ConfigError(f"search.{key} limits the {axis} axis, but search.cost is "
@@ -527,8 +546,8 @@ def validate(config: Config) -> None:
                           "satisfies cells >= 2*reductions + 1, so there is no seed model")
     for key, name in [("model.seed_op", config.model.seed_op)] + [
             (f"model.candidate_ops[{i}]", op) for i, op in enumerate(config.model.candidate_ops)]:
-        if name not in PRIMITIVES:
-            close = difflib.get_close_matches(name, list(PRIMITIVES), n=1)
+        if name not in names.ops:
+            close = difflib.get_close_matches(name, list(names.ops), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"{key}: unknown op {name!r}{hint}")
     if not [op for op in config.model.candidate_ops if op != "none"]:

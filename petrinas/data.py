@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from petrinas.config import DATASETS, Config, DatasetConfig
 from petrinas.errors import DataError
-from petrinas.train.synthetic import synthetic_images
+from petrinas.synthetic import synthetic_images
 
 # The test split must never depend on the run's seed, so it gets its own constant one.
 TEST_SPLIT_SEED = 12345

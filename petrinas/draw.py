@@ -25,8 +25,7 @@ from matplotlib.path import Path as CurvePath
 
 from petrinas.errors import InputError
 from petrinas.fileio import write_bytes_atomic
-from petrinas.model_desc.desc import CellDesc, ModelDesc
-from petrinas.runs import no_such_model_folder
+from petrinas.model_desc.desc import CellDesc, ModelDesc, no_such_model_folder
 
 CELL_KINDS = {"normal": "normal cell", "reduce": "reduction cell"}
 FORMATS, DPI = ("png", "pdf"), 200

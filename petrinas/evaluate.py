@@ -30,7 +30,8 @@ from typing import Any, Sequence
 
 from overrides import overrides
 
-from petrinas.config import Config, Role, cost_column, keys_with, load_config
+from petrinas.config import Config, Role, cost_column, keys_with
+from petrinas.config_loader import load_config
 from petrinas.errors import InputError
 from petrinas.report import figures
 from petrinas.engine.jobs import RayOptions

@@ -27,9 +27,8 @@ import torch
 import yaml
 
 from petrinas.errors import InputError
-from petrinas.runs import no_such_model_folder
 from petrinas.fileio import write_bytes_atomic, write_text_atomic
-from petrinas.model_desc.desc import ModelDesc
+from petrinas.model_desc.desc import ModelDesc, no_such_model_folder
 from petrinas.model_desc.model import CellNetwork, load_model
 
 ARTIFACT = "model.pt2"

@@ -42,12 +42,3 @@ def model_folder(path: str | Path) -> Path:
     if (path / "frontier_eps.tsv").is_file() and not (path / "desc.yaml").exists():
         return best_model(path)
     return path
-
-
-def no_such_model_folder(path: Path) -> InputError:
-    """The error for a model folder that does not exist, naming those that do beside it."""
-    parent = path.parent
-    siblings = sorted(p.name for p in parent.iterdir()
-                      if (p / "desc.yaml").is_file()) if parent.is_dir() else []
-    hint = (f"; {parent} holds {', '.join(siblings)}" if siblings else "")
-    return InputError(f"{path}: no such model folder{hint}")

@@ -62,7 +62,7 @@ def write_tiny_cifar10(root: Path, per_batch: int, seed: int = 0) -> dict[str, n
 
     Returns the images (N×3×32×32 uint8) and labels written, as "train_x", "train_y",
     "test_x", "test_y", and the files' MD5 checksums as "md5" (name -> hex digest)."""
-    from petrinas.train.synthetic import synthetic_images
+    from petrinas.synthetic import synthetic_images
 
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)

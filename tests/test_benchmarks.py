@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from support import REPO
 
 

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.errors import ConfigError
 from petrinas.model_desc import CandidateDesc, build_eval, build_model, build_seed
 

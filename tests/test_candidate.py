@@ -18,7 +18,7 @@ import copy
 import pytest
 import torch
 
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.model_desc import ModelDesc, build_model, build_seed
 from petrinas.model_desc.candidate import Candidate, candidate_groups
 from petrinas.model_desc.desc import CandidateDesc

@@ -6,7 +6,8 @@ import textwrap
 import pytest
 import yaml
 
-from petrinas.config import CONFS_DIR, Config, load_config, parse_override
+from petrinas.config import CONFS_DIR, parse_override
+from petrinas.config_loader import config_from_dict, load_config
 from petrinas.errors import ConfigError
 
 
@@ -351,7 +352,7 @@ def test_dict_round_trip():
     for name in ("petridish", "petridish_digits"):
         config = load_config(name, ["search.l1=1e-3"])
         data = config.to_dict()
-        again = Config.from_dict(data)
+        again = config_from_dict(data)
         assert again == config
         assert again.to_dict() == data
 
@@ -360,4 +361,12 @@ def test_from_dict_validates():
     data = load_config("petridish_digits").to_dict()
     data["search"]["max_trails"] = 3
     with pytest.raises(ConfigError, match="search.max_trails"):
-        Config.from_dict(data)
+        config_from_dict(data)
+
+
+def test_from_dict_checks_op_names_against_the_registry():
+    data = load_config("petridish_digits").to_dict()
+    data["model"]["seed_op"] = "sepconv_3x3"
+    with pytest.raises(ConfigError, match=r"model.seed_op: unknown op 'sepconv_3x3' "
+                                          r"\(did you mean sep_conv_3x3\?\)"):
+        config_from_dict(data)

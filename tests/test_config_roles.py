@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from petrinas import compare, evaluate
-from petrinas.config import Role, keys_with, load_config, schema_fields, spec
+from petrinas.config import Role, keys_with, schema_fields, spec
+from petrinas.config_loader import load_config
 from petrinas.engine import store
 from petrinas.engine.store import RunStore
 

@@ -5,12 +5,13 @@ import pytest
 import torch
 from PIL import Image
 
-from petrinas.config import Config, DatasetConfig, load_config
+from petrinas.config import Config, DatasetConfig
+from petrinas.config_loader import load_config
 from petrinas.data import TensorData, dataset_info, load_dataset, load_splits
 from petrinas.errors import DataError
 from petrinas.data import SPLITS, augment_batch
 from petrinas.train.pipeline import JobContext, run_seed
-from petrinas.train.synthetic import synthetic_images
+from petrinas.synthetic import synthetic_images
 from support import write_tiny_cifar10
 
 DIGITS = 1797

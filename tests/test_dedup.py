@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.engine.jobs import RayExecutor
 from petrinas.search.rows import claim_owners
 from petrinas.engine.runner import run_search

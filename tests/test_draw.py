@@ -23,7 +23,7 @@ from matplotlib.patches import Circle, FancyArrowPatch
 
 import petrinas.draw as draw
 from petrinas.cli import draw_main
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.draw import (
     arrange,
     cell_edges,

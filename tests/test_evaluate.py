@@ -14,7 +14,7 @@ import pytest
 from petrinas import load_model
 from petrinas.cli import eval_main, search_main
 from petrinas.data import load_dataset
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.engine.store import history
 
 from support import REPO, TINY, read_tsv

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.data import load_splits
 from petrinas.model_desc import ModelDesc, build_model, build_seed
 from petrinas.model_desc.grow import (add_candidate, alphas, finalize, grow_model, l1_penalty,

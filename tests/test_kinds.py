@@ -8,7 +8,7 @@ import inspect
 import pytest
 
 from petrinas.compare import saved_by_duplicates
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.engine.jobs import run_job
 from petrinas.engine.runner import JobRequests
 from petrinas.model_desc.builder import build_seed

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from petrinas import load_model
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.errors import UntrustedFileError
 from petrinas.model_desc import (CellDesc, EdgeDesc, ModelDesc, NodeDesc, OpDesc, build_model,
                                  build_seed)

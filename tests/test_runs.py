@@ -7,7 +7,8 @@ import pytest
 
 import petrinas
 from petrinas.errors import InputError
-from petrinas.runs import best_model, model_folder, no_such_model_folder
+from petrinas.model_desc.desc import no_such_model_folder
+from petrinas.runs import best_model, model_folder
 from support import REPO
 
 GALLERY = [("t0000", 16690, 380, 0.85), ("t0001", 27250, 565, 0.95),

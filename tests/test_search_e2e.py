@@ -12,7 +12,7 @@ import pytest
 
 from petrinas import load_model
 from petrinas.cli import search_main
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.data import load_dataset
 from petrinas.model_desc import ModelDesc
 from petrinas.engine.store import history

@@ -2,7 +2,7 @@
 
 import pytest
 
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.search.stopping import Action, Budget, Verdict
 
 BUDGET = Budget(max_trials=10, max_seconds=3600.0, max_pool=5)

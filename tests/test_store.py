@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.errors import ConfigError, InputError
 from petrinas.engine.store import JOURNAL, RunStore
 from petrinas.search.strategy import JobSpec, strategy_from_config
@@ -83,7 +83,7 @@ def test_a_second_driver_is_refused(tmp_path, config):
 
 
 def test_a_stale_lock_of_a_killed_driver_is_taken_over(tmp_path, config):
-    code = ("import sys, time; from petrinas.config import load_config;"
+    code = ("import sys, time; from petrinas.config_loader import load_config;"
             "from petrinas.engine.store import RunStore;"
             "RunStore.open(sys.argv[1], load_config('petridish_digits',"
             " ['search.max_trials=10'])); print('locked', flush=True); time.sleep(60)")

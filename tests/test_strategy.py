@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.errors import ConfigError
 from petrinas.search.strategies.petridish import Petridish
 from petrinas.search.strategies.random_parent import RandomParent
@@ -79,8 +79,9 @@ def test_the_registry_holds_the_four_strategies():
 
 @pytest.mark.parametrize("name", known_strategies())
 def test_every_strategy_is_built_from_its_config_name(name):
+    from petrinas.model_desc.shapes import MeasuredShapeCosts
     config = load_config("petridish_digits", [f"search.strategy={name}"])
-    strategy = strategy_from_config(config)
+    strategy = strategy_from_config(config, MeasuredShapeCosts(config))
     assert isinstance(strategy, Strategy) and strategy.name == name
 
 
@@ -146,11 +147,19 @@ def test_failures_and_duplicates_are_counted_not_pooled(cls):
         strategy.on_trial_complete("t0042", result={})
 
 
-def test_strategies_and_hull_import_without_torch_or_ray():
-    code = ("import sys, petrinas.search.strategy, petrinas.search.hull;"
+def test_every_search_module_imports_without_torch_or_ray():
+    """petrinas/search is the pure algorithm (tests/test_layers.py checks its imports
+    statically; this checks what importing it loads, whatever the route)."""
+    code = ("import importlib, pkgutil, sys, petrinas.search;"
+            "names = [m.name for m in pkgutil.walk_packages(petrinas.search.__path__,"
+            " 'petrinas.search.')];"
+            "[importlib.import_module(name) for name in names];"
             "petrinas.search.strategy.known_strategies();"
-            "assert 'torch' not in sys.modules and 'ray' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True)
+            "assert 'torch' not in sys.modules and 'ray' not in sys.modules;"
+            "print(len(names))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) >= 10  # every module, not none (hull, pool, strategies/...)
 
 
 # ------------------------------------------------------------------ petridish
@@ -281,15 +290,60 @@ def test_growth_reach_is_the_deepest_cell_under_the_cap_plus_one_node():
     with 2 nodes is above the cap: it is never grown, 2. With 4 trials (all seeds) no
     growth round is left: the seeds' 2."""
     from petrinas.engine.runner import with_reference_point
-    from petrinas.search.shapes import shape_cost
+    from petrinas.model_desc.shapes import MeasuredShapeCosts, shape_cost
     from petrinas.search.strategies.random_search import growth_reach
 
     cheap = with_reference_point(load_config("benchmark_digits_cheap"))
     assert [shape_cost(cheap, 1, 0, n) for n in (1, 2, 5)] == [16_690, 27_250, 58_930]
-    assert growth_reach(cheap) == {(1, 0): 3, (2, 0): 2}
-    assert growth_reach(with_reference_point(load_config(
-        "benchmark_digits_cheap", ["search.max_trials=4"]))) == {(1, 0): 2, (2, 0): 2}
-    assert RandomSearch.from_config(cheap).max_nodes == {(1, 0): 3, (2, 0): 2}
+    assert growth_reach(cheap, MeasuredShapeCosts(cheap)) == {(1, 0): 3, (2, 0): 2}
+    four = with_reference_point(load_config("benchmark_digits_cheap", ["search.max_trials=4"]))
+    assert growth_reach(four, MeasuredShapeCosts(four)) == {(1, 0): 2, (2, 0): 2}
+    assert RandomSearch.from_config(cheap, MeasuredShapeCosts(cheap)).max_nodes == \
+        {(1, 0): 3, (2, 0): 2}
+
+
+class FakeShapeCosts:
+    """A ShapeCosts with made-up answers that records the questions."""
+    def __init__(self, costliest: float, deepest: int):
+        self.costliest, self.deepest, self.asked = costliest, deepest, []
+
+    def costliest_seed(self, column):
+        self.asked.append(("costliest_seed", column))
+        return self.costliest
+
+    def deepest_nodes(self, cells, reductions, cap, column):
+        self.asked.append(("deepest_nodes", cells, reductions, cap, column))
+        return self.deepest
+
+
+def test_growth_reach_asks_its_shapes_and_measures_nothing_itself():
+    """The policy alone: the cap is the configured max when set, else the hypervolume
+    reference, else ten times the costliest seed; latency caps the MACs instead. The
+    budget's growth rounds bound the depth."""
+    from petrinas.search.strategies.random_search import growth_reach
+
+    def reach(overrides, shapes):
+        config = load_config("benchmark_digits_cheap", ["search.max_trials=100", *overrides])
+        return growth_reach(config, shapes)
+
+    capped = FakeShapeCosts(costliest=1e9, deepest=7)
+    assert reach(["search.max_macs=30000"], capped) == {(1, 0): 7, (2, 0): 7}
+    assert capped.asked == [("deepest_nodes", 1, 0, 30000, "macs"),
+                            ("deepest_nodes", 2, 0, 30000, "macs")]
+    derived = FakeShapeCosts(costliest=5000, deepest=500)
+    assert reach(["search.max_macs=0", "search.hv_ref_cost=0"], derived)[(1, 0)] == 2 + (100 - 4)
+    assert derived.asked[0] == ("costliest_seed", "macs")
+    assert derived.asked[1] == ("deepest_nodes", 1, 0, 50000.0, "macs")
+    latency = FakeShapeCosts(costliest=5000, deepest=3)
+    reach(["search.cost=latency", "search.max_macs=0", "search.hv_ref_cost=2.5"], latency)
+    assert latency.asked[:2] == [("costliest_seed", "macs"),
+                                 ("deepest_nodes", 1, 0, 50000.0, "macs")]
+
+
+def test_random_search_from_config_needs_shapes():
+    config = load_config("petridish_digits", ["search.strategy=random_search"])
+    with pytest.raises(TypeError, match="random_search measures its seed shapes"):
+        strategy_from_config(config)
 
 
 # ------------------------------------------------------------- many slots, few parents

@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 
 from petrinas.config import Config, cost_column, seed_macros
 from petrinas.errors import InputError
+from petrinas.model_desc.shapes import MeasuredShapeCosts, cheapest_seed
 from petrinas.report import figures
 from petrinas.engine.jobs import Completion, RayExecutor, RayOptions, ray_session
 from petrinas.report.progress import Progress, Status, eta, format_duration
@@ -285,7 +286,7 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
     store = RunStore.open(run_dir, config, overwrite=overwrite, clock=clock)
     with logging_to(store.dir / "logs" / "search.log"):
         try:
-            strategy = strategy_from_config(config)
+            strategy = strategy_from_config(config, MeasuredShapeCosts(config))
             search = config.search
             axis = cost_column(config)
             reporter = Reporter(store.dir, Layout(
@@ -344,7 +345,6 @@ def with_reference_point(config: Config) -> Config:
         return config
     from petrinas.data import dataset_info
     from petrinas.model_desc.builder import costliest_seed
-    from petrinas.search.shapes import cheapest_seed
 
     axis = cost_column(config)
     ref_error = search.hv_ref_error or 1.0 - 1.0 / dataset_info(config.dataset).num_classes

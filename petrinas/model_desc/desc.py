@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from petrinas.errors import UntrustedFileError
+from petrinas.errors import InputError, UntrustedFileError
 from petrinas.fileio import write_text_atomic
 
 FORMAT_VERSION = 1
@@ -198,6 +198,15 @@ class ModelDesc:
         data.pop("meta")
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def no_such_model_folder(path: Path) -> InputError:
+    """The error for a model folder that does not exist, naming those that do beside it."""
+    parent = path.parent
+    siblings = sorted(p.name for p in parent.iterdir()
+                      if (p / "desc.yaml").is_file()) if parent.is_dir() else []
+    hint = (f"; {parent} holds {', '.join(siblings)}" if siblings else "")
+    return InputError(f"{path}: no such model folder{hint}")
 
 
 def _dump(data: dict) -> str:

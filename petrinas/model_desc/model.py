@@ -22,7 +22,8 @@ from torch import nn
 from petrinas.errors import UntrustedFileError
 from petrinas.fileio import write_bytes_atomic
 from petrinas.model_desc.candidate import Candidate
-from petrinas.model_desc.desc import CellDesc, ModelDesc, edge_stride
+from petrinas.model_desc.desc import (CellDesc, ModelDesc, edge_stride,
+                                     no_such_model_folder)
 from petrinas.model_desc.ops import make_op
 
 
@@ -171,7 +172,6 @@ def load_model(path: str | Path) -> CellNetwork:
     path = Path(path)
     desc_path = path / "desc.yaml" if path.is_dir() else path
     if not desc_path.is_file():
-        from petrinas.runs import no_such_model_folder
         folder = path if path.suffix != ".yaml" else path.parent
         raise FileNotFoundError(str(no_such_model_folder(folder)))
     model = build_model(ModelDesc.load(desc_path))

@@ -135,7 +135,8 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {}
 
 def register(name: str):
     """Class decorator: make a strategy selectable as `search.strategy: <name>`. Its
-    `from_config(config)` classmethod builds it."""
+    `from_config(config, shapes=None)` classmethod builds it (`shapes`: a ShapeCosts,
+    search/shape_costs.py, for a strategy that needs seed shapes' costs)."""
     def add(cls):
         if name in STRATEGIES:
             raise ValueError(f"strategy {name!r} is registered twice")
@@ -153,13 +154,14 @@ def known_strategies() -> list[str]:
     return sorted(STRATEGIES)
 
 
-def strategy_from_config(config) -> Strategy:
-    """The strategy that `config.search.strategy` names, built from the config."""
+def strategy_from_config(config, shapes=None) -> Strategy:
+    """The strategy that `config.search.strategy` names, built from the config and, for
+    one that asks what seed shapes cost (random_search), `shapes` (a ShapeCosts)."""
     name = config.search.strategy
     if name not in known_strategies():
         raise ConfigError(f"search.strategy: unknown strategy {name!r} (known: "
                           f"{', '.join(known_strategies())})")
-    return STRATEGIES[name].from_config(config)
+    return STRATEGIES[name].from_config(config, shapes)
 
 
 __all__ = ["Strategy", "JobSpec", "Suggestion", "FINISHED", "Finished", "SEED", "SEARCH",

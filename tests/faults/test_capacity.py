@@ -9,7 +9,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.engine.runner import run_search
 from support import TINY
 from test_node_loss import in_flight

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.fileio import write_bytes_atomic
 from petrinas.engine import store as store_module
 from petrinas.report.reporter import install_folder

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.report.progress import Progress
 from petrinas.engine.runner import run_search
 from support import TINY, read_tsv

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.data import load_dataset
 from petrinas.export import export_folder
 from petrinas.model_desc import ModelDesc

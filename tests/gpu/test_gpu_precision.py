@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from petrinas.data import load_splits
 from petrinas.model_desc import build_model, build_seed
 from petrinas.model_desc.grow import alphas, grow_model

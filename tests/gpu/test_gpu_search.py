@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from petrinas.config import load_config
+from petrinas.config_loader import load_config
 from support import SYNTHETIC_SMALL, TINY, local_ray, read_tsv
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -43,7 +43,7 @@ class Petridish(PoolStrategy):
         self.next_seed = 0
 
     @classmethod
-    def from_config(cls, config) -> "Petridish":
+    def from_config(cls, config, shapes=None) -> "Petridish":
         from petrinas.config import MAX_COST_KEYS, cost_column, max_cost, seed_macros
 
         search = config.search

@@ -21,6 +21,8 @@ from typing import Mapping, Sequence
 
 from overrides import overrides
 
+from petrinas.config import cost_column, max_cost, seed_macros
+from petrinas.search.shape_costs import ShapeCosts
 from petrinas.search.strategies.base import PoolStrategy
 from petrinas.search.strategy import RANDOM, JobSpec, Suggestion, register
 
@@ -41,12 +43,13 @@ class RandomSearch(PoolStrategy):
         self.least_nodes = min(m[2] for m in self.macros)
 
     @classmethod
-    def from_config(cls, config) -> "RandomSearch":
-        from petrinas.config import cost_column, seed_macros
-
+    def from_config(cls, config, shapes: ShapeCosts | None = None) -> "RandomSearch":
+        if shapes is None:
+            raise TypeError("random_search measures its seed shapes: from_config needs "
+                            "shapes (petrinas.model_desc.shapes.MeasuredShapeCosts)")
         return cls(seed_macros(config), config.model.candidate_ops, config.model.top_k,
                    seed=config.seed, cost_key=cost_column(config),
-                   max_nodes=growth_reach(config))
+                   max_nodes=growth_reach(config, shapes))
 
     @overrides
     def suggest(self, trial_id: str) -> Suggestion:
@@ -79,23 +82,19 @@ class RandomSearch(PoolStrategy):
         return ""
 
 
-def growth_reach(config) -> dict[tuple[int, int], int]:
+def growth_reach(config, shapes: ShapeCosts) -> dict[tuple[int, int], int]:
     """Per (cells, reductions) of the seed shapes, the most nodes growth can reach under
-    the config's cost cap (see the module's docstring). Measured: builds models."""
-    from petrinas.config import cost_column, max_cost, seed_macros
-    from petrinas.model_desc.builder import costliest_seed
-    from petrinas.search.shapes import deepest_nodes
-
+    the config's cost cap (see the module's docstring), the costs as `shapes` answers."""
     column = cost_column(config)
     if column == "latency_ms":   # no latency without a device: cap the MACs instead
-        column, cap = "macs", 10.0 * costliest_seed(config, "macs")
+        column, cap = "macs", 10.0 * shapes.costliest_seed("macs")
     else:
         cap = max_cost(config) or config.search.hv_ref_cost \
-            or 10.0 * costliest_seed(config, column)
+            or 10.0 * shapes.costliest_seed(column)
     macros = seed_macros(config)
     # One node per growth round, one round per trial after the seeds: the trial budget
     # bounds the depth too.
     by_trials = config.search.seeds.nodes[1] + max(config.search.max_trials - len(macros), 0)
-    return {(cells, reductions): min(deepest_nodes(config, cells, reductions, cap, column),
+    return {(cells, reductions): min(shapes.deepest_nodes(cells, reductions, cap, column),
                                      by_trials)
             for cells, reductions in sorted({m[:2] for m in macros})}

@@ -1,12 +1,18 @@
 """What the search space's shapes cost, measured from the config alone: the floor of the
 hypervolume box (the cheapest seed) and how deep random search may draw (the deepest
 cells under a cost cap). Every run of a config gets the same answers, before any
-training. torch is imported only when a cost is measured.
+training. The search asks through `MeasuredShapeCosts` (search/shape_costs.py), so it
+builds no model itself.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from petrinas.config import Config, seed_macros
+from petrinas.model_desc.builder import build_seed, costliest_seed
+from petrinas.model_desc.cost import cost
+from petrinas.model_desc.model import build_model
 
 MAX_NODES = 64   # the deepest cell deepest_nodes ever reports (it measures, so it is capped)
 
@@ -15,10 +21,6 @@ def shape_cost(config: Config, cells: int, reductions: int, nodes: int,
                column: str = "macs") -> float:
     """The MACs (or params) of the seed-shaped model of (cells, reductions, nodes): every
     node one `model.seed_op` edge."""
-    from petrinas.model_desc.builder import build_seed
-    from petrinas.model_desc.cost import cost
-    from petrinas.model_desc.model import build_model
-
     desc = build_seed(config, cells=cells, reductions=reductions, nodes=nodes)
     return float(cost(build_model(desc), desc.input_shape)[column])
 
@@ -51,3 +53,16 @@ def deepest_nodes(config: Config, cells: int, reductions: int, cap: float,
     per_node = shape_cost(config, cells, reductions, low + 1, column) - first
     under = low + int((cap - first) // per_node) if per_node > 0 else MAX_NODES
     return min(under + 1, MAX_NODES)
+
+
+@dataclass(frozen=True)
+class MeasuredShapeCosts:
+    """The answers a strategy may ask for (search/shape_costs.py: ShapeCosts) about the
+    seed-shaped models of `config`, measured when asked."""
+    config: Config
+
+    def costliest_seed(self, column: str) -> float:
+        return costliest_seed(self.config, column)
+
+    def deepest_nodes(self, cells: int, reductions: int, cap: float, column: str) -> int:
+        return deepest_nodes(self.config, cells, reductions, cap, column)
