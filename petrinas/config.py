@@ -177,7 +177,7 @@ class SearchConfig:
     max_compute_hours: float = spec(0.0, lo=0, doc="no new trials once the finished "
                                     "trials' device time, summed, reaches it (the "
                                     "equal-compute budget of a comparison); 0: no limit",
-                                    roles=(Role.RESUMABLE,))
+                                    roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE))
     convex_hull_eps: float = spec(0.025, lo=0)
     l1: float = spec(0.001, lo=0, doc="weight of sum(|alpha|) in the search-phase loss")
     seeds: SeedRanges = spec(factory=SeedRanges)

@@ -201,6 +201,18 @@ def test_a_run_that_predates_a_key_resumes_at_its_default_and_not_at_another(tmp
         RunStore.open(tmp_path / "run", other)
 
 
+@pytest.mark.parametrize("budget", ["search.max_trials=50", "search.max_hours=3",
+                                    "search.max_compute_hours=2"])
+def test_an_eval_resumes_after_its_search_was_given_a_larger_budget(tmp_path, budget):
+    """The eval stage opens its store with the search's config.yaml, which a resumed
+    search rewrites with the budget it was given."""
+    from petrinas.evaluate import EVAL_RESUMABLE_KEYS
+    before = load_config("petridish_digits", ["search.max_compute_hours=1"])
+    RunStore.open(tmp_path / "eval", before, resumable_keys=EVAL_RESUMABLE_KEYS).close()
+    after = load_config("petridish_digits", ["search.max_compute_hours=1", budget])
+    RunStore.open(tmp_path / "eval", after, resumable_keys=EVAL_RESUMABLE_KEYS).close()
+
+
 def test_budgets_and_resources_may_change_on_resume(tmp_path, config):
     store = RunStore.open(tmp_path / "run", config)
     ids = submit(store, strategy_from_config(config), 2)
