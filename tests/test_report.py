@@ -15,8 +15,14 @@ from matplotlib.colors import to_rgba
 
 from petrinas.report import figures
 from petrinas.search.hypervolume import hypervolume, selected_hypervolume
-from petrinas.report.reporter import (HV_COLUMNS, Layout, Reporter, append_tsv, frontier_ids,
-                                    sync_folders, write_tsv)
+from petrinas.report.frontier import frontier_ids
+from petrinas.report.hypervolume_log import HV_COLUMNS, HypervolumeLog
+from petrinas.report.reporter import Reporter
+from petrinas.report.state import ReportState
+from petrinas.report.tsv import append_tsv, write_tsv
+from petrinas.report.writers import FigureWriter, FrontierTables, GalleryFolders, \
+    HypervolumeTable, PoolTable, TensorBoardWriter
+from petrinas.report.writers.gallery import sync_folders
 from petrinas.search.rows import COLUMNS
 from support import read_tsv
 
@@ -141,7 +147,10 @@ def _reporter(run_dir: Path, interval: float = 3600.0, drawn: list | None = None
     def draw(folder: Path, snapshot) -> None:
         if drawn is not None:
             drawn.append(sorted(r["trial_id"] for r in snapshot.rows))
-    return Reporter(run_dir, Layout(eps=0.1, figures=draw, hv_ref=hv_ref), interval)
+    return Reporter(ReportState(0.1, hypervolume=HypervolumeLog(hv_ref)), [
+        PoolTable(run_dir), HypervolumeTable(run_dir), FrontierTables(run_dir),
+        GalleryFolders(run_dir), TensorBoardWriter(run_dir),
+        FigureWriter(run_dir, draw, interval)])
 
 
 def test_start_add_finish_write_tables_gallery_and_hypervolume(tmp_path: Path):
