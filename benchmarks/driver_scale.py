@@ -133,11 +133,10 @@ def utilization(slots: int, jobs: int, low: float, high: float, out: Path) -> di
     import ray
 
     from petrinas.config_loader import load_config
-    from petrinas.report import figures
     from petrinas.engine.jobs import RayOptions
     from petrinas.report.progress import Progress
-    from petrinas.report.reporter import Layout, Reporter
-    from petrinas.engine.runner import JobRequests, run_stage, with_reference_point
+    from petrinas.engine.runner import JobRequests, run_stage, search_reporter, \
+        with_reference_point
     from petrinas.search.stopping import Budget
     from petrinas.engine.store import RunStore, history
     from petrinas.search.strategy import SEARCH, SEED, strategy_from_config
@@ -152,12 +151,7 @@ def utilization(slots: int, jobs: int, low: float, high: float, out: Path) -> di
     ray.get([nap.remote(5) for _ in range(slots)])  # a worker per slot, before the clock
     store = RunStore.open(out / f"run{slots}", config, overwrite=True)
     strategy = strategy_from_config(config)
-    search = config.search
-    reporter = Reporter(store.dir, Layout(eps=search.convex_hull_eps,
-                                          figures=figures.search_figures(search.convex_hull_eps),
-                                          hv_ref=(search.hv_ref_cost, search.hv_ref_error,
-                                                  search.hv_cost_floor)),
-                        search.plot_interval_s)
+    reporter = search_reporter(store.dir, config)
     samples, done = [], threading.Event()
 
     def sample() -> None:
@@ -218,8 +212,8 @@ def driver_cost(sizes: list[int], out: Path, slots: int = 64) -> dict:
 
     from petrinas.config_loader import load_config
     from petrinas.engine.jobs import RayExecutor, _claimer
-    from petrinas.report.reporter import Layout, Reporter
-    from petrinas.engine.runner import JobRequests, with_reference_point
+    from petrinas.report.writers import FigureWriter
+    from petrinas.engine.runner import JobRequests, search_reporter, with_reference_point
     from petrinas.engine.store import RunStore
     from petrinas.search.strategy import strategy_from_config
 
@@ -235,10 +229,8 @@ def driver_cost(sizes: list[int], out: Path, slots: int = 64) -> dict:
     strategy = strategy_from_config(config)
     search = config.search
     # Figures are drawn off the loop's thread: leave them out of the driver's CPU time.
-    reporter = Reporter(store.dir, Layout(eps=search.convex_hull_eps,
-                                          hv_ref=(search.hv_ref_cost, search.hv_ref_error,
-                                                  search.hv_cost_floor)),
-                        search.plot_interval_s)
+    reporter = search_reporter(store.dir, config)
+    reporter.writers = [w for w in reporter.writers if not isinstance(w, FigureWriter)]
     reporter.start([])
     requests = JobRequests(store.dir)
     rng = random.Random(0)

@@ -45,7 +45,8 @@ from petrinas.fileio import write_text_atomic
 from petrinas.report import figures
 from petrinas.search import hull
 from petrinas.search.kinds import KINDS, Kinds
-from petrinas.report.reporter import gallery_hypervolume, natural_key
+from petrinas.report.hypervolume_log import gallery_hypervolume
+from petrinas.report.tsv import natural_key
 from petrinas.tables import latex_escape, si
 
 # Keys that do not change what a run measures (each declares it in config.py): they

@@ -2,9 +2,10 @@
 
 Each gallery model is rebuilt by the eval builder (more cells, wider) and trained for
 `eval.train.epochs` as a Ray job, with the search's resources, retries and failure
-handling, through the same store, loop and reporter as the search. Its run directory is
-DIR/eval/: resumable the same way (the same command continues; a finished model is never
-retrained; a model whose eval failed is tried again by the next run). Outputs:
+handling, through the same store and loop as the search; its reports are its own writers
+(`eval_reporter`). Its run directory is DIR/eval/: resumable the same way (the same
+command continues; a finished model is never retrained; a model whose eval failed is
+tried again by the next run). Outputs:
 
     DIR/eval/pool.tsv, frontier.tsv        the eval models; the frontier is selected on
                                            validation error (test error is reported)
@@ -36,12 +37,15 @@ from petrinas.errors import InputError
 from petrinas.report import figures
 from petrinas.engine.jobs import RayOptions
 from petrinas.report.progress import Progress
-from petrinas.report.reporter import Layout, Reporter, frontier_ids
+from petrinas.report.frontier import frontier_ids
+from petrinas.report.reporter import Reporter
+from petrinas.report.state import ReportState
+from petrinas.report.writers import FigureWriter, FrontierDocuments, FrontierTables, \
+    PoolTable, TensorBoardWriter
 from petrinas.engine.runner import JobRequests, logging_to, run_stage
 from petrinas.search.stopping import Budget
 from petrinas.engine.store import RunStore, is_locked, read_rows
 from petrinas.search.strategy import EVAL, FINISHED, JobSpec, Strategy, Suggestion
-from petrinas.tables import write_frontier_tables
 
 log = logging.getLogger("petrinas.eval")
 
@@ -169,18 +173,18 @@ def left_out(search_rows: list[dict], models: Sequence[str], config: Config) -> 
             f"then the cheapest others; left out: {', '.join(dropped)}")
 
 
-def eval_layout(config: Config, search_rows: list[dict]) -> Layout:
+def eval_reporter(eval_dir: Path, config: Config, search_rows: list[dict]) -> Reporter:
     """The eval stage's reports: tables with both errors, and the test-error frontier
-    beside the search's. No model folders: each model is stored once, in trials/."""
+    beside the search's. No model folders: each model is stored once, in trials/; no
+    hypervolume."""
     eps, axis = config.search.convex_hull_eps, cost_column(config)
     search_hull, _ = frontier_ids(search_rows, eps, cost_key=axis)
     reference = [r for r in search_rows if r["trial_id"] in search_hull]
-
-    def tables(eval_dir: Path, rows: list[dict]) -> None:
-        write_frontier_tables(eval_dir, rows, cost_key=axis)
-
-    return Layout(eps=eps, cost_key=axis, folders="",
-                  figures=figures.eval_figures(eps, axis, reference), tables=tables)
+    return Reporter(ReportState(eps, axis), [
+        PoolTable(eval_dir), FrontierTables(eval_dir), FrontierDocuments(eval_dir, axis),
+        TensorBoardWriter(eval_dir),
+        FigureWriter(eval_dir, figures.eval_figures(eps, axis, reference),
+                     config.search.plot_interval_s)])
 
 
 def load_search(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[Config, list[dict]]:
@@ -211,8 +215,7 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
         try:
             if dropped:
                 log.info("%s", dropped)
-            reporter = Reporter(store.dir, eval_layout(config, search_rows),
-                                config.search.plot_interval_s)
+            reporter = eval_reporter(store.dir, config, search_rows)
 
             strategy = EvalStrategy(models)
 

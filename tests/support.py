@@ -43,6 +43,15 @@ def read_tsv(path: Path) -> list[dict]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
+def read_events(folder: Path) -> dict:
+    """tag -> [(step, value)], read back with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
+            for tag in events.Tags()["scalars"]}
+
+
 def numeric(row: dict) -> dict:
     """A pool.tsv row with its numbers parsed (empty cells become None)."""
     out = dict(row)

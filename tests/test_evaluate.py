@@ -149,7 +149,7 @@ def test_a_search_and_its_eval_on_another_cost_axis(tmp_path, axis, column, labe
     """search.cost drives the hull, band, gallery, plots and tables; every trial records
     its latency whatever the axis; resuming on another axis is refused."""
     from petrinas.report import figures
-    from petrinas.report.reporter import frontier_ids
+    from petrinas.report.frontier import frontier_ids
 
     run = tmp_path / "run"
     sets = ["search.max_trials=4", "eval.enabled=true", *TINY, *EVAL_TINY,
@@ -222,12 +222,11 @@ def test_the_best_model_and_the_figure_follow_validation_error_like_the_tables(t
     """The eval stage's reporter writes frontier.tsv/.md and the figure from these rows;
     the best model and the figure's frontier are those of the tables, never chosen on
     test error."""
-    from petrinas.evaluate import best_eval_row, eval_layout
+    from petrinas.evaluate import best_eval_row, eval_reporter
     from petrinas.report import figures
-    from petrinas.report.reporter import Reporter
 
     rows = _tied_rows()
-    reporter = Reporter(tmp_path, eval_layout(load_config("petridish_digits"), []), 0.0)
+    reporter = eval_reporter(tmp_path, load_config("petridish_digits"), [])
     reporter.start(rows)
     reporter.finish()
     frontier = read_tsv(tmp_path / "frontier.tsv")

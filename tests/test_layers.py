@@ -17,7 +17,7 @@ PACKAGE = REPO / "petrinas"
 # package itself: petrinas/__init__.py, the public facade). Each may import from its own
 # layer and those below.
 LAYERS = [
-    {"errors", "fileio"},        # leaves: the error types, durable writes
+    {"errors", "fileio", "tables"},  # leaves: error types, durable writes, table text
     {"config"},                  # the schema, reading, validation
     {"search"},                  # the pure algorithm: hull, pool, strategies, stopping
     {"data", "synthetic"},       # datasets as tensors
@@ -25,7 +25,7 @@ LAYERS = [
     {"config_loader"},           # load_config: names checked against the registries
     {"train"},                   # what a job does
     {"engine", "report"},        # the machinery that runs a stage, what a run shows
-    {"evaluate", "compare", "runs", "export", "draw", "tables"},   # the commands' work
+    {"evaluate", "compare", "runs", "export", "draw"},   # the commands' work
     {"cli", "__main__", ""},     # the entry points and the facade
 ]
 # What the search may not touch: devices, Ray, the file system, the machinery above it.

@@ -15,8 +15,14 @@ from matplotlib.colors import to_rgba
 
 from petrinas.report import figures
 from petrinas.search.hypervolume import hypervolume, selected_hypervolume
-from petrinas.report.reporter import (HV_COLUMNS, Layout, Reporter, append_tsv, frontier_ids,
-                                    sync_folders, write_tsv)
+from petrinas.report.frontier import frontier_ids
+from petrinas.report.hypervolume_log import HV_COLUMNS, HypervolumeLog
+from petrinas.report.reporter import Reporter, Writer
+from petrinas.report.state import ReportState
+from petrinas.report.tsv import append_tsv, write_tsv
+from petrinas.report.writers import FigureWriter, FrontierTables, GalleryFolders, \
+    HypervolumeTable, PoolTable, TensorBoardWriter
+from petrinas.report.writers.gallery import sync_folders
 from petrinas.search.rows import COLUMNS
 from support import read_tsv
 
@@ -141,7 +147,10 @@ def _reporter(run_dir: Path, interval: float = 3600.0, drawn: list | None = None
     def draw(folder: Path, snapshot) -> None:
         if drawn is not None:
             drawn.append(sorted(r["trial_id"] for r in snapshot.rows))
-    return Reporter(run_dir, Layout(eps=0.1, figures=draw, hv_ref=hv_ref), interval)
+    return Reporter(ReportState(0.1, hypervolume=HypervolumeLog(hv_ref)), [
+        PoolTable(run_dir), HypervolumeTable(run_dir), FrontierTables(run_dir),
+        GalleryFolders(run_dir), TensorBoardWriter(run_dir),
+        FigureWriter(run_dir, draw, interval)])
 
 
 def test_start_add_finish_write_tables_gallery_and_hypervolume(tmp_path: Path):
@@ -206,6 +215,53 @@ def test_no_trained_model_means_headers_and_no_figures(tmp_path: Path):
     header = "\t".join(COLUMNS)
     assert (tmp_path / "frontier.tsv").read_text().splitlines() == [header]
     assert len((tmp_path / "pool.tsv").read_text().splitlines()) == 2
+
+
+class Recorder(Writer):
+    """A writer that notes each call and what the state held by then."""
+
+    def __init__(self, name: str, calls: list):
+        self.name, self.calls = name, calls
+
+    def on_start(self, state: ReportState) -> None:
+        self.calls.append((self.name, "start", sorted(state.rows)))
+
+    def on_result(self, row: dict, state: ReportState) -> None:
+        self.calls.append((self.name, row["trial_id"], sorted(state.rows)))
+
+    def on_finish(self, state: ReportState) -> None:
+        self.calls.append((self.name, "finish", sorted(state.rows)))
+
+
+def test_the_reporter_feeds_the_state_first_then_each_writer_in_order():
+    calls: list = []
+    rows = _example_rows()
+    state = ReportState(0.1)
+    state.ingest(_row("t0099", 100, 0.5))             # a previous start's row: dropped
+    reporter = Reporter(state, [Recorder("a", calls), Recorder("b", calls)])
+    assert reporter.start(rows[:2])["pool"] == 2
+    assert reporter.add(rows[2])["failed"] == 1
+    assert reporter.finish() == reporter.summary() == state.summary()
+    first, both = ["t0000", "t0003"], ["t0000", "t0003", "t0006"]
+    assert calls == [("a", "start", first), ("b", "start", first),
+                     ("a", "t0006", both), ("b", "t0006", both),
+                     ("a", "finish", both), ("b", "finish", both)]
+
+
+def test_the_state_says_when_the_frontier_moved_and_counts_a_trial_once():
+    rows = {r["trial_id"]: r for r in _example_rows()}
+    state = ReportState(0.1)
+    moved = []
+    for trial_id in ("t0000", "t0001", "t0002", "t0006", "t0005", "t0003"):
+        state.ingest(rows[trial_id])
+        moved.append(state.frontier_changed)
+    # A, B open the hull; C extends it, then leaves hull and band when D comes; F and G
+    # move nothing.
+    assert moved == [True, True, True, False, False, True]
+    assert state.hull == HULL and state.band == ["t0000", "t0001", "t0003"]
+    state.ingest(dict(rows["t0006"], status="lost"))  # F recorded again: counted once
+    assert state.summary()["failed"] == 0 and len(state.rows) == 6
+    assert state.hv_rows == [] and state.summary()["hypervolume"] is None
 
 
 # -------------------------------------------------------------------------- figures

@@ -16,7 +16,7 @@ from petrinas.config_loader import load_config
 from petrinas.data import load_dataset
 from petrinas.model_desc import ModelDesc
 from petrinas.engine.store import history
-from support import REPO, TINY, local_ray, read_tsv
+from support import REPO, TINY, local_ray, read_events, read_tsv
 
 CONTRACT_COLUMNS = ["trial_id", "parent_id", "stage", "cells", "reductions", "nodes", "macs",
                     "params", "val_top1", "test_top1"]
@@ -110,15 +110,6 @@ def test_export_and_draw_take_a_run_directory(finished_run, tmp_path):
     assert draw_main([str(finished_run), "--out", str(tmp_path / "c"),
                       "--backend", "matplotlib"]) == 0
     assert (tmp_path / "c_normal.png").stat().st_size > 1000
-
-
-def read_events(folder: Path) -> dict:
-    """tag -> [(step, value)], read back with TensorBoard's own reader."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
-    events.Reload()
-    return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
-            for tag in events.Tags()["scalars"]}
 
 
 def test_tensorboard_holds_every_trial_curve_and_the_run_against_compute(finished_run):

@@ -23,7 +23,11 @@ from petrinas.model_desc.shapes import MeasuredShapeCosts, cheapest_seed
 from petrinas.report import figures
 from petrinas.engine.jobs import Completion, RayExecutor, RayOptions, ray_session
 from petrinas.report.progress import Progress, Status, eta, format_duration
-from petrinas.report.reporter import Layout, Reporter
+from petrinas.report.hypervolume_log import HypervolumeLog
+from petrinas.report.reporter import Reporter, Writer
+from petrinas.report.state import ReportState
+from petrinas.report.writers import FigureWriter, FrontierTables, GalleryFolders, \
+    HypervolumeTable, PoolTable, TensorBoardWriter
 from petrinas.search.rows import OK, claim_owners
 from petrinas.search.stopping import Action, Budget, Verdict
 from petrinas.engine.store import RunStore, read_trial_desc
@@ -287,13 +291,7 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
     with logging_to(store.dir / "logs" / "search.log"):
         try:
             strategy = strategy_from_config(config, MeasuredShapeCosts(config))
-            search = config.search
-            axis = cost_column(config)
-            reporter = Reporter(store.dir, Layout(
-                eps=search.convex_hull_eps, cost_key=axis, folders="gallery",
-                figures=figures.search_figures(search.convex_hull_eps, axis),
-                hv_ref=(search.hv_ref_cost, search.hv_ref_error, search.hv_cost_floor)),
-                search.plot_interval_s)
+            reporter = search_reporter(store.dir, config)
             budget = Budget.from_config(config)
             reason = run_stage(config, store, strategy, reporter,
                                JobRequests(store.dir), budget=budget,
@@ -312,6 +310,25 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
             raise
         finally:
             store.close()
+
+
+def search_reporter(run_dir: Path, config: Config) -> Reporter:
+    """The search's reports: its hull and band on the config's cost axis, and the
+    hypervolume in the config's box (`with_reference_point`)."""
+    search = config.search
+    state = ReportState(search.convex_hull_eps, cost_column(config), HypervolumeLog(
+        (search.hv_ref_cost, search.hv_ref_error, search.hv_cost_floor)))
+    return Reporter(state, search_writers(run_dir, config))
+
+
+def search_writers(run_dir: Path, config: Config) -> list[Writer]:
+    """pool.tsv, hypervolume.tsv, the frontier's TSVs, gallery/, TensorBoard, figures."""
+    search = config.search
+    return [PoolTable(run_dir), HypervolumeTable(run_dir), FrontierTables(run_dir),
+            GalleryFolders(run_dir), TensorBoardWriter(run_dir),
+            FigureWriter(run_dir, figures.search_figures(search.convex_hull_eps,
+                                                         cost_column(config)),
+                         search.plot_interval_s)]
 
 
 def _search_header(config: Config, store: RunStore) -> str:

@@ -92,7 +92,7 @@ def eval_frontier_figure(rows: Sequence[dict], eps: float, *, cost_key: str = "m
     tables name the same models. The frontier line joins them at their test errors (not
     a hull of test error: choosing by test error would tune on the test set); band
     members are filled (a band of validation error has no place on a test-error axis)."""
-    from petrinas.report.reporter import frontier_ids  # report.py does not import figures
+    from petrinas.report.frontier import frontier_ids  # frontier.py does not import figures
 
     hull_ids, band_ids = frontier_ids(rows, eps, cost_key=cost_key)
     fig, (ax,) = new_figure()
@@ -250,7 +250,7 @@ def legend(ax: Axes) -> None:
 
 def search_figures(eps: float, cost_key: str = "macs"):
     """What the search stage draws: frontier, pool, seeds and, once there are results,
-    the hypervolume curve; `snapshot` is a report.Snapshot."""
+    the hypervolume curve; `snapshot` is a report.state.Snapshot."""
     def draw(run_dir: Path, snapshot) -> None:
         rows, band = snapshot.rows, snapshot.band_ids
         save(frontier_figure(rows, band, eps, cost_key=cost_key,

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from petrinas.report.reporter import frontier_ids
+from petrinas.report.frontier import frontier_ids
 from petrinas.engine.store import history
 from support import REPO, TINY, numeric, read_tsv
 

@@ -14,7 +14,7 @@ import pytest
 from petrinas.config_loader import load_config
 from petrinas.fileio import write_bytes_atomic
 from petrinas.engine import store as store_module
-from petrinas.report.reporter import install_folder
+from petrinas.report.writers.gallery import install_folder
 from petrinas.engine.runner import run_search, with_reference_point
 from petrinas.engine.store import RunStore
 from petrinas.search.strategy import strategy_from_config

@@ -1,0 +1,61 @@
+"""When a stage's figures are drawn: on a background thread, at most every
+`plot_interval_s` while the stage runs, and once more, in full, at the end. What is drawn
+is the stage's `draw` function (report/figures.py: search_figures, eval_figures)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from petrinas.report.reporter import Writer
+from petrinas.report.state import ReportState, Snapshot
+
+log = logging.getLogger("petrinas.report")
+
+
+class FigureWriter(Writer):
+    def __init__(self, stage_dir: Path, draw: Callable[[Path, Snapshot], None],
+                 plot_interval_s: float):
+        self.dir = Path(stage_dir)
+        self.draw = draw
+        self.plot_interval_s = plot_interval_s
+        self._last_plot: float | None = None
+        self._drawing: threading.Thread | None = None
+
+    def on_start(self, state: ReportState) -> None:
+        self._maybe_draw(state)
+
+    def on_result(self, row: dict, state: ReportState) -> None:
+        self._maybe_draw(state)
+
+    def on_finish(self, state: ReportState) -> None:
+        if self._drawing is not None:
+            self._drawing.join()
+        if state.pool_size:
+            self._draw(state.snapshot())
+
+    def _maybe_draw(self, state: ReportState) -> None:
+        """Draw on a background thread when due and no drawing is under way: a slow
+        figure must not hold up the loop that keeps the cluster busy."""
+        if not state.pool_size:
+            return
+        due = (self._last_plot is None
+               or time.monotonic() - self._last_plot >= self.plot_interval_s)
+        if not due or (self._drawing is not None and self._drawing.is_alive()):
+            return
+        self._last_plot = time.monotonic()
+        self._drawing = threading.Thread(target=self._draw, args=(state.snapshot(),),
+                                         name="petrinas-figures", daemon=True)
+        self._drawing.start()
+
+    def _draw(self, snapshot: Snapshot) -> None:
+        try:
+            self.draw(self.dir, snapshot)
+        except OSError as exc:  # a full disk: the writes that matter will stop the run
+            log.warning("figures not written: %s", exc)
+        except Exception as exc:  # matplotlib raises many types; all mean "no figure"
+            log.warning("plotting failed (the run goes on): %s: %s", type(exc).__name__, exc)
+        self._last_plot = time.monotonic()
