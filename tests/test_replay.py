@@ -11,8 +11,8 @@ built from the same config; it must hold the live strategy's state at that point
 driven on the same way, must make the same suggestions from the same RNG states: the
 journal written after the copy must equal the live run's, record for record.
 
-No Ray and no training; only building random search from its config imports torch, to
-measure seed-shaped models' costs (growth_reach).
+No Ray and no training; only random search asks what seed shapes cost, which imports
+torch to measure them (MeasuredShapeCosts, as the runner hands it).
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from petrinas.config import Config, load_config
+from petrinas.config import Config
+from petrinas.config_loader import load_config
 from petrinas.engine.store import SNAPSHOT, RunStore, history
 from petrinas.model_desc.builder import build_seed
+from petrinas.model_desc.shapes import MeasuredShapeCosts
 from petrinas.search.rows import TrialOutput
 from petrinas.search.strategy import SEARCH, SEED, JobSpec, Strategy, known_strategies, \
     strategy_from_config
@@ -164,6 +166,11 @@ def next_seq(store: RunStore) -> int:
     return store.snapshot["seq"] + 1 if store.snapshot else 0
 
 
+def built(config: Config) -> Strategy:
+    """The strategy of `config`, built as runner.run_search builds it."""
+    return strategy_from_config(config, MeasuredShapeCosts(config))
+
+
 def open_store(run_dir: Path, config) -> RunStore:
     return RunStore.open(run_dir, config, clock=lambda: 0.0)  # rows' elapsed_s: always 0
 
@@ -187,7 +194,7 @@ def live(request, tmp_path_factory) -> LiveRun:
     desc = build_seed(config, cells=1, reductions=0, nodes=1).to_dict()
     base = tmp_path_factory.mktemp(request.param)
     store = open_store(base / "live", config)
-    session = Session(store, strategy_from_config(config), desc)
+    session = Session(store, built(config), desc)
     copies, states, seqs = {}, {0: plain(session.strategy.state_dict())}, {0: 0}
     for k in range(STEPS):
         session.step(k)
@@ -205,7 +212,7 @@ def resume(live: LiveRun, cut: str) -> Session:
     """The copy reopened as the same command would: a strategy from the config, the
     journal (and snapshot) replayed into it, lost files marked (runner.run_stage)."""
     store = open_store(live.copies[cut], live.config)
-    strategy = strategy_from_config(live.config)
+    strategy = built(live.config)
     store.replay(strategy)
     assert store.mark_lost(strategy) == []  # the copy has every file the live run had
     return Session(store, strategy, live.desc)
