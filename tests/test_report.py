@@ -346,3 +346,17 @@ def test_save_writes_png_and_a_dateless_pdf(tmp_path: Path):
     figures.save(fig, tmp_path / "f")
     assert (tmp_path / "f.pdf").read_bytes() == first     # no creation date inside
     assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("label, below", [("petridish", False), ("x" * 41, True)])
+def test_a_legend_with_long_labels_goes_below_the_axes_short_ones_stay_inside(label, below):
+    """compare's group labels name their config differences; inside the axes a legend
+    of them covered the curves (the search-quality figure of this benchmark did)."""
+    fig, (ax,) = figures.new_figure()
+    ax.plot([0, 1], [0, 1], label=label)
+    ax.plot([0, 1], [1, 0], label="random_search")
+    figures.legend(ax)
+    fig.canvas.draw()
+    box = ax.get_legend().get_window_extent().transformed(ax.transAxes.inverted())
+    assert (box.y1 < 0) == below   # wholly under the axes, or inside them
+    assert (box.y0 >= 0) == (not below)

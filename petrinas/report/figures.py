@@ -15,6 +15,7 @@ validation error (as in its tables) joined in red and no band shading.
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -240,10 +241,23 @@ def _hull_line(ax: Axes, rows: Sequence[dict], cost_key: str, metric: str, log: 
                         label=f"ε-band (ε = {eps:g})", zorder=2)
 
 
+# Longer labels (compare's groups name their config differences) would cover the data:
+# their legend goes below the axes, each label wrapped at LEGEND_WRAP characters.
+LEGEND_INSIDE_CHARS = 40
+LEGEND_WRAP = 80
+
+
 def legend(ax: Axes) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=FONT - 1, loc="best", framealpha=0.85, handlelength=1.5,
-                  borderpad=0.3, labelspacing=0.25)
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    style = dict(fontsize=FONT - 1, framealpha=0.85, handlelength=1.5, borderpad=0.3,
+                 labelspacing=0.25)
+    if max(map(len, labels)) <= LEGEND_INSIDE_CHARS:
+        ax.legend(loc="best", **style)
+    else:
+        ax.legend(handles, [textwrap.fill(label, LEGEND_WRAP) for label in labels],
+                  loc="upper center", bbox_to_anchor=(0.5, -0.2), **style)
 
 
 # ------------------------------------------------------------------ per stage
