@@ -42,6 +42,12 @@ def entry_from_row(row: dict, cost_key: str, sampled: int = 0) -> PoolEntry:
                      sampled=sampled)
 
 
+def trial_order(trial_id: str) -> tuple[int, str]:
+    """The order trials were submitted in: ids are a run's counter zero-padded to four
+    digits (t0009, t0010, ..., t9999, t10000), so a longer id is a later one."""
+    return (len(trial_id), trial_id)
+
+
 class Pool:
     """Entries in insertion order, with the hull and ε-bands kept up to date as entries
     arrive, so adding a model costs O(hull + band), not O(pool).
@@ -49,11 +55,14 @@ class Pool:
     Why that is exact: adding a point only lowers the hull, so the new hull's vertices
     are among the old vertices and the new point, and a point outside the old band stays
     outside the new one. (A point cheaper than all others can raise the hull left of the
-    old cheapest point, where no other point lies.)"""
+    old cheapest point, where no other point lies.)
+
+    Ties (equal cost; equal cost and error) are broken by `trial_order`, never by
+    arrival: a resumed run rebuilds its pool in another order than the live run filled
+    it, and its band (the parents' candidates, in order) and gallery must not change."""
 
     def __init__(self) -> None:
         self._entries: dict[str, PoolEntry] = {}
-        self._index: dict[str, int] = {}           # insertion order: breaks cost ties
         self._hull: list[str] = []
         self._bands: dict[float, list[str]] = {}   # eps -> band, for the eps asked for
 
@@ -72,7 +81,6 @@ class Pool:
     def add(self, entry: PoolEntry) -> None:
         if entry.trial_id in self._entries:
             raise ValueError(f"trial {entry.trial_id} is already in the pool")
-        self._index[entry.trial_id] = len(self._entries)
         self._entries[entry.trial_id] = entry
         if not self._clearly_above_hull(entry):  # else the hull stays as it is
             self._hull = self._lower_hull(self._hull + [entry.trial_id])
@@ -105,6 +113,7 @@ class Pool:
         return [e.cost for e in entries], [e.error for e in entries]
 
     def _lower_hull(self, ids: list[str]) -> list[str]:
+        ids = sorted(ids, key=trial_order)  # hull.py keeps the first of identical points
         return [ids[i] for i in hull.lower_hull(*self._points(ids))]
 
     def _eps_band(self, ids: list[str], eps: float) -> list[str]:
@@ -116,7 +125,7 @@ class Pool:
         bound = (1 + eps) * hull.hull_errors_at(hull_costs, hull_errors,
                                                 list(range(len(self._hull))), costs)
         band = [t for t, e, b in zip(ids, errors, bound) if e <= b + hull.BAND_ABS_TOL]
-        return sorted(band, key=lambda t: (self._entries[t].cost, self._index[t]))
+        return sorted(band, key=lambda t: (self._entries[t].cost, trial_order(t)))
 
     def sample_parent(self, rng: np.random.Generator, candidates: list[str]) -> str:
         """One of `candidates` (pool ids), favouring less-sampled and cheaper ones; its
@@ -134,6 +143,6 @@ class Pool:
         return {"entries": [dict(vars(e)) for e in self._entries.values()]}
 
     def load_state_dict(self, state: dict) -> None:
-        self._entries, self._index, self._hull, self._bands = {}, {}, [], {}
+        self._entries, self._hull, self._bands = {}, [], {}
         for data in state["entries"]:
             self.add(PoolEntry(**data))
