@@ -209,6 +209,11 @@ class SearchConfig:
     candidate_affine: bool = spec(True, doc="BatchNorms of the candidate's ops learn a "
                                   "scale and shift; false: they do not (as in DARTS), so "
                                   "|alpha| alone measures an op's contribution")
+    random_nodes: str = spec("uniform", choices=("uniform", "log_uniform"),
+                             doc="random_search: a model's node count drawn uniformly "
+                                 "from the seeds' least to growth's reach, or "
+                                 "log-uniformly, so that its cost spreads evenly on a "
+                                 "log scale and most of the budget goes to cheap models")
     child_schedule: str = spec("per_phase", choices=("per_phase", "continuous"),
                                doc="a grown child's learning rate: per_phase restarts "
                                    "each phase's schedule at its peak; continuous runs "

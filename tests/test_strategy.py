@@ -4,6 +4,7 @@ The contract tests run over the whole registry, so a new strategy file is checke
 them as soon as it exists; the rest pin down what each strategy does."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -282,6 +283,38 @@ def test_random_search_draws_node_counts_up_to_what_growth_reaches():
         drawn.setdefault(spec.macro[:2], set()).add(spec.macro[2])
         assert all(len(spec.cells[kind]) == spec.macro[2] for kind in ("normal", "reduce"))
     assert drawn == {(1, 0): {1, 2, 3, 4}, (2, 0): {1}, (3, 1): {1, 2}}
+
+
+def test_random_search_log_uniform_node_counts_spread_evenly_on_a_log_scale():
+    """search.random_nodes=log_uniform: P(n) = log((n + 1) / n) / log(27) for counts 1 to
+    26, so a third of the draws have 1 or 2 nodes (uniform: 2 in 26) and half at most 4;
+    every count still comes up, none beyond the reach."""
+    def counts(draw):
+        strategy = RandomSearch([(1, 0, 1)], ["sep_conv_3x3", "none"], 1, seed=0,
+                                max_nodes={(1, 0): 26}, nodes_draw=draw)
+        nodes = [strategy._draw_nodes(26) for _ in range(20_000)]
+        return {n: nodes.count(n) / len(nodes) for n in range(1, 27)}, nodes
+
+    shares, nodes = counts("log_uniform")
+    assert min(nodes) == 1 and max(nodes) == 26 and set(nodes) == set(range(1, 27))
+    for n, share in shares.items():
+        assert share == pytest.approx(math.log((n + 1) / n) / math.log(27), abs=0.01), n
+    assert sorted(nodes)[len(nodes) // 2] == 5  # exp(log(27) / 2) = 5.2
+    uniform, _ = counts("uniform")
+    assert all(share == pytest.approx(1 / 26, abs=0.01) for share in uniform.values())
+    with pytest.raises(ValueError, match="nodes_draw must be one of uniform, log_uniform"):
+        RandomSearch([(1, 0, 1)], ["sep_conv_3x3"], 1, nodes_draw="log")
+
+
+def test_random_search_reads_its_node_draw_from_the_config():
+    from petrinas.model_desc.shapes import MeasuredShapeCosts
+    from petrinas.engine.runner import with_reference_point
+
+    for draw in ("uniform", "log_uniform"):
+        config = with_reference_point(load_config(
+            "benchmark_digits_cheap", ["search.strategy=random_search",
+                                       f"search.random_nodes={draw}"]))
+        assert RandomSearch.from_config(config, MeasuredShapeCosts(config)).nodes_draw == draw
 
 
 def test_growth_reach_is_the_deepest_cell_under_the_cap_plus_one_node():
