@@ -209,6 +209,10 @@ class SearchConfig:
     candidate_affine: bool = spec(True, doc="BatchNorms of the candidate's ops learn a "
                                   "scale and shift; false: they do not (as in DARTS), so "
                                   "|alpha| alone measures an op's contribution")
+    pair_score: str = spec("alpha", choices=("alpha", "alpha_rms"),
+                           doc="how finalize ranks the candidate's pairs: |alpha|, or "
+                               "|alpha| times the RMS of the pair's op output on a "
+                               "training batch (the size of what it adds)")
     random_nodes: str = spec("uniform", choices=("uniform", "log_uniform"),
                              doc="random_search: a model's node count drawn uniformly "
                                  "from the seeds' least to growth's reach, or "

@@ -67,17 +67,20 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
     return sum(p.abs().sum() for p in alphas(model))
 
 
-def select_pairs(desc: ModelDesc, state: dict[str, torch.Tensor], k: int
-                 ) -> dict[str, list[int]]:
+def select_pairs(desc: ModelDesc, state: dict[str, torch.Tensor], k: int, *,
+                 scale: dict[int, torch.Tensor] | None = None) -> dict[str, list[int]]:
     """Per cell kind, the indices into candidate.pairs of the top-k |alpha|, summed over
-    the cells of that kind (every cell of a kind grows the same node); never `none`."""
+    the cells of that kind (every cell of a kind grows the same node); never `none`.
+    With `scale` (per cell index, a factor per pair: `pair_scale.pair_output_rms`), each
+    cell's |alpha| is weighed by it: the size of what the pair added to that cell."""
     chosen = {}
     for kind in CELL_KINDS:
         cand = getattr(desc, kind).candidate
         score = torch.zeros(len(cand.pairs), dtype=torch.float64)
         for i in range(desc.cells):
             if _is_kind(desc, i, kind):
-                score += state[f"cells.{i}.candidate.alpha"].detach().double().abs()
+                score += state[f"cells.{i}.candidate.alpha"].detach().double().abs() \
+                    * (1.0 if scale is None else scale[i])
         usable = [m for m, (_, op) in enumerate(cand.pairs) if op != "none"]
         usable.sort(key=lambda m: (-float(score[m]), m))
         chosen[kind] = sorted(usable[:k])

@@ -40,9 +40,14 @@ from petrinas.model_desc.cost import cost
 from petrinas.model_desc.desc import ModelDesc
 from petrinas.model_desc.grow import alphas, finalize, grow_model, random_pairs, select_pairs
 from petrinas.model_desc.model import build_model, weights_from_bytes, weights_to_bytes
+from petrinas.model_desc.pair_scale import pair_output_rms
 from petrinas.search.rows import TrialOutput
 from petrinas.train.memory import MemoryGuard
 from petrinas.train.trainer import TrainResult, Window, train
+
+# search.pair_score=alpha_rms measures the pairs' output size on the first examples of
+# the train split (in order: every trial measures on the same ones), in one batch.
+RMS_EXAMPLES = 256
 
 # claim(arch_hash) -> the trial id that already owns the architecture, or None (ours now)
 Claim = Callable[[str], "str | None"]
@@ -136,6 +141,7 @@ class Searched:
     desc: ModelDesc
     state: dict[str, torch.Tensor]
     result: TrainResult
+    scale: dict[int, torch.Tensor] | None = None  # search.pair_score=alpha_rms: per cell
 
 
 def search_phase(config: Config, parent: ModelDesc, parent_weights: bytes,
@@ -147,14 +153,19 @@ def search_phase(config: Config, parent: ModelDesc, parent_weights: bytes,
                          l1_params=alphas(grown), l1=config.search.l1,
                          window=child_windows(config)[0])
     state = {k: v.detach().cpu() for k, v in grown.state_dict().items()}
-    return Searched(grown.desc, state, result)
+    scale = None
+    if config.search.pair_score == "alpha_rms":  # after the state: it moves BatchNorms
+        train = splits["train"]
+        x = train.batch(slice(0, min(len(train), RMS_EXAMPLES)))
+        scale = pair_output_rms(grown, x.to(next(grown.parameters()).device))
+    return Searched(grown.desc, state, result, scale)
 
 
 def finalize_child(config: Config, searched: Searched, selection: str, seed: int
                    ) -> tuple[ModelDesc, dict[str, torch.Tensor], dict]:
     """The finalized child (description, weights) of `searched`, its pairs chosen by
     `selection` ("alpha": top-k |alpha|; "random"), and notes naming the pairs."""
-    chosen = _choose(searched.desc, searched.state, config.model.top_k, selection, seed)
+    chosen = _choose(searched, config.model.top_k, selection, seed)
     desc, state = finalize(searched.desc, searched.state, config.model.top_k, chosen=chosen,
                            init=config.search.finalize_init)
     pairs = {kind: getattr(searched.desc, kind).candidate.pairs for kind in chosen}
@@ -195,12 +206,11 @@ def run_search(config: Config, parent_desc: dict, parent_weights: bytes,
     return _output(desc, child, phases, start, ctx, len(splits["train"]), notes)
 
 
-def _choose(desc: ModelDesc, state: dict, k: int, selection: str, seed: int
-            ) -> dict[str, list[int]]:
+def _choose(searched: Searched, k: int, selection: str, seed: int) -> dict[str, list[int]]:
     if selection == "alpha":
-        return select_pairs(desc, state, k)
+        return select_pairs(searched.desc, searched.state, k, scale=searched.scale)
     if selection == "random":
-        return random_pairs(desc, k, torch.Generator().manual_seed(seed))
+        return random_pairs(searched.desc, k, torch.Generator().manual_seed(seed))
     raise ValueError(f"unknown selection {selection!r}")
 
 
