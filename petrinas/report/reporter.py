@@ -83,7 +83,3 @@ class Reporter:
         for writer in self.writers:
             writer.on_finish(self.state)
         return self.state.summary()
-
-    def summary(self) -> dict:
-        """Counts for the status line."""
-        return self.state.summary()
