@@ -151,7 +151,7 @@ def utilization(slots: int, jobs: int, low: float, high: float, out: Path) -> di
     ray.get([nap.remote(5) for _ in range(slots)])  # a worker per slot, before the clock
     store = RunStore.open(out / f"run{slots}", config, overwrite=True)
     strategy = strategy_from_config(config)
-    reporter = search_reporter(store.dir, config)
+    reporter = search_reporter(store.dir, config, Progress(enabled=False))
     samples, done = [], threading.Event()
 
     def sample() -> None:
@@ -168,7 +168,7 @@ def utilization(slots: int, jobs: int, low: float, high: float, out: Path) -> di
     started = time.perf_counter()
     run_stage(config, store, strategy, reporter, JobRequests(store.dir),
               budget=Budget.from_config(config), dedup=True, ray_options=RayOptions(),
-              progress=Progress(enabled=False), header=lambda: "", total=lambda: jobs,
+              progress=Progress(enabled=False), header=lambda: "",
               task=stand_in_task(low, high))
     wall = time.perf_counter() - started
     done.set()
@@ -212,6 +212,7 @@ def driver_cost(sizes: list[int], out: Path, slots: int = 64) -> dict:
 
     from petrinas.config_loader import load_config
     from petrinas.engine.jobs import RayExecutor, _claimer
+    from petrinas.report.progress import Progress
     from petrinas.report.writers import FigureWriter
     from petrinas.engine.runner import JobRequests, search_reporter, with_reference_point
     from petrinas.engine.store import RunStore
@@ -229,7 +230,7 @@ def driver_cost(sizes: list[int], out: Path, slots: int = 64) -> dict:
     strategy = strategy_from_config(config)
     search = config.search
     # Figures are drawn off the loop's thread: leave them out of the driver's CPU time.
-    reporter = search_reporter(store.dir, config)
+    reporter = search_reporter(store.dir, config, Progress(enabled=False))
     reporter.writers = [w for w in reporter.writers if not isinstance(w, FigureWriter)]
     reporter.start([])
     requests = JobRequests(store.dir)

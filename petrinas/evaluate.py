@@ -27,7 +27,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from overrides import overrides
 
@@ -41,7 +41,7 @@ from petrinas.report.frontier import frontier_ids
 from petrinas.report.reporter import Reporter
 from petrinas.report.state import ReportState
 from petrinas.report.writers import FigureWriter, FrontierDocuments, FrontierTables, \
-    PoolTable, TensorBoardWriter
+    PoolTable, StatusLine, TensorBoardWriter
 from petrinas.engine.runner import JobRequests, logging_to, run_stage
 from petrinas.search.stopping import Budget
 from petrinas.engine.store import RunStore, is_locked, read_rows
@@ -173,10 +173,11 @@ def left_out(search_rows: list[dict], models: Sequence[str], config: Config) -> 
             f"then the cheapest others; left out: {', '.join(dropped)}")
 
 
-def eval_reporter(eval_dir: Path, config: Config, search_rows: list[dict]) -> Reporter:
+def eval_reporter(eval_dir: Path, config: Config, search_rows: list[dict],
+                  progress: Progress, total: Callable[[], int]) -> Reporter:
     """The eval stage's reports: tables with both errors, and the test-error frontier
     beside the search's. No model folders: each model is stored once, in trials/; no
-    hypervolume."""
+    hypervolume. Its status line counts trials against `total` (see StatusLine)."""
     eps, axis = config.search.convex_hull_eps, cost_column(config)
     search_hull, _ = frontier_ids(search_rows, eps, cost_key=axis)
     reference = [r for r in search_rows if r["trial_id"] in search_hull]
@@ -184,7 +185,8 @@ def eval_reporter(eval_dir: Path, config: Config, search_rows: list[dict]) -> Re
         PoolTable(eval_dir), FrontierTables(eval_dir), FrontierDocuments(eval_dir, axis),
         TensorBoardWriter(eval_dir),
         FigureWriter(eval_dir, figures.eval_figures(eps, axis, reference),
-                     config.search.plot_interval_s)])
+                     config.search.plot_interval_s),
+        StatusLine(progress, total)])
 
 
 def load_search(run_dir: Path, overrides: Sequence[str] = ()) -> tuple[Config, list[dict]]:
@@ -215,17 +217,17 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
         try:
             if dropped:
                 log.info("%s", dropped)
-            reporter = eval_reporter(store.dir, config, search_rows)
-
             strategy = EvalStrategy(models)
 
             def left() -> list[str]:  # after the replay: the models still to train
                 return [m for m in models if m not in strategy.done]
 
+            progress = progress or Progress(enabled=False)
+            reporter = eval_reporter(store.dir, config, search_rows, progress,
+                                     total=lambda: len(store.rows) + len(left()))
             reason = run_stage(config, store, strategy, reporter, JobRequests(run_dir),
                                budget=Budget(max_trials=sys.maxsize), dedup=False,
                                ray_options=RayOptions(address, verbose), progress=progress,
-                               total=lambda: len(store.rows) + len(left()),
                                header=lambda: f"eval {store.dir}: {len(left())} of "
                                               f"{len(models)} models to train"
                                               + (f"; {dropped}" if dropped else ""))
@@ -233,7 +235,7 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
             best = best_eval_row(list(store.rows.values()), config.search.convex_hull_eps,
                                  cost_column(config))
             log.info("eval finished (%s)%s", reason, f"; {_best_text(best)}" if best else "")
-            if progress is not None and progress.enabled:
+            if progress.enabled:
                 _print_summary(store.dir, summary, best, reason)
             return EvalSummary(eval_dir=store.dir, models=len(models),
                                trained=summary["pool"], failed=summary["failed"],

@@ -224,9 +224,11 @@ def test_the_best_model_and_the_figure_follow_validation_error_like_the_tables(t
     test error."""
     from petrinas.evaluate import best_eval_row, eval_reporter
     from petrinas.report import figures
+    from petrinas.report.progress import Progress
 
     rows = _tied_rows()
-    reporter = eval_reporter(tmp_path, load_config("petridish_digits"), [])
+    reporter = eval_reporter(tmp_path, load_config("petridish_digits"), [],
+                             Progress(enabled=False), total=lambda: len(rows))
     reporter.start(rows)
     reporter.finish()
     frontier = read_tsv(tmp_path / "frontier.tsv")

@@ -17,7 +17,7 @@ from petrinas.report import figures
 from petrinas.search.hypervolume import hypervolume, selected_hypervolume
 from petrinas.report.frontier import frontier_ids
 from petrinas.report.hypervolume_log import HV_COLUMNS, HypervolumeLog
-from petrinas.report.reporter import Reporter, Writer
+from petrinas.report.reporter import LoopStatus, Reporter, Writer
 from petrinas.report.state import ReportState
 from petrinas.report.tsv import append_tsv, write_tsv
 from petrinas.report.writers import FigureWriter, FrontierTables, GalleryFolders, \
@@ -229,6 +229,12 @@ class Recorder(Writer):
     def on_result(self, row: dict, state: ReportState) -> None:
         self.calls.append((self.name, row["trial_id"], sorted(state.rows)))
 
+    def on_tick(self, loop: LoopStatus, state: ReportState) -> None:
+        self.calls.append((self.name, loop, sorted(state.rows)))
+
+    def on_loop_end(self) -> None:
+        self.calls.append((self.name, "loop end"))
+
     def on_finish(self, state: ReportState) -> None:
         self.calls.append((self.name, "finish", sorted(state.rows)))
 
@@ -241,10 +247,15 @@ def test_the_reporter_feeds_the_state_first_then_each_writer_in_order():
     reporter = Reporter(state, [Recorder("a", calls), Recorder("b", calls)])
     assert reporter.start(rows[:2])["pool"] == 2
     assert reporter.add(rows[2])["failed"] == 1
-    assert reporter.finish() == reporter.summary() == state.summary()
+    loop = LoopStatus(running=2, waiting="", draining="", elapsed=5.0, time_left=55.0)
+    reporter.tick(loop)
+    reporter.loop_end()
+    assert reporter.finish() == state.summary()
     first, both = ["t0000", "t0003"], ["t0000", "t0003", "t0006"]
     assert calls == [("a", "start", first), ("b", "start", first),
                      ("a", "t0006", both), ("b", "t0006", both),
+                     ("a", loop, both), ("b", loop, both),
+                     ("a", "loop end"), ("b", "loop end"),
                      ("a", "finish", both), ("b", "finish", both)]
 
 

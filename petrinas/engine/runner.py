@@ -22,12 +22,12 @@ from petrinas.errors import InputError
 from petrinas.model_desc.shapes import MeasuredShapeCosts, cheapest_seed
 from petrinas.report import figures
 from petrinas.engine.jobs import Completion, RayExecutor, RayOptions, ray_session
-from petrinas.report.progress import Progress, Status, eta, format_duration
+from petrinas.report.progress import Progress, format_duration
 from petrinas.report.hypervolume_log import HypervolumeLog
-from petrinas.report.reporter import Reporter, Writer
+from petrinas.report.reporter import LoopStatus, Reporter, Writer
 from petrinas.report.state import ReportState
 from petrinas.report.writers import FigureWriter, FrontierTables, GalleryFolders, \
-    HypervolumeTable, PoolTable, TensorBoardWriter
+    HypervolumeTable, PoolTable, StatusLine, TensorBoardWriter
 from petrinas.search.rows import OK, claim_owners
 from petrinas.search.stopping import Action, Budget, Verdict
 from petrinas.engine.store import RunStore, read_trial_desc
@@ -106,21 +106,15 @@ class TrialLoop:
     strategy says stop. Used by the search and by the eval stage."""
 
     def __init__(self, config: Config, store: RunStore, strategy: Strategy,
-                 executor: RayExecutor, reporter: Reporter, progress: Progress,
-                 request: Callable[[JobSpec], JobRequest], budget: Budget,
-                 total: int | None):
-        """`total`: the trials this stage will have run when it is done, for the status
-        line (the trial budget of a search; the models of an eval)."""
+                 executor: RayExecutor, reporter: Reporter,
+                 request: Callable[[JobSpec], JobRequest], budget: Budget):
         self.config = config
         self.store = store
         self.strategy = strategy
         self.executor = executor
         self.reporter = reporter
-        self.progress = progress
         self.request = request
         self.budget = budget
-        self.total = total
-        self.summary: dict = reporter.summary()   # the latest counts, for the status line
         self.waiting = ""                         # why nothing can start, if so
         self._draining = ""
 
@@ -139,10 +133,10 @@ class TrialLoop:
                         self._stop(verdict.reason)
                         return verdict.reason
                 self._set_waiting(self.executor.waiting_for())
-                # Shown after the refill, not between a result and the submissions it
-                # frees: the line off a terminal is printed once per result, and would
-                # otherwise always count one job fewer than are running.
-                self._show()
+                # Told after the refill, not between a result and the submissions it
+                # frees: the status line off a terminal is printed once per result, and
+                # would otherwise always count one job fewer than are running.
+                self._tick()
                 if not self.executor.running and not (verdict.action is Action.SUBMIT
                                                       and self.waiting):
                     return (verdict.reason or self.strategy.finish_reason()
@@ -153,7 +147,7 @@ class TrialLoop:
             self._interrupted()
             raise
         finally:
-            self.progress.close()
+            self.reporter.loop_end()
 
     # --------------------------------------------------------------------- steps
     def _verdict(self) -> Verdict:
@@ -181,7 +175,7 @@ class TrialLoop:
             if row is not None:
                 log.info("%s: adopted the result written before the last stop", trial_id)
                 self.strategy.on_trial_complete(trial_id, result=row)
-                self.summary = self.reporter.add(row)
+                self.reporter.add(row)
             else:
                 log.info("%s: resubmitted (in flight at the last stop)", trial_id)
                 self._submit(trial_id, self.store.specs[trial_id])
@@ -221,13 +215,12 @@ class TrialLoop:
         for lost in self.store.mark_lost(self.strategy):
             self.executor.release(lost)   # its model is gone: a later trial may train it
         log.warning("%s: failed: %s", trial_id, error)
-        self.summary = self.reporter.add(row)
+        self.reporter.add(row)
 
     def _handle(self, done: Completion) -> None:
         if done.error is None:
             row = self.store.record_result(done.trial_id, done.output)
             self.strategy.on_trial_complete(done.trial_id, result=row)
-            self.progress.trial_seconds.append(float(row["compute_s"]))
             if row["status"] == OK:
                 log.info("%s: done, val top-1 %.4f, %.2fM MACs, %.0fs", done.trial_id,
                          row["val_top1"], row["macs"] / 1e6, row["compute_s"])
@@ -240,7 +233,7 @@ class TrialLoop:
             self.strategy.on_trial_complete(done.trial_id, error=done.error)
             log.warning("%s: failed: %s", done.trial_id, done.error)
         self.store.maybe_compact(self.strategy)
-        self.summary = self.reporter.add(row)
+        self.reporter.add(row)
 
     def _stop(self, reason: str) -> None:
         """A hard stop: the running trials are cancelled on Ray but stay in flight in the
@@ -263,20 +256,13 @@ class TrialLoop:
                     ", ".join(running))
 
     # ------------------------------------------------------------------- output
-    def _show(self) -> None:
-        summary, running = self.summary, len(self.executor.running)
-        done = len(self.store.rows)
-        note = self.waiting or (f"draining ({self._draining} reached)" if self._draining
-                                else "")
-        remaining = None if self.total is None else self.total - done
-        self.progress.update(Status(
-            done=done, total=self.total, running=running, failed=summary["failed"],
-            duplicates=summary["duplicates"], pool=summary["pool"],
-            frontier=summary["frontier"], best_error=summary["best_error"],
-            elapsed=self.store.elapsed(), note=note,
-            eta=eta(remaining, list(self.progress.trial_seconds),
-                    max(running, 1), self.budget.max_seconds - self.store.elapsed())
-            if remaining is not None else None))
+    def _tick(self) -> None:
+        """What the loop is doing, for the writers (the status line shows it)."""
+        elapsed = self.store.elapsed()
+        self.reporter.tick(LoopStatus(
+            running=len(self.executor.running), waiting=self.waiting,
+            draining=self._draining, elapsed=elapsed,
+            time_left=self.budget.max_seconds - elapsed))
 
 
 def run_search(config: Config, run_dir: str | Path, *, address: str | None = None,
@@ -291,12 +277,12 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
     with logging_to(store.dir / "logs" / "search.log"):
         try:
             strategy = strategy_from_config(config, MeasuredShapeCosts(config))
-            reporter = search_reporter(store.dir, config)
-            budget = Budget.from_config(config)
+            progress = progress or Progress(enabled=False)
+            reporter = search_reporter(store.dir, config, progress)
             reason = run_stage(config, store, strategy, reporter,
-                               JobRequests(store.dir), budget=budget,
+                               JobRequests(store.dir), budget=Budget.from_config(config),
                                dedup=True, ray_options=RayOptions(address, verbose),
-                               progress=progress, total=lambda: budget.max_trials,
+                               progress=progress,
                                header=lambda: _search_header(config, store))
             summary = reporter.finish()
             log.info("search finished (%s) after %.0fs", reason, store.elapsed())
@@ -312,13 +298,15 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
             store.close()
 
 
-def search_reporter(run_dir: Path, config: Config) -> Reporter:
+def search_reporter(run_dir: Path, config: Config, progress: Progress) -> Reporter:
     """The search's reports: its hull and band on the config's cost axis, and the
-    hypervolume in the config's box (`with_reference_point`)."""
+    hypervolume in the config's box (`with_reference_point`); its status line counts
+    trials against the trial budget."""
     search = config.search
     state = ReportState(search.convex_hull_eps, cost_column(config), HypervolumeLog(
         (search.hv_ref_cost, search.hv_ref_error, search.hv_cost_floor)))
-    return Reporter(state, search_writers(run_dir, config))
+    return Reporter(state, [*search_writers(run_dir, config),
+                            StatusLine(progress, total=lambda: search.max_trials)])
 
 
 def search_writers(run_dir: Path, config: Config) -> list[Writer]:
@@ -387,14 +375,15 @@ def check_data(config: Config) -> None:
 
 def run_stage(config: Config, store: RunStore, strategy: Strategy, reporter: Reporter,
               request: Callable[[JobSpec], JobRequest], *, budget: Budget, dedup: bool,
-              ray_options: RayOptions, progress: Progress | None,
-              header: Callable[[], str], total: Callable[[], int | None],
+              ray_options: RayOptions, progress: Progress, header: Callable[[], str],
               task=None) -> str:
     """Replay the journal into `strategy`, then run trials on Ray until it is finished.
 
     Ray is started (or joined) only when there is work left; its own log lines go to
-    `logs/ray.log` in the run directory. `task` replaces the training job (a stand-in
-    with its signature, for benchmarks of the driver). Returns the finish reason."""
+    `logs/ray.log` in the run directory; `header` is printed through `progress` once
+    there is (the status line is one of the reporter's writers). `task` replaces the
+    training job (a stand-in with its signature, for benchmarks of the driver). Returns
+    the finish reason."""
     in_flight = store.replay(strategy)
     for trial_id in store.mark_lost(strategy):
         log.warning("%s: its files are gone; marked lost, the run goes on without it",
@@ -406,13 +395,12 @@ def run_stage(config: Config, store: RunStore, strategy: Strategy, reporter: Rep
             verdict.action is Action.DRAIN or strategy.is_finished())):
         return verdict.reason or strategy.finish_reason()
     owners = claim_owners(store.rows.values()) if dedup else None
-    progress = progress or Progress(enabled=False)
     with ray_session(ray_options, store.dir / "logs" / "ray.log"):
         executor = RayExecutor(config, owners, task=task)
         executor.check_capacity()
         progress.header(header())
-        loop = TrialLoop(config, store, strategy, executor, reporter, progress,
-                         request=request, budget=budget, total=total())
+        loop = TrialLoop(config, store, strategy, executor, reporter, request=request,
+                         budget=budget)
         log.info("%s: %d trials journaled, %d in flight", store.dir, len(store.specs),
                  len(in_flight))
         reason = loop.run(in_flight)

@@ -7,7 +7,8 @@
 The ETA is the remaining trials times the median time of the last trials, shared by the
 trials that run at once: it settles as soon as a few trials have finished, instead of
 swinging with each one as elapsed / done does. Off a terminal a line is printed when a
-result arrives (or now and then), never per loop.
+result arrives (or now and then), never per loop. What the line says is gathered by
+the StatusLine writer (report/writers/status.py); this module formats and prints it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import os
 import statistics
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -86,7 +86,6 @@ class Progress:
         self.enabled = enabled
         self.live = enabled and self.stream.isatty()
         self.interval_s = interval_s
-        self.trial_seconds: deque[float] = deque(maxlen=RECENT)
         self._last: tuple = ()
         self._last_print = 0.0
         self._width = 0

@@ -3,17 +3,30 @@
 
 The search and the eval stage each assemble their own writers (runner.py's
 `search_reporter`, evaluate.py's `eval_reporter`); a writer does one thing (a table,
-the gallery folders, the figures, TensorBoard) and the reporter decides nothing. Rows
-(plain dicts, search/rows.py) arrive all at once at `start` (a new or resumed run), then
-one by one (`add`), and `finish` comes at the end. Every file is written atomically or
-appended line by line; see each writer for its files.
+the gallery folders, the figures, TensorBoard, the status line) and the reporter decides
+nothing. Rows (plain dicts, search/rows.py) arrive all at once at `start` (a new or
+resumed run), then one by one (`add`), and `finish` comes at the end. While the trial
+loop runs, it also says at each turn what only it knows (`tick`, a `LoopStatus`), and
+when it ends (`loop_end`). Every file is written atomically or appended line by line;
+see each writer for its files.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from petrinas.report.state import ReportState
+
+
+@dataclass(frozen=True)
+class LoopStatus:
+    """What the trial loop is doing, which no row says."""
+    running: int        # jobs running now
+    waiting: str        # why no job can start (the cluster's capacity), or ""
+    draining: str       # the budget reached, while the running jobs finish, or ""
+    elapsed: float      # driver seconds spent on the run, over every session
+    time_left: float    # seconds the time budget has left (inf: none)
 
 
 class Writer:
@@ -25,6 +38,12 @@ class Writer:
 
     def on_result(self, row: dict, state: ReportState) -> None:
         """`row` just arrived: bring the output up to date."""
+
+    def on_tick(self, loop: LoopStatus, state: ReportState) -> None:
+        """A turn of the trial loop, after it refilled the free slots."""
+
+    def on_loop_end(self) -> None:
+        """The trial loop ended, however (done, stopped, Ctrl-C, an error)."""
 
     def on_finish(self, state: ReportState) -> None:
         """The stage is over: write the final state in full and release what is held."""
@@ -51,12 +70,16 @@ class Reporter:
             writer.on_result(row, self.state)
         return self.state.summary()
 
+    def tick(self, loop: LoopStatus) -> None:
+        for writer in self.writers:
+            writer.on_tick(loop, self.state)
+
+    def loop_end(self) -> None:
+        for writer in self.writers:
+            writer.on_loop_end()
+
     def finish(self) -> dict:
         """The final state, written in full."""
         for writer in self.writers:
             writer.on_finish(self.state)
-        return self.state.summary()
-
-    def summary(self) -> dict:
-        """Counts for the status line."""
         return self.state.summary()

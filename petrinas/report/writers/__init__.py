@@ -6,7 +6,8 @@
 * gallery.py     gallery/<trial>/, a copy of each band member's model (the search);
 * hypervolume.py hypervolume.tsv (the search);
 * figures.py     when the stage's figures are drawn (figures.py in report/ draws them);
-* tensorboard.py TensorBoard event files under tensorboard/ (events.py writes them).
+* tensorboard.py TensorBoard event files under tensorboard/ (events.py writes them);
+* status.py      the status line on screen, with its ETA (progress.py prints it).
 """
 
 from petrinas.report.writers.figures import FigureWriter
@@ -14,7 +15,8 @@ from petrinas.report.writers.frontier import FrontierDocuments, FrontierTables
 from petrinas.report.writers.gallery import GalleryFolders
 from petrinas.report.writers.hypervolume import HypervolumeTable
 from petrinas.report.writers.pool import PoolTable
+from petrinas.report.writers.status import StatusLine
 from petrinas.report.writers.tensorboard import TensorBoardWriter
 
 __all__ = ["FigureWriter", "FrontierDocuments", "FrontierTables", "GalleryFolders",
-           "HypervolumeTable", "PoolTable", "TensorBoardWriter"]
+           "HypervolumeTable", "PoolTable", "StatusLine", "TensorBoardWriter"]
