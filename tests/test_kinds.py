@@ -2,7 +2,8 @@
 driver's requests (engine/runner.py), the job dispatch (engine/jobs.py), the pipeline's
 jobs, the run log's description, compare's savings, the figures' styles and seeds, the
 tables' model names and best_model's folder. No training: the pipeline's run_* functions
-are replaced by recorders."""
+are replaced by recorders. (tests/test_kinds_ray.py: a kind declared in a test, through
+a real Ray task.)"""
 
 import inspect
 
@@ -99,7 +100,7 @@ def test_a_kinds_request_reaches_its_pipeline_function(kind, config, run_dir, pa
     assert request.kind is kind
     assert request.weights_key == ("t0000" if kind.inherits_weights else None)
     weights = request.load_weights() if request.load_weights else None
-    assert run_job(request.kind.name, config, request.payload, weights, CTX, claim) == "out"
+    assert run_job(request.kind, config, request.payload, weights, CTX, claim) == "out"
     assert calls == [(function, *expected(config, parent_desc))]
 
 
@@ -129,10 +130,10 @@ UNKNOWN = r"unknown job kind 'lemonade' \(known: seed, search, random, eval\)"
 
 
 def test_an_unknown_kind_is_refused_by_name(config, run_dir):
+    """By the registry and the driver's requests; a job receives a declaration, never a
+    name, so nothing past the driver looks a kind up."""
     with pytest.raises(ValueError, match=UNKNOWN):
         KINDS.get("lemonade")
-    with pytest.raises(ValueError, match=UNKNOWN):
-        run_job("lemonade", config, {}, None, CTX, claim)
     with pytest.raises(ValueError, match=UNKNOWN):
         JobRequests(run_dir)(JobSpec("lemonade", macro=(1, 0, 1)))
     assert "lemonade" not in KINDS and SEED in KINDS
@@ -161,7 +162,7 @@ def test_a_new_kind_flows_through_requests_dispatch_log_and_compare(config, run_
     request = JobRequests(run_dir, kinds)(spec)
     assert request.payload == {"macro": [1, 0, 2], "parent": parent_desc}
     assert request.weights_key == "t0000" and request.load_weights() == WEIGHTS
-    assert run_job("mutant", config, request.payload, WEIGHTS, CTX, claim, kinds) == \
+    assert run_job(request.kind, config, request.payload, WEIGHTS, CTX, claim) == \
         {"payload": request.payload, "weights": WEIGHTS, "seed": 7}
     assert request.kind.describe(spec) == "mutation of t0000"
 

@@ -6,8 +6,9 @@ What differs between kinds is read from its declaration, nowhere else:
 - the driver (engine/runner.py) builds a job's payload from the spec fields the kind
   names, with its parent's description when it has a parent and the parent's weights
   when it inherits them;
-- the Ray task (engine/jobs.py) calls the kind's `job`, a reference resolved in the
-  worker, so that this module stays free of torch and ray;
+- the Ray task (engine/jobs.py) receives the declaration itself (plain, picklable
+  data), so a worker needs no registry, and calls the kind's `job`, a reference
+  resolved in the worker, so that this module stays free of torch and ray;
 - the run log names the trial with `describe`;
 - compare.py counts what the duplicates of a kind with `counts_savings` saved;
 - the figures (report/figures.py) draw its models in its place of the declared order,
