@@ -52,10 +52,11 @@ CONFIG = ["dataset.name=digits", "dataset.root=", "resources.gpus_per_job=1",
           "resources.cpus_per_job=0.001", "search.plot_interval_s=30"]
 
 
-def synthetic(payload: dict, kind: str, rng: random.Random) -> tuple[dict, float, float]:
-    """(description, MACs, error) of a stand-in model: a seed's from its macro shape, a
-    child's from its parent's (a little costlier, usually a little better)."""
-    if kind == "seed":
+def synthetic(payload: dict, kind, rng: random.Random) -> tuple[dict, float, float]:
+    """(description, MACs, error) of a stand-in model of `kind` (a search.kinds.JobKind):
+    a seed's from its macro shape, a child's from its parent's (a little costlier,
+    usually a little better)."""
+    if not kind.parent:
         cells, reductions, nodes = payload["macro"]
         macs = 2e6 * cells * (nodes + 1) * rng.uniform(0.9, 1.1) / (1 + reductions)
         error = 0.08 + 0.5 / (cells * nodes + 2) + rng.uniform(0, 0.01)
@@ -257,7 +258,7 @@ def driver_cost(sizes: list[int], out: Path, slots: int = 64) -> dict:
         spec = store.specs[tid]
         used, used_wall = time.process_time() - begin, time.perf_counter() - begin_wall
         # The job's part, not timed: its synthetic model and weights.
-        desc, macs, error = synthetic(job.payload, spec.stage, rng)
+        desc, macs, error = synthetic(job.payload, job.kind, rng)
         output = output_of(desc, macs, error, 0.0, 1.0)
         begin, begin_wall = time.process_time(), time.perf_counter()
         owner = _claimer(executor._registry, tid, spec.parent_id or "")(arch_of(desc))

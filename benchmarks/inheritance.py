@@ -265,9 +265,11 @@ def run_searches(args: argparse.Namespace, seeds: list[int]) -> dict[int, Path]:
 
 
 def children_of(run: Path, limit: int) -> list[dict]:
+    from petrinas.search.kinds import SEARCH
+
     with open(run / "pool.tsv") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    grown = [r for r in rows if r["stage"] == "search" and r["status"] == "ok"]
+    grown = [r for r in rows if r["stage"] == SEARCH and r["status"] == "ok"]
     return sorted(grown, key=lambda r: r["trial_id"])[:limit]
 
 

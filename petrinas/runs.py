@@ -8,6 +8,7 @@ import csv
 from pathlib import Path
 
 from petrinas.errors import InputError
+from petrinas.search.kinds import KINDS
 
 
 def best_model(run_dir: str | Path, max_cost: float | None = None, *,
@@ -30,7 +31,9 @@ def best_model(run_dir: str | Path, max_cost: float | None = None, *,
         raise InputError(f"no gallery model of {run_dir} costs at most {max_cost:g} {cost} "
                          f"(the cheapest: {cheapest:g})")
     best = max(fits, key=lambda r: (float(r["val_top1"]), -float(r[cost])))
-    if best.get("stage") == "eval":
+    # A model trained again from its parent (the eval stage's) is stored once, in its
+    # stage's trials/: that stage keeps no gallery/ copies.
+    if best.get("stage") in KINDS.names(lambda kind: kind.retrains_parent):
         return run_dir / "trials" / best["trial_id"]
     return run_dir / "gallery" / best["trial_id"]
 

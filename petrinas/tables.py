@@ -1,8 +1,8 @@
 """Frontier tables for a paper: Markdown (for a README or a report) and LaTeX (booktabs).
 
 `frontier_tables(rows)` takes trial rows (the dicts of pool.tsv / metrics.json) and
-returns both tables, sorted by MACs: the model's name (the gallery model an eval model
-was built from, else the trial), the trial id, cells, nodes, MACs and parameters to three
+returns both tables, sorted by MACs: the model's name (the model a row of a kind that
+retrains its parent stands for, as the eval stage's do, else the trial), the trial id, cells, nodes, MACs and parameters to three
 significant digits with a unit (94.9K, 1.23M), and the validation and test top-1 errors
 in percent. A missing value is shown as an en dash ("--" in LaTeX, which typesets as one
 without needing a UTF-8 input encoding).
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from petrinas.fileio import write_text_atomic
+from petrinas.search.kinds import KINDS, Kinds
 
 MISSING = "–"            # en dash, for Markdown
 LATEX_MISSING = "--"     # the same dash in LaTeX
@@ -35,13 +36,15 @@ _LATEX_RE = re.compile("|".join(re.escape(c) for c in _LATEX_ESCAPES))
 
 def frontier_tables(rows: Sequence[dict], metrics: Sequence[str] = METRICS, *,
                     caption: str = DEFAULT_CAPTION, label: str = DEFAULT_LABEL,
-                    cost_key: str = "macs") -> tuple[str, str]:
+                    cost_key: str = "macs", kinds: Kinds = KINDS) -> tuple[str, str]:
     """(markdown, latex) tables of `rows` sorted by `cost_key` (the search's cost axis):
     model, trial, cells, nodes, MACs, params, latency and the top-1 error in percent of
-    each of `metrics`."""
+    each of `metrics`. `kinds` says which rows stand for their parent model."""
+    by_parent = kinds.names(lambda kind: kind.retrains_parent)
     header = ["model", "trial", "cells", "nodes", "MACs", "params", "latency (ms)",
               *(error_label(m) for m in metrics)]
-    cells = [_row_cells(r, metrics) for r in sorted(rows, key=lambda r: _by_cost(r, cost_key))]
+    cells = [_row_cells(r, metrics, by_parent)
+             for r in sorted(rows, key=lambda r: _by_cost(r, cost_key))]
     return _markdown(header, cells), _latex(header, cells, caption, label)
 
 
@@ -83,10 +86,12 @@ def _by_cost(row: dict, cost_key: str = "macs") -> tuple:
     return (value is None, value or 0.0, natural)
 
 
-def _row_cells(row: dict, metrics: Sequence[str]) -> list[str | None]:
-    """The table cells of one row; None marks a missing value."""
-    name = str(row.get("parent_id") or row.get("trial_id", "")) if row.get("stage") == "eval" \
-        else str(row.get("trial_id", ""))
+def _row_cells(row: dict, metrics: Sequence[str], by_parent: Sequence[str]
+               ) -> list[str | None]:
+    """The table cells of one row; None marks a missing value. A row whose stage is in
+    `by_parent` is named by its parent, the model it stands for."""
+    name = str(row.get("parent_id") or row.get("trial_id", "")) \
+        if row.get("stage") in by_parent else str(row.get("trial_id", ""))
     errors = [_number(row.get(m)) for m in metrics]
     return [
         name,

@@ -12,6 +12,7 @@ import pytest
 
 from petrinas.config_loader import load_config
 from petrinas.engine.jobs import RayExecutor
+from petrinas.search.kinds import KINDS
 from petrinas.search.rows import claim_owners
 from petrinas.engine.runner import run_search
 from support import TINY, read_tsv
@@ -20,8 +21,8 @@ pytestmark = pytest.mark.usefixtures("shared_ray")
 
 
 def finish(executor, trial_id, kind, payload, parent_id="", weights=None):
-    """Submit one trial and wait for its completion."""
-    executor.submit(trial_id, kind, payload, seed=1, parent_id=parent_id,
+    """Submit one trial of the kind named `kind` and wait for its completion."""
+    executor.submit(trial_id, KINDS.get(kind), payload, seed=1, parent_id=parent_id,
                     weights_key=parent_id or None,
                     load_weights=(lambda: weights) if weights is not None else None)
     done = []

@@ -1,7 +1,9 @@
 """The kinds of job, declared once (search/kinds.py), and the pieces that read them: the
 driver's requests (engine/runner.py), the job dispatch (engine/jobs.py), the pipeline's
-jobs, the run log's description and compare's savings. No training: the pipeline's
-run_* functions are replaced by recorders."""
+jobs, the run log's description, compare's savings, the figures' styles and seeds, the
+tables' model names and best_model's folder. No training: the pipeline's run_* functions
+are replaced by recorders. (tests/test_kinds_ray.py: a kind declared in a test, through
+a real Ray task.)"""
 
 import inspect
 
@@ -12,9 +14,12 @@ from petrinas.config_loader import load_config
 from petrinas.engine.jobs import run_job
 from petrinas.engine.runner import JobRequests
 from petrinas.model_desc.builder import build_seed
+from petrinas.report import figures
+from petrinas.runs import best_model
 from petrinas.search import strategy
 from petrinas.search.kinds import EVAL, KINDS, RANDOM, SEARCH, SEED, JobKind, Kinds
 from petrinas.search.strategy import JobSpec
+from petrinas.tables import frontier_tables
 from petrinas.train import pipeline
 from support import TINY
 
@@ -95,7 +100,7 @@ def test_a_kinds_request_reaches_its_pipeline_function(kind, config, run_dir, pa
     assert request.kind is kind
     assert request.weights_key == ("t0000" if kind.inherits_weights else None)
     weights = request.load_weights() if request.load_weights else None
-    assert run_job(request.kind.name, config, request.payload, weights, CTX, claim) == "out"
+    assert run_job(request.kind, config, request.payload, weights, CTX, claim) == "out"
     assert calls == [(function, *expected(config, parent_desc))]
 
 
@@ -125,10 +130,10 @@ UNKNOWN = r"unknown job kind 'lemonade' \(known: seed, search, random, eval\)"
 
 
 def test_an_unknown_kind_is_refused_by_name(config, run_dir):
+    """By the registry and the driver's requests; a job receives a declaration, never a
+    name, so nothing past the driver looks a kind up."""
     with pytest.raises(ValueError, match=UNKNOWN):
         KINDS.get("lemonade")
-    with pytest.raises(ValueError, match=UNKNOWN):
-        run_job("lemonade", config, {}, None, CTX, claim)
     with pytest.raises(ValueError, match=UNKNOWN):
         JobRequests(run_dir)(JobSpec("lemonade", macro=(1, 0, 1)))
     assert "lemonade" not in KINDS and SEED in KINDS
@@ -147,7 +152,7 @@ def mutant_job(config, payload, weights, ctx, claim):
 
 MUTANT = JobKind("mutant", job=f"{__name__}:mutant_job", spec_fields=("macro",),
                  parent=True, inherits_weights=True, parent_title="mutation",
-                 counts_savings=True)
+                 counts_savings=True, label="mutated")
 
 
 def test_a_new_kind_flows_through_requests_dispatch_log_and_compare(config, run_dir,
@@ -157,7 +162,7 @@ def test_a_new_kind_flows_through_requests_dispatch_log_and_compare(config, run_
     request = JobRequests(run_dir, kinds)(spec)
     assert request.payload == {"macro": [1, 0, 2], "parent": parent_desc}
     assert request.weights_key == "t0000" and request.load_weights() == WEIGHTS
-    assert run_job("mutant", config, request.payload, WEIGHTS, CTX, claim, kinds) == \
+    assert run_job(request.kind, config, request.payload, WEIGHTS, CTX, claim) == \
         {"payload": request.payload, "weights": WEIGHTS, "seed": 7}
     assert request.kind.describe(spec) == "mutation of t0000"
 
@@ -177,3 +182,83 @@ def test_compare_counts_the_savings_of_random_duplicates_not_of_seed_ones():
                                            ("random", "duplicate", 1))]
     assert saved_by_duplicates(rows) == 50 - 1
     assert saved_by_duplicates(rows, Kinds(*(k for k in KINDS if k.name != RANDOM))) == 0.0
+
+
+# ------------------------------------------------------------ what the reports read
+
+def test_the_built_in_kinds_are_drawn_as_before():
+    """The markers, colours and labels the figures had when they spelled stage names:
+    a figure of a run is unchanged."""
+    assert figures.stage_styles() == {
+        "seed": dict(marker="s", color="#1f77b4", label="seed"),
+        "search": dict(marker="o", color="#ff7f0e", label="grown"),
+        "random": dict(marker="D", color="#9467bd", label="random"),
+        "eval": dict(marker="^", color="#2ca02c", label="eval"),
+    }
+    assert KINDS.names(lambda kind: kind.starts_search) == (SEED,)
+    assert KINDS.names(lambda kind: kind.retrains_parent) == (EVAL,)
+
+
+def _row(trial_id, stage, macs, parent_id=""):
+    return dict(trial_id=trial_id, parent_id=parent_id, stage=stage, status="ok", cells=1,
+                reductions=0, nodes=1, macs=macs, params=macs / 10, latency_ms=0.1,
+                val_top1=0.9, test_top1=0.9)
+
+
+def _scattered(fig):
+    """label -> (marker's path vertices, edge colour) of each scatter of a figure."""
+    import matplotlib.colors as mcolors
+    return {c.get_label(): (c.get_paths()[0].vertices.round(3).tolist(),
+                            mcolors.to_hex(c.get_edgecolors()[0]))
+            for ax in fig.axes for c in ax.collections if len(c.get_offsets())}
+
+
+def test_a_new_kind_gets_the_next_style_its_label_and_a_place_after_the_others():
+    kinds = KINDS.adding(MUTANT)
+    assert figures.stage_styles(kinds)["mutant"] == \
+        dict(marker="v", color="#8c564b", label="mutated")
+    rows = [_row("t0000", "mutant", 300, "t0001"), _row("t0001", "seed", 100),
+            _row("t0002", "lemonade", 200)]
+    fig = figures.pool_figure(rows, [], kinds)
+    assert [c.get_label() for c in fig.axes[0].collections] == ["seed", "mutated", "other"]
+    drawn = _scattered(fig)
+    assert drawn["mutated"][1] == "#8c564b" and drawn["other"][1] == "#7f7f7f"
+    assert drawn["mutated"][0] != drawn["seed"][0] != drawn["other"][0]
+    # Without the declaration, its stage is one of no kind (each such stage is drawn
+    # on its own, in the fallback style).
+    assert [c.get_label() for c in figures.pool_figure(rows, []).axes[0].collections] == \
+        ["seed", "other", "other"]
+
+
+SPROUT = JobKind("sprout", job=f"{__name__}:mutant_job", spec_fields=("macro",),
+                 starts_search=True)
+REDO = JobKind("redo", job=f"{__name__}:mutant_job", parent=True, retrains_parent=True)
+
+
+def test_a_kind_that_starts_the_search_is_in_the_seeds_figure():
+    kinds = KINDS.adding(SPROUT)
+    rows = [_row("t0000", "sprout", 100), _row("t0001", "seed", 200),
+            _row("t0002", "search", 300, "t0001")]
+    assert [r["trial_id"] for r in figures.seed_rows(rows, kinds)] == ["t0000", "t0001"]
+    assert [r["trial_id"] for r in figures.seed_rows(rows)] == ["t0001"]
+    points = figures.seeds_figure(rows, kinds=kinds).axes[0].collections
+    assert sum(len(c.get_offsets()) for c in points) == 2
+
+
+def test_a_row_of_a_kind_that_retrains_its_parent_is_named_by_the_parent():
+    rows = [_row("e0000", "redo", 100, "t0007"), _row("e0001", "eval", 200, "t0008"),
+            _row("t0009", "search", 300, "t0001")]
+    names = lambda markdown: [line.split(" | ")[0].strip("| ")
+                              for line in markdown.splitlines()[2:]]
+    assert names(frontier_tables(rows, kinds=KINDS.adding(REDO))[0]) == \
+        ["t0007", "t0008", "t0009"]
+    assert names(frontier_tables(rows)[0]) == ["e0000", "t0008", "t0009"]
+
+
+@pytest.mark.parametrize("stage, folder", [(EVAL, "trials"), (SEARCH, "gallery"),
+                                           (SEED, "gallery")])
+def test_best_model_looks_for_a_retrained_parent_in_trials(tmp_path, stage, folder):
+    (tmp_path / "frontier_eps.tsv").write_text(
+        "trial_id\tparent_id\tstage\tmacs\tval_top1\n"
+        f"x0003\tt0001\t{stage}\t100\t0.9\n")
+    assert best_model(tmp_path) == tmp_path / folder / "x0003"

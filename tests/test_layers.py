@@ -17,9 +17,10 @@ PACKAGE = REPO / "petrinas"
 # package itself: petrinas/__init__.py, the public facade). Each may import from its own
 # layer and those below.
 LAYERS = [
-    {"errors", "fileio", "tables"},  # leaves: error types, durable writes, table text
+    {"errors", "fileio"},        # leaves: error types, durable writes
     {"config"},                  # the schema, reading, validation
     {"search"},                  # the pure algorithm: hull, pool, strategies, stopping
+    {"tables"},                  # table text: names a row as its kind declares
     {"data", "synthetic"},       # datasets as tensors
     {"model_desc"},              # descriptions, ops, models, costs, seed shapes' costs
     {"config_loader"},           # load_config: names checked against the registries

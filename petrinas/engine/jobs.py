@@ -1,8 +1,8 @@
 """Ray behind one adapter: remote trial tasks and the executor that keeps slots busy.
 
-This is the only module of the package that imports ray. Tasks receive plain data (a
-config, a description as a dict, weights as an object reference) and return a
-`TrialOutput`; nothing is read from or written to a shared filesystem. A system failure
+This is the only module of the package that imports ray. Tasks receive plain data (the
+declaration of the trial's kind, a config, a description as a dict, weights as an object
+reference) and return a `TrialOutput`; nothing is read from or written to a shared filesystem. A system failure
 (a dead worker or node) is retried by Ray up to `resources.max_retries` times; an
 exception raised by the job itself is not retried and comes back as the trial's error.
 """
@@ -25,7 +25,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from petrinas.config import Config
 from petrinas.errors import InputError
-from petrinas.search.kinds import KINDS, Kinds
+from petrinas.search.kinds import JobKind
 from petrinas.search.rows import claim_key
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,11 @@ WEIGHT_CACHE_SIZE = 16
 
 
 @ray.remote
-def _trial_task(kind: str, config: Config, payload: dict, weights: bytes | None,
+def _trial_task(kind: JobKind, config: Config, payload: dict, weights: bytes | None,
                 seed: int, want_gpu: bool, cpu_threads: int, claim_as: tuple | None):
-    """Runs in a Ray worker. Explicit imports: a worker needs no set-up step."""
+    """Runs in a Ray worker. Explicit imports: a worker needs no set-up step. `kind` is
+    the declaration itself, not its name: a kind declared anywhere (a test's, a
+    script's) runs without the worker knowing any registry of kinds."""
     from petrinas.train import pipeline
 
     start = pipeline.Stopwatch.begin()
@@ -56,10 +58,10 @@ def _trial_task(kind: str, config: Config, payload: dict, weights: bytes | None,
     return output
 
 
-def run_job(kind: str, config: Config, payload: dict, weights: bytes | None, ctx, claim,
-            kinds: Kinds = KINDS):
-    """What a trial of `kind` runs, as `kinds` declares it (an unknown kind is refused)."""
-    return kinds.get(kind).job_function()(config, payload, weights, ctx, claim)
+def run_job(kind: JobKind, config: Config, payload: dict, weights: bytes | None, ctx,
+            claim):
+    """What a trial of `kind` runs: the job its declaration names."""
+    return kind.job_function()(config, payload, weights, ctx, claim)
 
 
 def _claimer(registry, trial_id: str, parent_id: str = ""):
@@ -316,12 +318,13 @@ class RayExecutor:
         return list(self._running.values())
 
     # ------------------------------------------------------------------ submit
-    def submit(self, trial_id: str, kind: str, payload: dict, *, seed: int,
+    def submit(self, trial_id: str, kind: JobKind, payload: dict, *, seed: int,
                weights_key: str | None = None,
                load_weights: Callable[[], bytes] | None = None, parent_id: str = "") -> None:
-        """Start a trial. A parent's weights go into the object store once per
-        `weights_key` (read with `load_weights` then) and travel to every child of that
-        parent as a reference. `parent_id` is part of the trial's claim key."""
+        """Start a trial of `kind` (its declaration travels with the task). A parent's
+        weights go into the object store once per `weights_key` (read with
+        `load_weights` then) and travel to every child of that parent as a reference.
+        `parent_id` is part of the trial's claim key."""
         ref = self._weights_ref(weights_key, load_weights) if load_weights else None
         res = self.config.resources
         claim_as = (self._registry, trial_id, parent_id) if self._registry is not None \

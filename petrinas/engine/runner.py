@@ -202,7 +202,7 @@ class TrialLoop:
         except FileNotFoundError as exc:  # the parent's files vanished under the run
             self._lose_parent(trial_id, spec, exc)
             return
-        self.executor.submit(trial_id, job.kind.name, job.payload,
+        self.executor.submit(trial_id, job.kind, job.payload,
                              seed=trial_seed(self.config.seed, trial_id),
                              weights_key=job.weights_key, load_weights=job.load_weights,
                              parent_id=spec.parent_id or "")

@@ -6,8 +6,10 @@ than LOG_SPAN. Each `*_figure` function returns a matplotlib Figure (object API 
 Agg canvas, never pyplot, so no global state), which `save` writes; tests inspect the
 figures themselves (labels, points, lines) rather than the files.
 
-Styles: seeds are squares, grown children circles, random-search models diamonds, eval
-models triangles; gallery (ε-band) members are filled; the lower hull is a red line with
+Styles: each kind of job (search/kinds.py) takes the next marker and colour of
+KIND_PALETTE in the kinds' declared order, so seeds are squares, grown children circles,
+random-search models diamonds, eval models triangles, and a kind added later gets a style
+of its own; gallery (ε-band) members are filled; the lower hull is a red line with
 the ε-band shaded above it. The eval figure plots test error, with the frontier chosen on
 validation error (as in its tables) joined in red and no band shading.
 """
@@ -15,6 +17,7 @@ validation error (as in its tables) joined in red and no band shading.
 from __future__ import annotations
 
 import io
+import itertools
 import textwrap
 from pathlib import Path
 from typing import Sequence
@@ -27,22 +30,35 @@ from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
 from petrinas.fileio import write_bytes_atomic
 from petrinas.search import hull
+from petrinas.search.kinds import KINDS, Kinds
 
 FIGSIZE = (3.5, 2.6)
 FONT = 8
 DPI = 200
 LOG_SPAN = 20.0
 HULL_COLOR = "#d62728"
-STAGE_STYLE = {
-    "seed": dict(marker="s", color="#1f77b4", label="seed"),
-    "search": dict(marker="o", color="#ff7f0e", label="grown"),
-    "random": dict(marker="D", color="#9467bd", label="random"),
-    "eval": dict(marker="^", color="#2ca02c", label="eval"),
-}
-OTHER_STYLE = dict(marker="X", color="#7f7f7f", label="other")
+# (marker, colour) of each kind's models, in the kinds' declared order: the first four
+# are those of seed, search, random and eval. Neither the hull's red nor OTHER_STYLE's
+# grey is among them.
+KIND_PALETTE = (("s", "#1f77b4"), ("o", "#ff7f0e"), ("D", "#9467bd"), ("^", "#2ca02c"),
+                ("v", "#8c564b"), ("P", "#e377c2"), ("*", "#17becf"), ("h", "#bcbd22"))
+OTHER_STYLE = dict(marker="X", color="#7f7f7f", label="other")  # a stage of no kind
 COST_LABELS = {"macs": "MACs", "params": "Parameters", "latency_ms": "Latency (ms)"}
 ERROR_LABELS = {"val_top1": "Validation error (%)", "test_top1": "Test error (%)"}
 FRONTIER_LABEL = "frontier (selected on val. error)"
+
+
+def stage_styles(kinds: Kinds = KINDS) -> dict[str, dict]:
+    """stage -> the marker, colour and legend label of its kind, in the declared order
+    (past the palette's end, its styles come round again)."""
+    return {kind.name: dict(marker=marker, color=color, label=kind.legend_label)
+            for kind, (marker, color) in zip(kinds, itertools.cycle(KIND_PALETTE))}
+
+
+def seed_rows(rows: Sequence[dict], kinds: Kinds = KINDS) -> list[dict]:
+    """The rows of the kinds the search starts from: what the seeds figure plots."""
+    stages = kinds.names(lambda kind: kind.starts_search)
+    return [r for r in rows if r.get("stage") in stages]
 
 
 def save(fig: Figure, path_stem: Path) -> None:
@@ -65,13 +81,14 @@ def error_pct(row: dict, metric: str) -> float:
 def frontier_figure(rows: Sequence[dict], band_ids: Sequence[str], eps: float, *,
                     cost_key: str = "macs", metric: str = "val_top1", title: str = "",
                     reference_rows: Sequence[dict] = (),
-                    reference_label: str = "search frontier") -> Figure:
+                    reference_label: str = "search frontier",
+                    kinds: Kinds = KINDS) -> Figure:
     """Every model, the lower hull of (cost, error) with its (1 + eps) band shaded, and
     the gallery (band members) filled. `reference_rows` (another stage's frontier, with
     their own error) are drawn as a grey line for comparison."""
     fig, (ax,) = new_figure()
     log = cost_axis(ax, [float(r[cost_key]) for r in [*rows, *reference_rows]], cost_key)
-    _scatter(ax, rows, cost_key, metric, set(band_ids))
+    _scatter(ax, rows, cost_key, metric, set(band_ids), kinds=kinds)
     if reference_rows:
         _hull_line(ax, reference_rows, cost_key, "val_top1", log, color="#7f7f7f",
                    label=reference_label)
@@ -87,7 +104,8 @@ def frontier_figure(rows: Sequence[dict], band_ids: Sequence[str], eps: float, *
 
 def eval_frontier_figure(rows: Sequence[dict], eps: float, *, cost_key: str = "macs",
                          title: str = "", reference_rows: Sequence[dict] = (),
-                         reference_label: str = "search frontier (val.)") -> Figure:
+                         reference_label: str = "search frontier (val.)",
+                         kinds: Kinds = KINDS) -> Figure:
     """Eval models at their test error. The frontier and the ε-band are those of
     frontier.tsv: selected on validation error by the same function, so the figure and the
     tables name the same models. The frontier line joins them at their test errors (not
@@ -99,7 +117,7 @@ def eval_frontier_figure(rows: Sequence[dict], eps: float, *, cost_key: str = "m
     fig, (ax,) = new_figure()
     log = cost_axis(ax, [float(r[cost_key]) for r in [*rows, *reference_rows]], cost_key)
     _scatter(ax, rows, cost_key, "test_top1", set(band_ids),
-             band_label=f"ε-band of val. error (filled, ε = {eps:g})")
+             band_label=f"ε-band of val. error (filled, ε = {eps:g})", kinds=kinds)
     if reference_rows:
         _hull_line(ax, reference_rows, cost_key, "val_top1", log, color="#7f7f7f",
                    label=reference_label)
@@ -115,12 +133,13 @@ def eval_frontier_figure(rows: Sequence[dict], eps: float, *, cost_key: str = "m
     return fig
 
 
-def pool_figure(rows: Sequence[dict], band_ids: Sequence[str]) -> Figure:
+def pool_figure(rows: Sequence[dict], band_ids: Sequence[str], kinds: Kinds = KINDS
+                ) -> Figure:
     """Validation error against MACs and against parameters, side by side."""
     fig, axes = new_figure((6.0, 2.4), ncols=2)
     for ax, key in zip(axes, ("macs", "params")):
         cost_axis(ax, [float(r[key]) for r in rows], key)
-        _scatter(ax, rows, key, "val_top1", set(band_ids))
+        _scatter(ax, rows, key, "val_top1", set(band_ids), kinds=kinds)
     axes[0].set_ylabel(ERROR_LABELS["val_top1"], fontsize=FONT)
     axes[1].sharey(axes[0])
     legend(axes[0])
@@ -128,10 +147,11 @@ def pool_figure(rows: Sequence[dict], band_ids: Sequence[str]) -> Figure:
     return fig
 
 
-def seeds_figure(rows: Sequence[dict], cost_key: str = "macs") -> Figure:
+def seeds_figure(rows: Sequence[dict], cost_key: str = "macs", kinds: Kinds = KINDS
+                 ) -> Figure:
     """The seed models: colour = reductions, marker = nodes per cell, and the number of
     cells written beside each point (one digit, so labels do not run into each other)."""
-    seeds = [r for r in rows if r.get("stage") == "seed"]
+    seeds = seed_rows(rows, kinds)
     fig, (ax,) = new_figure()
     cost_axis(ax, [float(r[cost_key]) for r in seeds], cost_key)
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
@@ -203,14 +223,17 @@ def cost_axis(ax: Axes, values: Sequence[float], cost_key: str) -> bool:
 
 
 def _scatter(ax: Axes, rows: Sequence[dict], cost_key: str, metric: str,
-             gallery: set[str], band_label: str = "gallery (filled)") -> None:
-    """Points by stage; gallery members filled, the others hollow."""
+             gallery: set[str], band_label: str = "gallery (filled)", *,
+             kinds: Kinds = KINDS) -> None:
+    """Points by stage, in the kinds' order (stages of no kind last); gallery members
+    filled, the others hollow."""
+    styles = stage_styles(kinds)
+    order = list(styles)
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(str(r.get("stage", "")), []).append(r)
-    for stage in sorted(groups, key=lambda s: list(STAGE_STYLE).index(s)
-                        if s in STAGE_STYLE else len(STAGE_STYLE)):
-        style = STAGE_STYLE.get(stage, OTHER_STYLE)
+    for stage in sorted(groups, key=lambda s: order.index(s) if s in styles else len(order)):
+        style = styles.get(stage, OTHER_STYLE)
         group = groups[stage]
         filled = [r["trial_id"] in gallery for r in group]
         ax.scatter([float(r[cost_key]) for r in group], [error_pct(r, metric) for r in group],
@@ -262,26 +285,29 @@ def legend(ax: Axes) -> None:
 
 # ------------------------------------------------------------------ per stage
 
-def search_figures(eps: float, cost_key: str = "macs"):
+def search_figures(eps: float, cost_key: str = "macs", kinds: Kinds = KINDS):
     """What the search stage draws: frontier, pool, seeds and, once there are results,
     the hypervolume curve; `snapshot` is a report.state.Snapshot."""
     def draw(run_dir: Path, snapshot) -> None:
         rows, band = snapshot.rows, snapshot.band_ids
         save(frontier_figure(rows, band, eps, cost_key=cost_key,
-                             title=f"Search: {len(rows)} models, {len(band)} in the gallery"),
+                             title=f"Search: {len(rows)} models, {len(band)} in the gallery",
+                             kinds=kinds),
              run_dir / "frontier")
-        save(pool_figure(rows, band), run_dir / "pool")
-        if any(r.get("stage") == "seed" for r in rows):
-            save(seeds_figure(rows, cost_key), run_dir / "seeds")
+        save(pool_figure(rows, band, kinds), run_dir / "pool")
+        if seed_rows(rows, kinds):
+            save(seeds_figure(rows, cost_key, kinds), run_dir / "seeds")
         if snapshot.hv_rows:
             save(hypervolume_figure(snapshot.hv_rows), run_dir / "hypervolume")
     return draw
 
 
-def eval_figures(eps: float, cost_key: str, reference_rows: Sequence[dict]):
+def eval_figures(eps: float, cost_key: str, reference_rows: Sequence[dict],
+                 kinds: Kinds = KINDS):
     """What the eval stage draws: its frontier, with the search's beside it."""
     def draw(eval_dir: Path, snapshot) -> None:
         save(eval_frontier_figure(snapshot.rows, eps, cost_key=cost_key,
                                   title=f"Eval: {len(snapshot.rows)} models",
-                                  reference_rows=reference_rows), eval_dir / "frontier")
+                                  reference_rows=reference_rows, kinds=kinds),
+             eval_dir / "frontier")
     return draw

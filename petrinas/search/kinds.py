@@ -6,10 +6,15 @@ What differs between kinds is read from its declaration, nowhere else:
 - the driver (engine/runner.py) builds a job's payload from the spec fields the kind
   names, with its parent's description when it has a parent and the parent's weights
   when it inherits them;
-- the Ray task (engine/jobs.py) calls the kind's `job`, a reference resolved in the
-  worker, so that this module stays free of torch and ray;
+- the Ray task (engine/jobs.py) receives the declaration itself (plain, picklable
+  data), so a worker needs no registry, and calls the kind's `job`, a reference
+  resolved in the worker, so that this module stays free of torch and ray;
 - the run log names the trial with `describe`;
-- compare.py counts what the duplicates of a kind with `counts_savings` saved.
+- compare.py counts what the duplicates of a kind with `counts_savings` saved;
+- the figures (report/figures.py) draw its models in its place of the declared order,
+  under its `label`, and plot the models of `starts_search` kinds in the seeds figure;
+- a row of a `retrains_parent` kind stands for its parent model: the tables (tables.py)
+  name it by the parent, and runs.best_model finds it in its stage's trials/.
 
 Adding a kind (a new way to make a model) is one declaration in KINDS and its job
 function.
@@ -36,6 +41,18 @@ class JobKind:
     # compare.py: a duplicate of this kind skipped training that a trained trial of the
     # kind paid; what it saved is the kind's median trained compute minus what it spent.
     counts_savings: bool = False
+    label: str = ""                    # its models in a figure's legend (default: name)
+    # Its models are where the search starts (trained from a seed macro, not grown):
+    # the seeds figure plots them by shape.
+    starts_search: bool = False
+    # A trial of it is model `parent_id` trained again (the eval stage's models): its
+    # row stands for that model, so tables name it by the parent; its stage stores each
+    # such model once, in trials/<its id>, and keeps no gallery/ copies.
+    retrains_parent: bool = False
+
+    @property
+    def legend_label(self) -> str:
+        return self.label or self.name
 
     def job_function(self) -> Callable:
         """The job this kind runs, imported on first use (in the Ray worker)."""
@@ -75,6 +92,12 @@ class Kinds:
             raise ValueError(f"unknown job kind {name!r} (known: {', '.join(self._kinds)})")
         return kind
 
+    def names(self, where: Callable[[JobKind], bool] = lambda kind: True
+              ) -> tuple[str, ...]:
+        """The names of the kinds `where` accepts, in the declared order: what a row's
+        `stage` is compared with."""
+        return tuple(kind.name for kind in self._kinds.values() if where(kind))
+
     def adding(self, *kinds: JobKind) -> "Kinds":
         return Kinds(*self._kinds.values(), *kinds)
 
@@ -95,16 +118,17 @@ _PIPELINE = "petrinas.train.pipeline"
 
 KINDS = Kinds(
     # A seed model of `macro` = (cells, reductions, nodes), trained from scratch.
-    JobKind(SEED, job=f"{_PIPELINE}:seed_job", spec_fields=("macro",)),
+    JobKind(SEED, job=f"{_PIPELINE}:seed_job", spec_fields=("macro",), starts_search=True),
     # A child of `parent_id`: grown from its weights by a candidate node, its pairs
     # chosen by `selection`; a duplicate has paid the search phase only.
     JobKind(SEARCH, job=f"{_PIPELINE}:search_job", spec_fields=("selection",),
-            parent=True, inherits_weights=True, parent_title="child", counts_savings=True),
+            parent=True, inherits_weights=True, parent_title="child", counts_savings=True,
+            label="grown"),
     # A random cell model of `macro` (`cells`), trained from scratch: the baseline.
     JobKind(RANDOM, job=f"{_PIPELINE}:random_job", spec_fields=("macro", "cells"),
             counts_savings=True),
     # The eval-stage model of gallery model `parent_id`, trained from scratch.
-    JobKind(EVAL, job=f"{_PIPELINE}:eval_job", parent=True),
+    JobKind(EVAL, job=f"{_PIPELINE}:eval_job", parent=True, retrains_parent=True),
 )
 
 __all__ = ["JobKind", "Kinds", "KINDS", "SEED", "SEARCH", "RANDOM", "EVAL"]
