@@ -94,6 +94,27 @@ def write_tiny_cifar10(root: Path, per_batch: int, seed: int = 0) -> dict[str, n
             "md5": md5}
 
 
+def grown_with_every_primitive():
+    """A 3-cell, 1-reduction digits model grown with every registered primitive, in
+    float64: the per-pair form (pairwise.py) with random weights per pair (and
+    trained-like BN statistics), and the grouped model holding the same weights."""
+    import torch
+    from petrinas.config_loader import load_config
+    from petrinas.model_desc import build_model, build_seed
+    from petrinas.model_desc.grow import grow_model
+    from petrinas.model_desc.ops import PRIMITIVES
+    from petrinas.model_desc.pairwise import to_grouped, to_pairwise
+
+    config = load_config("petridish_digits", ["model.init_channels=4"])
+    desc = build_seed(config, cells=3, reductions=1, nodes=1)
+    torch.manual_seed(0)
+    grown = grow_model(desc, build_model(desc).state_dict(), sorted(PRIMITIVES)).double()
+    reference = to_pairwise(grown)
+    for i, cell in enumerate(reference.cells):
+        randomize(cell.candidate, seed=10 + i)
+    return reference, to_grouped(reference)
+
+
 def randomize(module, seed: int):
     """`module` with random weights, alphas and BN statistics (not the initial ones,
     which every copy of an op shares), different for every tensor; returns it."""

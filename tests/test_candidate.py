@@ -24,9 +24,8 @@ from petrinas.model_desc.candidate import Candidate, candidate_groups
 from petrinas.model_desc.desc import CandidateDesc
 from petrinas.model_desc.grow import alphas, finalize, grow_model
 from petrinas.model_desc.ops import OPS, PRIMITIVES, Zero, make_op, register_op
-from petrinas.model_desc.pairwise import (PairwiseCandidate, grouped_state, pairwise_state,
-                                          to_grouped, to_pairwise)
-from support import randomize
+from petrinas.model_desc.pairwise import PairwiseCandidate, grouped_state, pairwise_state
+from support import grown_with_every_primitive, randomize
 
 RTOL = 1e-9
 C = 4
@@ -120,17 +119,7 @@ def test_grouped_candidate_equals_the_per_pair_form(name, reduction):
 
 @pytest.fixture(scope="module")
 def grown_pair():
-    """A 3-cell, 1-reduction digits model grown with every registered primitive, in
-    float64: the per-pair form with random weights per pair (and trained-like BN
-    statistics), and the grouped model holding the same weights."""
-    config = load_config("petridish_digits", ["model.init_channels=4"])
-    desc = build_seed(config, cells=3, reductions=1, nodes=1)
-    torch.manual_seed(0)
-    grown = grow_model(desc, build_model(desc).state_dict(), sorted(PRIMITIVES)).double()
-    reference = to_pairwise(grown)
-    for i, cell in enumerate(reference.cells):
-        randomize(cell.candidate, seed=10 + i)
-    return reference, to_grouped(reference)
+    return grown_with_every_primitive()
 
 
 def _x(n=6, seed=3):

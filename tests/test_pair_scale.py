@@ -10,13 +10,11 @@ import torch
 from petrinas.config_loader import load_config
 from petrinas.data import load_splits
 from petrinas.model_desc import build_model, build_seed
-from petrinas.model_desc.grow import grow_model, select_pairs
+from petrinas.model_desc.grow import select_pairs
 from petrinas.model_desc.model import weights_to_bytes
-from petrinas.model_desc.ops import PRIMITIVES
 from petrinas.model_desc.pair_scale import pair_output_rms
-from petrinas.model_desc.pairwise import to_grouped, to_pairwise
 from petrinas.train.pipeline import JobContext, Searched, finalize_child, search_phase
-from support import randomize
+from support import grown_with_every_primitive
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -24,21 +22,8 @@ def _threads(one_thread):
     pass
 
 
-def _grown(reductions: int = 1):
-    """A digits model grown with every registered primitive, in float64, random weights
-    per pair: the per-pair form and the grouped one holding the same weights."""
-    config = load_config("petridish_digits", ["model.init_channels=4"])
-    desc = build_seed(config, cells=3, reductions=reductions, nodes=1)
-    torch.manual_seed(0)
-    grown = grow_model(desc, build_model(desc).state_dict(), sorted(PRIMITIVES)).double()
-    reference = to_pairwise(grown)
-    for i, cell in enumerate(reference.cells):
-        randomize(cell.candidate, seed=10 + i)
-    return reference, to_grouped(reference)
-
-
 def test_each_pairs_rms_is_its_op_on_its_state_alone():
-    reference, grouped = _grown()
+    reference, grouped = grown_with_every_primitive()
     grouped.eval()
     grouped.drop_path_prob = 0.3
     x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(3),
@@ -70,7 +55,7 @@ def test_a_model_without_candidate_has_no_pairs():
 
 
 def test_select_pairs_weighs_each_cells_alpha_by_its_scale():
-    _, grouped = _grown()
+    _, grouped = grown_with_every_primitive()
     desc = grouped.desc
     state = {k: v.clone() for k, v in grouped.state_dict().items()}
     pairs = desc.normal.candidate.pairs
