@@ -2,9 +2,10 @@
 
 This is the only module of the package that imports ray. Tasks receive plain data (the
 declaration of the trial's kind, a config, a description as a dict, weights as an object
-reference) and return a `TrialOutput`; nothing is read from or written to a shared filesystem. A system failure
-(a dead worker or node) is retried by Ray up to `resources.max_retries` times; an
-exception raised by the job itself is not retried and comes back as the trial's error.
+reference) and return a `TrialOutput`; nothing is read from or written to a shared
+filesystem. A system failure (a dead worker or node) is retried by Ray up to
+`resources.max_retries` times; an exception raised by the job itself is not retried and
+comes back as the trial's error.
 """
 
 from __future__ import annotations
