@@ -213,6 +213,10 @@ class SearchConfig:
                            doc="how finalize ranks the candidate's pairs: |alpha|, or "
                                "|alpha| times the RMS of the pair's op output on a "
                                "training batch (the size of what it adds)")
+    duplicate_retries: int = spec(0, lo=0, doc="a child whose top-k pairs make a model "
+                                  "the run already has tries up to this many next-best "
+                                  "pair sets (one kind's last pair swapped for the next "
+                                  "in rank) before it counts as a duplicate; 0: none")
     random_nodes: str = spec("uniform", choices=("uniform", "log_uniform"),
                              doc="random_search: a model's node count drawn uniformly "
                                  "from the seeds' least to growth's reach, or "

@@ -12,7 +12,7 @@ its parent's trained weights and computes exactly the parent's function:
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -73,7 +73,15 @@ def select_pairs(desc: ModelDesc, state: dict[str, torch.Tensor], k: int, *,
     the cells of that kind (every cell of a kind grows the same node); never `none`.
     With `scale` (per cell index, a factor per pair: `pair_scale.pair_output_rms`), each
     cell's |alpha| is weighed by it: the size of what the pair added to that cell."""
-    chosen = {}
+    return {kind: sorted(ranked[:k])
+            for kind, ranked in ranked_pairs(desc, state, scale=scale).items()}
+
+
+def ranked_pairs(desc: ModelDesc, state: dict[str, torch.Tensor], *,
+                 scale: dict[int, torch.Tensor] | None = None) -> dict[str, list[int]]:
+    """Per cell kind, the non-`none` pairs' indices, best first, as `select_pairs` ranks
+    them (ties: the smaller index first)."""
+    ranked = {}
     for kind in CELL_KINDS:
         cand = getattr(desc, kind).candidate
         score = torch.zeros(len(cand.pairs), dtype=torch.float64)
@@ -82,9 +90,20 @@ def select_pairs(desc: ModelDesc, state: dict[str, torch.Tensor], k: int, *,
                 score += state[f"cells.{i}.candidate.alpha"].detach().double().abs() \
                     * (1.0 if scale is None else scale[i])
         usable = [m for m, (_, op) in enumerate(cand.pairs) if op != "none"]
-        usable.sort(key=lambda m: (-float(score[m]), m))
-        chosen[kind] = sorted(usable[:k])
-    return chosen
+        ranked[kind] = sorted(usable, key=lambda m: (-float(score[m]), m))
+    return ranked
+
+
+def next_best_choices(ranked: dict[str, list[int]], k: int) -> Iterator[dict[str, list[int]]]:
+    """The pair sets after the top-k of `ranked`, nearest first: one kind's k-th pair
+    swapped for the (k+1)-th, then the other kind's; then for the (k+2)-th; and so on.
+    What a child whose top-k pairs make a model the run already has tries next."""
+    top = {kind: pairs[:k] for kind, pairs in ranked.items()}
+    for extra in range(k, max(len(pairs) for pairs in ranked.values())):
+        for kind, pairs in ranked.items():
+            if extra < len(pairs) and k > 0:
+                yield {**{kd: sorted(p) for kd, p in top.items()},
+                       kind: sorted(top[kind][:-1] + [pairs[extra]])}
 
 
 def random_pairs(desc: ModelDesc, k: int, rng: torch.Generator) -> dict[str, list[int]]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from itertools import islice
 from typing import Callable
 
 import torch
@@ -38,7 +39,8 @@ from petrinas.data import TensorData, load_splits
 from petrinas.model_desc.builder import build_eval, build_random, build_seed
 from petrinas.model_desc.cost import cost
 from petrinas.model_desc.desc import ModelDesc
-from petrinas.model_desc.grow import alphas, finalize, grow_model, random_pairs, select_pairs
+from petrinas.model_desc.grow import (alphas, finalize, grow_model, next_best_choices,
+                                      random_pairs, ranked_pairs, select_pairs)
 from petrinas.model_desc.model import build_model, weights_from_bytes, weights_to_bytes
 from petrinas.model_desc.pair_scale import pair_output_rms
 from petrinas.search.rows import TrialOutput
@@ -161,11 +163,14 @@ def search_phase(config: Config, parent: ModelDesc, parent_weights: bytes,
     return Searched(grown.desc, state, result, scale)
 
 
-def finalize_child(config: Config, searched: Searched, selection: str, seed: int
+def finalize_child(config: Config, searched: Searched, selection: str, seed: int, *,
+                   chosen: dict[str, list[int]] | None = None
                    ) -> tuple[ModelDesc, dict[str, torch.Tensor], dict]:
-    """The finalized child (description, weights) of `searched`, its pairs chosen by
-    `selection` ("alpha": top-k |alpha|; "random"), and notes naming the pairs."""
-    chosen = _choose(searched, config.model.top_k, selection, seed)
+    """The finalized child (description, weights) of `searched`, its pairs `chosen` or
+    else chosen by `selection` ("alpha": top-k |alpha|; "random"), and notes naming the
+    pairs."""
+    if chosen is None:
+        chosen = _choose(searched, config.model.top_k, selection, seed)
     desc, state = finalize(searched.desc, searched.state, config.model.top_k, chosen=chosen,
                            init=config.search.finalize_init)
     pairs = {kind: getattr(searched.desc, kind).candidate.pairs for kind in chosen}
@@ -197,6 +202,10 @@ def run_search(config: Config, parent_desc: dict, parent_weights: bytes,
     desc, state, notes = finalize_child(config, searched, selection, ctx.seed)
     phases = {"search_train": searched.result}
     owner = claim(desc.arch_hash())
+    if owner is not None and selection == "alpha":
+        found = _next_new_child(config, searched, claim)
+        if found is not None:
+            (desc, state, notes), owner = found, None
     if owner is not None:
         return _duplicate(desc, owner, phases, start, ctx, len(splits["train"]), notes)
     child = build_model(desc)
@@ -204,6 +213,20 @@ def run_search(config: Config, parent_desc: dict, parent_weights: bytes,
     phases["post_train"] = train_phase(child, splits, config.search.post_train, ctx,
                                        window=child_windows(config)[1])
     return _output(desc, child, phases, start, ctx, len(splits["train"]), notes)
+
+
+def _next_new_child(config: Config, searched: Searched, claim: Claim
+                    ) -> tuple[ModelDesc, dict[str, torch.Tensor], dict] | None:
+    """The child of the first of the next-best pair sets (`search.duplicate_retries` of
+    them) whose model the run does not have yet, now claimed; None if every one is
+    taken. Only finalize is repeated: the search phase is the one already paid for."""
+    ranked = ranked_pairs(searched.desc, searched.state, scale=searched.scale)
+    choices = next_best_choices(ranked, config.model.top_k)
+    for retry, chosen in enumerate(islice(choices, config.search.duplicate_retries), 1):
+        desc, state, notes = finalize_child(config, searched, "alpha", 0, chosen=chosen)
+        if claim(desc.arch_hash()) is None:
+            return desc, state, {**notes, "duplicate_retry": retry}
+    return None
 
 
 def _choose(searched: Searched, k: int, selection: str, seed: int) -> dict[str, list[int]]:
