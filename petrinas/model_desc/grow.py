@@ -98,12 +98,13 @@ def next_best_choices(ranked: dict[str, list[int]], k: int) -> Iterator[dict[str
     """The pair sets after the top-k of `ranked`, nearest first: one kind's k-th pair
     swapped for the (k+1)-th, then the other kind's; then for the (k+2)-th; and so on.
     What a child whose top-k pairs make a model the run already has tries next."""
-    top = {kind: pairs[:k] for kind, pairs in ranked.items()}
+    if k < 1:
+        return
+    top = {kind: sorted(pairs[:k]) for kind, pairs in ranked.items()}
     for extra in range(k, max(len(pairs) for pairs in ranked.values())):
         for kind, pairs in ranked.items():
-            if extra < len(pairs) and k > 0:
-                yield {**{kd: sorted(p) for kd, p in top.items()},
-                       kind: sorted(top[kind][:-1] + [pairs[extra]])}
+            if extra < len(pairs):
+                yield {**top, kind: sorted(pairs[:k - 1] + [pairs[extra]])}
 
 
 def random_pairs(desc: ModelDesc, k: int, rng: torch.Generator) -> dict[str, list[int]]:
