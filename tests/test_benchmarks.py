@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from petrinas.config_loader import load_config
 from support import REPO
@@ -127,13 +128,47 @@ def test_inheritance_benchmark_replays_the_search_child_exactly(tmp_path):
         capture_output=True, text=True, timeout=300)
     assert code.returncode == 0, code.stderr
     arms = {r["arm"]: r for r in read_tsv(out / "children.tsv")}
-    assert sorted(arms) == ["child", "parent", "random", "scratch"]
+    assert sorted(arms) == ["child", "parent", "random", "scratch", "scratch_total"]
     child = arms["child"]
     recorded = {r["trial_id"]: r for r in read_tsv(out / "seed0" / "pool.tsv")}[
         child["trial_id"]]
     assert recorded["stage"] == "search" and recorded["parent_id"] == child["parent_id"]
     assert float(child["val_top1"]) == pytest.approx(float(recorded["val_top1"]), abs=1e-6)
     assert float(child["test_top1"]) == pytest.approx(float(recorded["test_top1"]), abs=1e-6)
-    assert {r["epochs"] for r in arms.values()} == {"2"}  # TINY: 1 search + 1 post epoch
+    notes = json.loads((out / "seed0" / "trials" / child["trial_id"] / "metrics.json")
+                       .read_text())["notes"]
+    assert json.loads(child["pairs"]) == notes["chosen"]
+    # TINY: 1 search + 1 post epoch per arm; the lineage's: the seed's 2 and the child's 2.
+    assert {a: r["epochs"] for a, r in arms.items()} == {
+        "child": "2", "random": "2", "scratch": "2", "parent": "2", "scratch_total": "4"}
+    parent = {r["trial_id"]: r for r in read_tsv(out / "seed0" / "pool.tsv")}[
+        child["parent_id"]]
+    assert float(child["lineage_compute_s"]) == float(parent["compute_s"])  # a seed parent
     assert {r["search_val_top1"] for r in arms.values()} == {child["search_val_top1"]}
     assert "| inheritance (child − scratch) | 1 (1) |" in (out / "inheritance.md").read_text()
+
+
+def test_the_child_arm_replays_the_pairs_the_child_recorded(one_thread):
+    """Fails if replay_child finalizes the top-k |alpha| pairs instead of the pairs it is
+    given (a child grown with search.duplicate_retries is not the top-k): here the
+    lowest-ranked pair of the phase is asked for, and only it is replayed."""
+    from support import TINY
+
+    from petrinas.config_loader import load_config
+    from petrinas.data import load_splits
+    from petrinas.model_desc.desc import ModelDesc
+    from petrinas.model_desc.grow import ranked_pairs
+    from petrinas.train.pipeline import JobContext, run_seed, search_phase
+
+    bench = _benchmark("inheritance")
+    config = load_config("petridish_digits", [*TINY, "model.top_k=1"])
+    parent = run_seed(config, (1, 0, 1), JobContext(seed=0, cpu_threads=1))
+    torch.manual_seed(7)
+    searched = search_phase(config, ModelDesc.from_dict(parent.desc), parent.weights,
+                            load_splits(config.dataset, config.seed, keep_uint8=True),
+                            JobContext(seed=7, cpu_threads=1))
+    last = ranked_pairs(searched.desc, searched.state)["normal"][-1]
+    worst = {"normal": [list(searched.desc.normal.candidate.pairs[last])]}
+    arms = bench.replay_child(config, parent.desc, parent.weights, 7, worst, 5)
+    assert json.loads(arms["child"]["pairs"]) == worst
+    assert arms["scratch_total"]["epochs"] == 5 and arms["scratch"]["epochs"] == 2

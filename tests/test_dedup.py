@@ -89,8 +89,9 @@ def test_a_failed_owner_does_not_make_later_trials_duplicates(tmp_path):
 
 
 def test_trained_models_keep_their_claims_across_a_restart(tmp_path):
-    """Random search in a space of 4 architectures (1 cell, 1 node of one skip edge from
-    one of 2 states, per cell kind): 2 trials, then the same command with 8. Trials of
+    """Random search in a space of 2 architectures (1 cell, 1 node of one skip edge from
+    one of 2 states; the unused reduction cell does not count): 2 trials, then the same
+    command with 8. Trials of
     the second session that draw a first-session architecture are its duplicates (the
     registry restarts from pool.tsv's ok rows); claims are never taken from a failed or
     duplicate row."""
@@ -110,3 +111,4 @@ def test_trained_models_keep_their_claims_across_a_restart(tmp_path):
                for r in rows)
     assert set(claim_owners(rows).values()) == {r["trial_id"] for r in rows
                                                  if r["status"] == "ok"}
+    assert len({r["arch_hash"] for r in rows}) == 2

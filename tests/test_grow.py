@@ -15,7 +15,7 @@ from petrinas.config_loader import load_config
 from petrinas.data import load_splits
 from petrinas.model_desc import ModelDesc, build_model, build_seed
 from petrinas.model_desc.grow import (add_candidate, alphas, finalize, grow_model, l1_penalty,
-                                      random_pairs, select_pairs)
+                                      random_pairs, ranked_pairs, select_pairs)
 from petrinas.model_desc.model import weights_from_bytes
 from petrinas.model_desc.pairwise import pairwise_state
 from petrinas.train.pipeline import JobContext, run_search, run_seed
@@ -79,6 +79,27 @@ def test_add_candidate_reads_every_state(config):
     assert grown.normal.nodes == desc.normal.nodes
     with pytest.raises(ValueError, match="candidate"):
         add_candidate(grown, config.model.candidate_ops)
+
+
+def test_a_model_without_reductions_grows_only_its_normal_cell(config):
+    """Fails if growth searches, ranks, draws or records pairs for the reduction cell of
+    a model that has none (its candidate fed no cell: its pairs tied at 0 and the first
+    k by index were "chosen"), or stores anything but the normal cell there."""
+    desc = build_seed(config, cells=2, reductions=0, nodes=1)
+    torch.manual_seed(0)
+    grown = grow_model(desc, build_model(desc).state_dict(), config.model.candidate_ops)
+    assert grown.desc.normal.candidate is not None and grown.desc.reduce.candidate is None
+    assert not any(name.startswith("cells.") and ".candidate." in name and
+                   "reduce" in name for name in grown.state_dict())
+    state = _state(grown)
+    assert list(ranked_pairs(grown.desc, state)) == ["normal"]
+    assert list(select_pairs(grown.desc, state, 2)) == ["normal"]
+    assert list(random_pairs(grown.desc, 2, torch.Generator().manual_seed(0))) == ["normal"]
+    child, child_state = finalize(grown.desc, state, 2)
+    assert child.reduce == child.normal and len(child.normal.nodes[-1].edges) == 2
+    build_model(child).load_state_dict(child_state)
+    with pytest.raises(ValueError, match="cell kinds"):
+        finalize(grown.desc, state, 2, chosen={"normal": [0, 1], "reduce": [0, 1]})
 
 
 def test_grow_model_refuses_weights_that_do_not_fit_exactly(config, trained_parents):
@@ -570,6 +591,9 @@ def test_child_is_a_grown_parent(growth_runs):
         assert run["child"].row["epochs"] == 6
         for kind, chosen in run["child"].notes["chosen"].items():
             assert all(op != "none" for _, op in chosen)
+        # A 1-cell parent has no reduction cell: nothing is chosen or stored for it.
+        assert list(run["child"].notes["chosen"]) == ["normal"]
+        assert child.reduce == child.normal
 
 
 def test_growth_beats_the_parent(growth_runs):
