@@ -70,30 +70,29 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
 
 
 def select_pairs(desc: ModelDesc, state: dict[str, torch.Tensor], k: int, *,
-                 scale: dict[int, torch.Tensor] | None = None) -> dict[str, list[int]]:
-    """Per cell kind the model uses, the indices into candidate.pairs of the top-k
-    |alpha|, summed over the cells of that kind (every cell of a kind grows the same
-    node); never `none`.
-    With `scale` (per cell index, a factor per pair: `pair_scale.pair_output_rms`), each
-    cell's |alpha| is weighed by it: the size of what the pair added to that cell."""
+                 scores: dict[int, torch.Tensor] | None = None) -> dict[str, list[int]]:
+    """Per cell kind the model uses, the indices into candidate.pairs of the k best
+    pairs, never `none`: by |alpha|, or by `scores` (per cell index, a score per pair:
+    pair_scores.py), summed over the cells of that kind (every cell of a kind grows the
+    same node)."""
     return {kind: sorted(ranked[:k])
-            for kind, ranked in ranked_pairs(desc, state, scale=scale).items()}
+            for kind, ranked in ranked_pairs(desc, state, scores=scores).items()}
 
 
 def ranked_pairs(desc: ModelDesc, state: dict[str, torch.Tensor], *,
-                 scale: dict[int, torch.Tensor] | None = None) -> dict[str, list[int]]:
+                 scores: dict[int, torch.Tensor] | None = None) -> dict[str, list[int]]:
     """Per cell kind the model uses, the non-`none` pairs' indices, best first, as
     `select_pairs` ranks them (ties: the smaller index first)."""
     ranked = {}
     for kind in desc.used_kinds:
         cand = getattr(desc, kind).candidate
-        score = torch.zeros(len(cand.pairs), dtype=torch.float64)
+        total = torch.zeros(len(cand.pairs), dtype=torch.float64)
         for i in range(desc.cells):
             if _is_kind(desc, i, kind):
-                score += state[f"cells.{i}.candidate.alpha"].detach().double().abs() \
-                    * (1.0 if scale is None else scale[i])
+                total += (state[f"cells.{i}.candidate.alpha"].detach().double().abs()
+                          if scores is None else scores[i].double())
         usable = [m for m, (_, op) in enumerate(cand.pairs) if op != "none"]
-        ranked[kind] = sorted(usable, key=lambda m: (-float(score[m]), m))
+        ranked[kind] = sorted(usable, key=lambda m: (-float(total[m]), m))
     return ranked
 
 
