@@ -35,7 +35,7 @@ import yaml
 from petrinas.errors import ConfigError
 
 CONFS_DIR = Path(__file__).resolve().parent.parent / "confs"
-DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "npz", "synthetic")
+DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "npz", "synthetic", "dots")
 RUN_DIR_VAR = "${run_dir}"
 
 
@@ -133,9 +133,9 @@ class DatasetConfig:
     synthetic_shape: list[int] = spec(factory=lambda: [3, 32, 32],
                                       doc="synthetic: C, H, W of the images")
     synthetic_classes: int = spec(10, lo=2, doc="synthetic: number of classes")
-    synthetic_size: int = spec(60000, lo=3, doc="synthetic: examples in all, the "
+    synthetic_size: int = spec(60000, lo=3, doc="synthetic, dots: examples in all, the "
                                "test_fraction held out for testing included")
-    synthetic_seed: int = spec(0, lo=0, doc="synthetic: seed of the generated images; "
+    synthetic_seed: int = spec(0, lo=0, doc="synthetic, dots: seed of the generated images; "
                                "not the run's seed, so the test split is the same in every "
                                "run, as for the other datasets")
 
