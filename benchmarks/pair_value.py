@@ -149,6 +149,19 @@ def top_k(scores: Sequence[float], values: Sequence[float], k: int) -> dict[str,
             "random": float(values.mean())}
 
 
+def within_groups(scores: Sequence[float], values: Sequence[float],
+                  groups: Sequence[int]) -> float:
+    """The mean Spearman(score, value) within each group (pairs reading one input
+    state) of at least 3 pairs whose correlation is defined; nan if none."""
+    rhos = []
+    for g in sorted(set(groups)):
+        members = [i for i, h in enumerate(groups) if h == g]
+        if len(members) >= 3:
+            rhos.append(spearman([scores[i] for i in members], [values[i] for i in members]))
+    rhos = [r for r in rhos if np.isfinite(r)]
+    return float(np.mean(rhos)) if rhos else float("nan")
+
+
 def overlap(a: Sequence[float], b: Sequence[float], k: int = 3) -> float:
     """The share of the top k by `a` that are in the top k by `b`."""
     top_a = set(np.argsort(-np.asarray(a, float), kind="stable")[:k].tolist())
@@ -310,6 +323,7 @@ def analyse(phases: dict[str, list[dict]], values: list[dict]) -> dict:
         tests = [np.mean([float(r["test_top1"]) for r in by_pair[(name, m)]]) for m in pairs]
         value = [float(np.mean(c)) for c in children]
         entry = {"pairs": len(pairs), "spread": spread(children), "scores": {}}
+        inputs = [int(r["input"]) for r in (by_pair[(name, m)][0] for m in pairs)]
         for score, kinds in reference["scores"].items():
             s = [kinds[STUDIED][m] for m in pairs]
             stability = {}
@@ -318,6 +332,7 @@ def analyse(phases: dict[str, list[dict]], values: list[dict]) -> dict:
                 stability = {"stable_rho": spearman(s, t), "stable_top3": overlap(s, t)}
             entry["scores"][score] = {
                 "rho": spearman(s, value), "rho_test": spearman(s, tests),
+                "rho_state": within_groups(s, value, inputs),
                 **{f"top{k}": top_k(s, value, k) for k in TOP_K}, **stability,
                 "s": s, "v": value}
         parents[name] = entry
@@ -327,6 +342,7 @@ def analyse(phases: dict[str, list[dict]], values: list[dict]) -> dict:
             "rho": bootstrap_mean([r["rho"] for r in rows]),
             "p": permutation_p([r["s"] for r in rows], [r["v"] for r in rows]),
             "rho_test": bootstrap_mean([r["rho_test"] for r in rows]),
+            "rho_state": bootstrap_mean([r["rho_state"] for r in rows]),
             **{f"regret{k}": bootstrap_mean([r[f"top{k}"]["oracle"] - r[f"top{k}"]["picked"]
                                              for r in rows]) for k in TOP_K},
             **{f"gain{k}": bootstrap_mean([r[f"top{k}"]["picked"] - r[f"top{k}"]["random"]
@@ -363,12 +379,13 @@ def report(analysis: dict, meta: dict) -> str:
             f"{p['scores'][score]['rho']:+.2f}" for p in parents.values()) + " |")
     lines += ["", "Pooled over parents (mean [95 % bootstrap over parents]; p: permutation, "
                   "one-sided):", "",
-              "| score | Spearman vs val. | p | Spearman vs test | top-1 gain over random | "
-              "top-1 regret | top-3 gain over random | top-3 regret | stability ρ | "
-              "top-3 overlap |",
-              "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| score | Spearman vs val. | p | Spearman vs test | within a state | "
+              "top-1 gain over random | top-1 regret | top-3 gain over random | "
+              "top-3 regret | stability ρ | top-3 overlap |",
+              "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for score, q in pooled.items():
         lines.append(f"| {score} | {_ci(q['rho'], 2)} | {q['p']:.4f} | {_ci(q['rho_test'], 2)} | "
+                     f"{_ci(q['rho_state'], 2)} | "
                      f"{_ci(q['gain1'], 4)} | {_ci(q['regret1'], 4)} | {_ci(q['gain3'], 4)} | "
                      f"{_ci(q['regret3'], 4)} | {_ci(q['stability'], 2)} | "
                      f"{q['overlap3'][0]:.2f} |")

@@ -68,6 +68,15 @@ def test_top_k_and_overlap():
     assert bench.overlap([3, 2, 1, 0], [0, 2, 1, 3], k=2) == 0.5
 
 
+def test_within_a_state_averages_each_states_correlation():
+    """Ranked right within state 0, wrong within state 1, across the two perfectly:
+    the within-state mean is 0. Fails if the groups are pooled."""
+    scores, values = [1, 2, 3, 13, 12, 11], [1, 2, 3, 11, 12, 13]
+    assert bench.spearman(scores, values) > 0.7
+    assert bench.within_groups(scores, values, [0, 0, 0, 1, 1, 1]) == pytest.approx(0.0)
+    assert math.isnan(bench.within_groups(scores, values, [0, 0, 1, 1, 2, 2]))
+
+
 def test_a_tiny_benchmark_runs_and_resumes_without_redoing_anything(tmp_path):
     """One parent, 3 pairs, 2 post-training seeds: every job's result is on disk, and
     the same command again trains nothing and writes the same report. Fails if a
