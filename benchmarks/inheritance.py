@@ -361,7 +361,8 @@ def main(argv=None) -> int:
             if (seed, child["trial_id"]) not in done:
                 todo.append((seed, config, child, run))
     if todo:
-        ray.init(num_cpus=args.jobs, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=args.jobs, include_dashboard=False,
+                 log_to_driver=False)  # "local": never a `ray start` cluster
         remote = ray.remote(num_cpus=1, max_retries=0)(replay_child)
         pending = {}
         for seed, config, child, run in todo:

@@ -18,7 +18,10 @@ so the scores are compared on identical data; the data-reading ones on the first
 training examples (what the search uses) and, as a diagnostic marked `@test`, on the
 first test examples (data the search phase did not train on, and that the values are
 not measured on). A second search phase of each parent with another seed gives the
-rankings' stability.
+rankings' stability. `--variant NAME:KEY=VALUE,...` adds a search phase of each parent
+under other settings (a stronger alpha learning rate, say), whose scores are ranked
+against the same pair values: the children inherit the reference phase's weights, so a
+variant is judged on what its ranking says, not on weights of its own.
 
 Printed, per parent and pooled: Spearman(score, value), its mean over parents with a
 permutation p (scores shuffled within each parent) and a bootstrap interval over
@@ -308,6 +311,15 @@ def companion(phase: dict) -> dict[str, list[int]]:
 
 # ---------------------------------------------------------------------------- report
 
+def with_variants(reference: dict, variants: dict[str, dict]) -> dict:
+    """The reference phase with each variant phase's scores added as SCORE[NAME]."""
+    scores = dict(reference["scores"])
+    for name, phase in variants.items():
+        scores.update({f"{score}[{name}]": kinds for score, kinds in phase["scores"].items()
+                       if not score.endswith("@test")})
+    return {**reference, "scores": scores}
+
+
 def analyse(phases: dict[str, list[dict]], values: list[dict]) -> dict:
     """Per parent and pooled figures (see the module's docstring) from the saved phases
     and the values.tsv rows."""
@@ -409,6 +421,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pairs", type=int, default=0,
                    help="a random subset of this many pairs per parent (0: every pair)")
     p.add_argument("--post-seeds", type=int, default=3)
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,...]",
+                   help="another search phase of each parent (the reference's seed) with "
+                        "these overrides, e.g. alr:search.alpha_lr=0.5; its scores are "
+                        "reported as SCORE[NAME] against the reference's pair values. "
+                        "A variant can be added to a finished benchmark")
     p.add_argument("--jobs", type=int, default=2, help="jobs at once (CPUs)")
     p.add_argument("--out", default="runs/pair_value")
     args = p.parse_args(argv)
@@ -482,7 +499,8 @@ def main(argv=None) -> int:
         """`fn` as a Ray task; Ray starts with the first (a finished benchmark's rerun
         only reports)."""
         if not ray.is_initialized():
-            ray.init(num_cpus=args.jobs, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=args.jobs, include_dashboard=False,
+                     log_to_driver=False)  # "local": never a `ray start` cluster
         return ray.remote(num_cpus=1, max_retries=0)(fn)
     names = [parent_name(shape, epochs) for shape, epochs in parents]
 
@@ -515,6 +533,17 @@ def main(argv=None) -> int:
     run_all({task(search_and_score).remote(config, trained[n], s): (n, s)
              for n in names for s in (0, 1) if phases[n][s] is None},
             "search phase", keep_phase)
+    variants = {name: load_config(args.conf, [*args.overrides, *sets.split(",")])
+                for name, _, sets in (v.partition(":") for v in args.variant)}
+    extra = {(n, v): store.load(store.folder("phases", n, f"v-{v}"))
+             for n in names for v in variants}
+
+    def keep_variant(key, result):
+        store.save(store.folder("phases", key[0], f"v-{key[1]}"), result)
+        extra[key] = result
+    run_all({task(search_and_score).remote(variants[v], trained[n], 0): (n, v)
+             for (n, v), found in extra.items() if found is None},
+            "variant phase", keep_variant)
     done = {(r["parent"], int(r["pair"]), int(r["post_seed"])) for r in store.values}
     jobs = {}
     for k, n in enumerate(names):
@@ -537,7 +566,8 @@ def main(argv=None) -> int:
     run_all(jobs, "child", keep_value)
     if ray.is_initialized():
         ray.shutdown()
-    analysis = analyse({n: phases[n] for n in names}, store.values)
+    analysis = analyse({n: [with_variants(phases[n][0], {v: extra[(n, v)] for v in variants}),
+                            *phases[n][1:]] for n in names}, store.values)
     meta["parent_val"] = {n: trained[n]["final"]["val_top1"] for n in names}
     text = report(analysis, meta)
     (store.out / "pair_value.md").write_text(text)

@@ -180,6 +180,9 @@ class SearchConfig:
                                     roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE))
     convex_hull_eps: float = spec(0.025, lo=0)
     l1: float = spec(0.001, lo=0, doc="weight of sum(|alpha|) in the search-phase loss")
+    alpha_lr: float = spec(0.0, lo=0, doc="the alphas' own peak learning rate in the "
+                           "search phase (same schedule); 0: search_train.lr, as the "
+                           "weights")
     seeds: SeedRanges = spec(factory=SeedRanges)
     seed_train: TrainConfig = spec(factory=TrainConfig)
     search_train: TrainConfig = spec(factory=TrainConfig)

@@ -30,7 +30,7 @@ NUMERIC = ("cells", "reductions", "nodes", "macs", "params", "latency_ms", "val_
 def local_ray(num_cpus: int, num_gpus: int) -> Iterator[None]:
     """A local Ray instance with `num_gpus` GPUs declared (real or not), for the block."""
     import ray
-    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
              log_to_driver=False)
     try:
         yield

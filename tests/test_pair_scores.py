@@ -197,3 +197,21 @@ def test_an_unknown_pair_score_is_a_config_error():
     with pytest.raises(ConfigError, match=r"search.pair_score: unknown pair score "
                                           r"'residuals'.*did you mean residual"):
         load_config("petridish_digits", ["search.pair_score=residuals"])
+
+
+def test_search_alpha_lr_sets_the_alphas_own_learning_rate(parent):
+    """Fails if search.alpha_lr does not reach the alphas' optimizer group: 0 must be
+    the weights' rate exactly (bit-identical phase), ten times it must move the alphas
+    further from where they start."""
+    def phase(*extra):
+        config = load_config("petridish_digits", [
+            "model.init_channels=4", "search.search_train.epochs=1",
+            "dataset.max_train=128", *extra])
+        splits = load_splits(config.dataset, config.seed, keep_uint8=True)
+        torch.manual_seed(0)  # the candidate's fresh weights, as run_search seeds them
+        state = search_phase(config, *parent, splits, JobContext(seed=0)).state
+        return torch.cat([state[f"cells.{i}.candidate.alpha"] for i in range(3)])
+    default, same, fast = (phase(), phase("search.alpha_lr=0.05"),
+                           phase("search.alpha_lr=0.5"))
+    assert torch.equal(default, same)
+    assert (fast - 0.1).abs().mean() > 3 * (default - 0.1).abs().mean()

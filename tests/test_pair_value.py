@@ -105,3 +105,9 @@ def test_a_tiny_benchmark_runs_and_resumes_without_redoing_anything(tmp_path):
     other = subprocess.run([*command[:-1], "dataset.max_train=100"], capture_output=True,
                            text=True, timeout=600)
     assert other.returncode != 0 and "other settings" in other.stderr
+    # A variant phase added to the finished benchmark: only it runs, scored as [fast].
+    variant = subprocess.run([*command, "--variant", "fast:search.alpha_lr=0.5"],
+                             capture_output=True, text=True, timeout=600)
+    assert variant.returncode == 0, variant.stderr[-3000:]
+    assert "variant phase" in variant.stdout and "  child " not in variant.stdout
+    assert "| alpha[fast] |" in (out / "pair_value.md").read_text()

@@ -153,6 +153,7 @@ def search_phase(config: Config, parent: ModelDesc, parent_weights: bytes,
                        config.model.candidate_ops, config.search.candidate_affine)
     result = train_phase(grown, splits, config.search.search_train, ctx,
                          l1_params=alphas(grown), l1=config.search.l1,
+                         extra_params_lr=config.search.alpha_lr or None,
                          window=child_windows(config)[0])
     state = {k: v.detach().cpu() for k, v in grown.state_dict().items()}
     scores = None
