@@ -81,14 +81,18 @@ def test_gpu_throughput_reduced_mode_runs(tmp_path):
 # ----------------------------------------------------------------- inheritance.py
 
 def test_clustered_bootstrap_resamples_runs_not_children():
-    """Two runs of 2 and 1 children: the mean is over the 3 children (5/3); resampling
-    whole runs gives means 1 (run 0 twice), 5/3 (one each) or 3 (run 1 twice), each
-    drawn a quarter, half and quarter of the time, so the 95 % interval is [1, 3]. A
-    bootstrap over children would give a narrower one."""
+    """Two runs, of nine children at +1 and one child at +3: the mean is over the ten
+    children (12/10). Resampling the two runs gives 1 (run 0 twice, a quarter of the
+    draws), 12/10 (half) or 3 (run 1 twice, a quarter), so the 95 % interval is [1, 3].
+    Resampling the ten children gives 1 + 0.2 K, K ~ Binomial(10, 0.1) the draws of the
+    +3 child: P(K = 0) = 0.35, P(K >= 3) = 0.070, P(K >= 4) = 0.013, so [1, 1.6], which is
+    what one run (its children the only units) must get.
+
+    Fails if the interval resamples children (or anything but whole runs) when there
+    are several runs."""
     bench = _benchmark("inheritance")
-    assert bench.clustered_bootstrap([[1.0, 1.0], [3.0]]) == (5 / 3, 1.0, 3.0)
-    mean, lo, hi = bench.clustered_bootstrap([[1.0, 1.0, 3.0]])  # one run: children
-    assert mean == 5 / 3 and 1.0 <= lo < 5 / 3 < hi <= 3.0
+    assert bench.clustered_bootstrap([[1.0] * 9, [3.0]]) == (1.2, 1.0, 3.0)
+    assert bench.clustered_bootstrap([[1.0] * 9 + [3.0]]) == (1.2, 1.0, 1.6)
 
 
 def test_paired_differences_are_per_child_and_per_run():
