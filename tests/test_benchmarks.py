@@ -141,3 +141,28 @@ def test_inheritance_benchmark_replays_the_search_child_exactly(tmp_path):
     assert {r["epochs"] for r in arms.values()} == {"2"}  # TINY: 1 search + 1 post epoch
     assert {r["search_val_top1"] for r in arms.values()} == {child["search_val_top1"]}
     assert "| inheritance (child − scratch) | 1 (1) |" in (out / "inheritance.md").read_text()
+
+
+def test_scratch_and_parent_arms_train_the_childs_two_phases(one_thread):
+    """replay_child in this process (one thread, as its Ray task), from an untrained seed:
+    the search phase has 1 epoch, post-training 2 and the seed phase 4, so only
+    search_train then post_train gives an arm 3 epochs (post twice 4, search twice 2,
+    seed and post 6).
+
+    Fails if the scratch or parent arm trains with another phase's configuration."""
+    import torch
+
+    from petrinas.model_desc.builder import build_seed
+    from petrinas.model_desc.model import build_model, weights_to_bytes
+    from support import TINY
+
+    bench = _benchmark("inheritance")
+    config = load_config("petridish_digits", [
+        *TINY, "search.seed_train.epochs=4", "search.search_train.epochs=1",
+        "search.post_train.epochs=2", "dataset.max_train=64"])
+    parent = build_seed(config, cells=1, reductions=0, nodes=1)
+    torch.manual_seed(0)
+    weights = weights_to_bytes(build_model(parent).state_dict())
+    arms = bench.replay_child(config, parent.to_dict(), weights, child_seed=3)
+    assert {arm: scores["epochs"] for arm, scores in arms.items()} == {
+        "child": 3, "random": 3, "scratch": 3, "parent": 3}
