@@ -6,6 +6,9 @@ processes can make a step 50x slower). torch is imported lazily so that test fil
 must run without torch (the hull, the strategy) are unaffected.
 """
 
+import os
+from pathlib import Path
+
 import pytest
 
 
@@ -25,8 +28,12 @@ def one_thread():
 def shared_ray():
     """One local Ray instance for a module's in-process searches: each search would
     otherwise start (and stop) its own, a few seconds apiece. Searches find it up and
-    use it as it is (jobs.ray_session)."""
+    use it as it is (jobs.ray_session). Its workers can import the test modules (tests/
+    goes on the PYTHONPATH they inherit), so a job kind a test declares runs there."""
     from support import local_ray
 
-    with local_ray(num_cpus=2, num_gpus=0):
-        yield
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join(
+            [str(Path(__file__).resolve().parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        with local_ray(num_cpus=2, num_gpus=0):
+            yield

@@ -317,6 +317,35 @@ def test_finalize_preserves_the_function(config, splits, searched, k):
     assert all(torch.equal(state[key], value) for key, value in searched.state_dict().items())
 
 
+@pytest.mark.parametrize("affine", [False, True])
+def test_search_candidate_affine_reaches_the_candidate_of_the_search_phase(affine):
+    """From the config key through pipeline.search_phase (one epoch on 64 digits: only
+    the wiring is under test): the grown description says it, and the model it describes
+    has BatchNorms with or without a scale and shift in the candidate, as the trained
+    state.
+
+    Fails if search.candidate_affine does not reach the candidate the search builds."""
+    from torch import nn
+
+    from petrinas.model_desc.model import weights_to_bytes
+    from petrinas.train.pipeline import search_phase
+
+    config = load_config("petridish_digits", [
+        "model.init_channels=4", "search.search_train.epochs=1", "dataset.max_train=64",
+        f"search.candidate_affine={str(affine).lower()}"])
+    parent = build_seed(config, cells=1, reductions=0, nodes=1)
+    torch.manual_seed(0)
+    weights = weights_to_bytes(build_model(parent).state_dict())
+    few = load_splits(config.dataset, config.seed)
+    searched = search_phase(config, parent, weights, few, JobContext(seed=0))
+    grown = build_model(searched.desc)
+    grown.load_state_dict(searched.state)  # strict: the state has the same parameters
+    norms = [m for n, m in grown.named_modules()
+             if ".candidate." in n and isinstance(m, nn.BatchNorm2d)]
+    assert searched.desc.normal.candidate.affine is affine
+    assert norms and {m.affine for m in norms} == {affine}
+
+
 @pytest.mark.parametrize("init", ["inherit", "fresh"])
 def test_a_candidate_without_batchnorm_scale_finalizes_into_identical_ordinary_ops(
         config, splits, trained_parents, init):
