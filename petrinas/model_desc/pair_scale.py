@@ -5,8 +5,9 @@ and finalize keeps the k pairs of largest |alpha| (`grow.select_pairs`). But a p
 contribution is |alpha| times the size of op_m(s): a pooling op or skip passes its input
 state's scale on, a conv op ends in a BatchNorm of learned scale. The inheritance
 benchmark found |alpha| favouring max_pool_3x3 and random pairs doing as well
-(README, "Where a child's accuracy comes from"); `search.pair_score: alpha_rms` scores a
-pair by |alpha| times the root mean square of its op's output, measured here.
+(docs/search-quality.md, "Where a child's accuracy comes from"); `search.pair_score:
+alpha_rms` scores a pair by |alpha| times the root mean square of its op's output,
+measured here.
 """
 
 from __future__ import annotations
