@@ -8,7 +8,7 @@ Models, on CPU:
   * digits: confs/petridish_digits.yaml's mid-size one (3 cells, 1 reduction, 2 nodes,
     6 candidate ops) on 1x8x8 input, at its batch size (32).
 Per model: aten ops of one forward + backward (torch.profiler, every aten event; what
-the GPU measurements in shared/gpu/README.md counted), parameter tensors (each is a
+the GPU measurements in docs/gpus.md counted), parameter tensors (each is a
 few more ops in the clip and optimizer step), and the CPU time of one training step as
 the trainer takes it (zero_grad, forward, loss + L1 on the alphas, backward, clip, SGD
 step): the median over `--repeats` rounds in which the three models alternate.

@@ -1,6 +1,9 @@
 """The Python API of DESIGN section 4, used exactly as written there, and the digits
 criterion: a seed of the default config reaches >= 95% test accuracy in 10 epochs."""
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -106,3 +109,41 @@ def test_loaded_model_reproduces_the_reported_accuracy(digits_seed):
     again = load_model(folder)
     with torch.no_grad():
         assert torch.equal(again(test.x[:50]), model(test.x[:50]))
+
+
+API_PAGE = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
+
+
+def test_every_public_name_is_documented_once_and_every_documented_name_exists():
+    """docs/python-api.md lists the public names (petrinas.__all__ and
+    petrinas.model_desc.__all__) in its table, each in one row, and every
+    `petrinas.<module>.<name>` it lists exists. Fails if a name is added to an __all__
+    without a row, or the page names a function that was renamed or removed."""
+    import importlib
+
+    import petrinas
+    import petrinas.model_desc
+
+    rows = [line for line in API_PAGE.read_text().splitlines() if line.startswith("| `")]
+    firsts = [row.split(" | ", 1)[0] for row in rows]
+    public = [f"petrinas.{n}" for n in petrinas.__all__] + \
+        [f"petrinas.model_desc.{n}" for n in petrinas.model_desc.__all__]
+    for name in public:
+        module, _, short = name.rpartition(".")
+        # A row names it in full, or by its short name after a name of its module.
+        named = [f for f in firsts if re.search(rf"`{re.escape(name)}[`(]", f)
+                 or (f"`{short}`" in f and f"`{module}." in f)]
+        assert len(named) == 1, (name, named)
+    for first in firsts:
+        for dotted in re.findall(r"`(petrinas(?:\.\w+)+)", first):
+            module, _, attr = dotted.rpartition(".")
+            assert hasattr(importlib.import_module(module), attr), dotted
+
+
+def test_the_api_page_example_runs_as_written(tmp_path, monkeypatch):
+    """The page's first example (build, cost, save, load a seed) runs in a fresh folder.
+    Fails if a call it shows changed its signature or result."""
+    block = API_PAGE.read_text().split("```python\n")[1].split("```")[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, str(API_PAGE), "exec"), {})
+    assert (tmp_path / "desc.yaml").is_file()

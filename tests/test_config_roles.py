@@ -14,7 +14,7 @@ from petrinas.config_loader import load_config
 from petrinas.engine import store
 from petrinas.engine.store import RunStore
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def covered(key: str, keys) -> bool:
@@ -120,17 +120,18 @@ def test_what_a_resumed_search_may_change_a_resumed_eval_accepts():
     assert missing == set()
 
 
-def test_the_readme_names_what_a_resume_may_change_and_what_is_derived():
-    """The README's Resuming section names every key a resumed search may change (a
-    section as `section.*`), and the key table says each derived key is written to
-    config.yaml."""
-    text = README.read_text()
-    resuming = text.split("\n## Resuming\n", 1)[1].split("\n#", 1)[0]
+def test_the_docs_name_what_a_resume_may_change_and_what_is_derived():
+    """docs/reliability.md's Resuming section names every key a resumed search may change
+    (a section as `section.*`), and docs/configuration.md's key table says each derived
+    key is written to config.yaml. Fails if a key becomes resumable or derived without
+    the docs saying so."""
+    resuming = (DOCS / "reliability.md").read_text().split("\n## Resuming\n", 1)[1] \
+        .split("\n#", 1)[0]
     for key, _, hint in schema_fields():
         if key in keys_with(Role.RESUMABLE):
             shown = f"`{key}.*`" if dataclasses.is_dataclass(hint) else f"`{key}`"
             assert shown in resuming, key
-    table = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    table = (DOCS / "configuration.md").read_text()
     rows = [line.split(" | ", 1) for line in table.splitlines() if line.startswith("| `")]
     for key in keys_with(Role.DERIVED):
         meaning = next(m for first, m in rows if f"`{key}`" in first)

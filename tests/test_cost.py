@@ -84,11 +84,35 @@ def test_bad_input_shape():
 
 
 def test_tensorwatch_counts_conv_and_linear_exactly_as_torch():
+    """tensorwatch's Flops: one per multiply-add, as torch. Its MAdd (archai Petridish's
+    cost axis) counts the multiply and the add apart: 2 * 27 - 1 per output of a 3x3x3
+    kernel without bias, plus 2 * 512 - 1 per linear output. Fails if the counter
+    returned MAdd, or if tensorwatch's Flops stopped being the MACs of a conv."""
+    import tensorwatch
+
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.Flatten(),
                           nn.Linear(8 * 8 * 8, 10, bias=False))
     expected = 8 * 8 * 8 * 3 * 9 + 512 * 10
     assert cost(model, (3, 8, 8))["macs"] == expected
     assert cost(model, (3, 8, 8), counter="tensorwatch")["macs"] == expected
+    madd = tensorwatch.ModelStats(model, [1, 3, 8, 8], clone_model=True).MAdd
+    assert madd == 8 * 8 * 8 * (2 * 27 - 1) + 10 * (2 * 512 - 1)
+
+
+def test_tensorwatch_flops_and_madd_of_the_smallest_digits_seed():
+    """The figures the cost module's docstring and docs/archai-petridish.md state, for the
+    1-cell, 0-reduction, 1-node digits seed (torch 2.14, tensorwatch 0.9.1). Fails if
+    the counter or the seed model changes what it counts."""
+    import tensorwatch
+    from petrinas import load_config
+    from petrinas.model_desc import build_model, build_seed
+
+    desc = build_seed(load_config("petridish_digits"), cells=1, reductions=0, nodes=1)
+    model = build_model(desc)
+    stats = tensorwatch.ModelStats(model, [1, *desc.input_shape], clone_model=True)
+    assert cost(model, desc.input_shape)["macs"] == 16_690
+    assert cost(model, desc.input_shape, counter="tensorwatch")["macs"] == 22_535
+    assert (stats.Flops, stats.MAdd) == (22_535, 40_090)
 
 
 def test_tensorwatch_against_torch_on_every_digits_seed_shape():

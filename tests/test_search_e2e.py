@@ -87,7 +87,9 @@ def test_gallery_models_load_and_score_what_the_pool_says(finished_run):
 
 
 def readme_python_blocks_using_a_run() -> list[str]:
-    blocks = (REPO / "README.md").read_text().split("```python\n")[1:]
+    """The Python blocks of the README and docs/ that read the default run's folder."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    blocks = [b for page in pages for b in page.read_text().split("```python\n")[1:]]
     return [b.split("```")[0] for b in blocks if "runs/petridish_digits" in b]
 
 

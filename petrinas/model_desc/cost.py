@@ -4,10 +4,14 @@ MACs come from torch's own FlopCounterMode, which counts the matmul-like ops (co
 linear, matmul, ...) and ignores cheap elementwise ones (BN, ReLU, pooling, additions).
 It counts 2 flops per multiply-add, so MACs = flops // 2. Counts are per example.
 
-`counter="tensorwatch"` counts with Archai's counter instead (the optional `tensorwatch`
-package), for comparison with published Archai numbers: it counts one per element of BN,
-ReLU and pooling too, so it comes out above torch's count (by 26-35 % on the digits seed
-models, measured in tests/test_cost.py).
+`counter="tensorwatch"` counts with the optional `tensorwatch` package instead: its
+ModelStats' `Flops`, which counts a conv's or linear layer's multiply-adds once each (as
+torch does) and also one per element of BN, ReLU and pooling, so it comes out above
+torch's count (by 26-35 % on the digits seed models, measured in tests/test_cost.py).
+It is not the number archai's Petridish puts on its cost axis: that is the same
+ModelStats' `MAdd`, which counts a multiply and an add separately (about twice the
+MACs, plus more per BN and pooling element). On the 1-cell, 1-node digits seed: 16,690
+MACs here, 22,535 tensorwatch Flops, 40,090 tensorwatch MAdd.
 """
 
 from __future__ import annotations
