@@ -132,6 +132,13 @@ class Spread:
         return self.between_sd / self.noise_sd if self.noise_sd > 0 else float("inf")
 
 
+def pooled_ratio(spreads: Sequence[Spread]) -> float:
+    """sqrt(mean between-pair variance / mean noise variance) over parents."""
+    between = np.mean([s.between_sd ** 2 for s in spreads])
+    noise = np.mean([s.noise_sd ** 2 for s in spreads])
+    return float((between / noise) ** 0.5) if noise > 0 else float("inf")
+
+
 def spread(children: Sequence[Sequence[float]]) -> Spread:
     """Per pair, its children's accuracies (one per post-training seed, >= 2 each)."""
     noise_var = float(np.mean([np.var(c, ddof=1) for c in children]))
@@ -381,7 +388,8 @@ def report(analysis: dict, meta: dict) -> str:
                      f"{p['pairs']} | {sp.between_sd:.4f} | {sp.noise_sd:.4f} | "
                      f"{sp.ratio:.2f} |")
     ratios = [p["spread"].ratio for p in parents.values()]
-    lines += ["", f"Median between-pair sd / noise sd: {np.median(ratios):.2f} "
+    lines += ["", f"Between-pair sd / noise sd: median over parents {np.median(ratios):.2f}, "
+                  f"pooled {pooled_ratio([p['spread'] for p in parents.values()]):.2f} "
                   f"(>= 2: the pairs differ well beyond post-training noise)." if ratios else "",
               "", "Per parent, Spearman(score, value):", "",
               "| score | " + " | ".join(parents) + " |",

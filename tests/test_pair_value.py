@@ -58,6 +58,11 @@ def test_spread_takes_the_seed_noise_out_of_the_values():
     assert s.value_sd == pytest.approx(0.03125 ** 0.5)
     assert s.between_sd == pytest.approx(0.025 ** 0.5)
     assert s.ratio == pytest.approx((0.025 / 0.0125) ** 0.5)
+    # Pooled over parents: variances averaged before the ratio (0.0125 and a parent
+    # whose pairs are all alike, between 0, noise 0.0025).
+    flat = bench.spread([[0.5, 0.6], [0.55, 0.45]])
+    assert flat.between_sd == 0 and flat.noise_sd == pytest.approx(0.005 ** 0.5)
+    assert bench.pooled_ratio([s, flat]) == pytest.approx((0.0125 / 0.00875) ** 0.5)
 
 
 def test_top_k_and_overlap():
@@ -96,7 +101,7 @@ def test_a_tiny_benchmark_runs_and_resumes_without_redoing_anything(tmp_path):
     assert len({r["pair"] for r in rows}) == 3
     assert (out / "phases" / "c1r0n1e1" / "s1" / "done.json").is_file()
     report = (out / "pair_value.md").read_text()
-    assert "| residual |" in report and "Median between-pair sd / noise sd" in report
+    assert "| residual |" in report and "Between-pair sd / noise sd" in report
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "done (" not in again.stdout          # no job ran again
