@@ -200,7 +200,8 @@ def run_job(config: Config, kind: str, macro: dict, step: str, threads: int, bar
     result = train(model, splits, cfg, epoch_callback=record, **common)
     memory = (torch.cuda.max_memory_reserved() / 2 ** 20 if device == "cuda"
               else peak_rss_mb())
-    return {"device": device, "precision": result.final["precision"],
+    return {"device": device, "gpu_ids": [str(i) for i in ray.get_gpu_ids()],
+            "precision": result.final["precision"],
             "training_step": result.final["training_step"], "together": together,
             "epoch_spans": spans, "epoch_s": [m.seconds for m in result.history],
             "train_s": [m.train_seconds for m in result.history],
@@ -578,19 +579,26 @@ def _run_rows(plan: list, config: Config, macro: dict, args, writer: RowWriter,
             ray.init(address="local", num_cpus=int(cpus), num_gpus=1,
                      include_dashboard=False, log_to_driver=False,
                      logging_level=logging.ERROR)
-        row_started = time.perf_counter()
         # One intra-op thread per job on CPU: threads that outnumber free cores spin
         # against each other; on a GPU the host's cores shared by the most packed row.
         threads = max(1, int(cpus // max(args.jobs))) if torch.cuda.is_available() else 1
-        task = ray.remote(run_job).options(num_gpus=1 / jobs, num_cpus=cpus / jobs,
-                                           max_retries=0)
-        barrier = Barrier.remote(jobs)
-        with UtilSampler() as sampler:
-            outputs = ray.get([task.remote(config, kind, macro, step, threads, barrier,
-                                           BARRIER_WAIT_S) for _ in range(jobs)])
-        row = summarize(kind, step, outputs, sampler.samples, sampler.source)
-        row["wall_s"] = time.perf_counter() - row_started
-        writer.write(row)
+        writer.write(measure_row(config, kind, macro, step, jobs, cpus, threads))
+
+
+def measure_row(config: Config, kind: str, macro: dict, step: str, jobs: int,
+                cpus: float, threads: int) -> dict:
+    """`jobs` jobs at once, each asking Ray for 1/jobs of a GPU (and of `cpus`), with
+    the GPU's utilization sampled meanwhile: the row (see `summarize`)."""
+    started = time.perf_counter()
+    task = ray.remote(run_job).options(num_gpus=1 / jobs, num_cpus=cpus / jobs,
+                                       max_retries=0)
+    barrier = Barrier.remote(jobs)
+    with UtilSampler() as sampler:
+        outputs = ray.get([task.remote(config, kind, macro, step, threads, barrier,
+                                       BARRIER_WAIT_S) for _ in range(jobs)])
+    row = summarize(kind, step, outputs, sampler.samples, sampler.source)
+    row["wall_s"] = time.perf_counter() - started
+    return row
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Mixed precision, uint8 data on the device and torch.compile, on CUDA."""
+"""Mixed precision and uint8 data on the device, on CUDA."""
 
 import dataclasses
 import math
@@ -50,18 +50,3 @@ def test_uint8_batches_normalize_on_cuda_as_on_cpu(setting):
     on_cpu = splits["val"].batch(slice(0, 100))
     on_cuda = splits["val"].to("cuda").batch(slice(0, 100))
     assert torch.allclose(on_cuda.cpu(), on_cpu, rtol=0, atol=1e-6)
-
-
-def test_compiled_training_uses_two_graphs_and_stays_finite(setting):
-    """One graph for the full batch, one for the last; evaluation stays eager."""
-    from torch._dynamo.utils import counters
-
-    config, splits = setting
-    cfg = dataclasses.replace(config.search.search_train, compile=True)
-    torch._dynamo.reset()
-    counters.clear()
-    model = _grown(config)
-    result = train(model, splits, cfg, device="cuda", seed=0, l1_params=alphas(model),
-                   l1=config.search.l1)
-    assert counters["stats"]["unique_graphs"] <= 2
-    assert all(math.isfinite(m.train_loss) for m in result.history)
