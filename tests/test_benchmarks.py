@@ -86,14 +86,16 @@ def test_what_was_not_measured_says_n_a():
     nvidia-smi has no utilization: the table says n/a. Fails if either is shown as a
     number (or the row cannot be written at all)."""
     bench = _benchmark("gpu_throughput")
+    row = bench.summarize("post", "eager", _recorded_jobs(), [], None)   # no sampler
+    assert row["window"] == (12.0, 30.0) and row["sm_util_pct"] is None
+    assert bench.format_row(row, row).split()[9:11] == ["n/a", "-"]   # eager: no graphs
     jobs = _recorded_jobs()
     jobs[1]["epoch_spans"] = [[40.0, 50.0], [50.0, 60.0], [60.0, 70.0]]  # after job 1
-    row = bench.summarize("post", "eager", jobs, [], None)
+    row = bench.summarize("post", "eager", jobs, [(45.0, 90.0)], "nvml")
     assert row["window"] is None and row["images_per_s_gpu"] is None
     assert row["sm_util_pct"] is None and row["graphed_jobs"] == 1
     line = bench.format_row(row, None)
     assert line.split()[3:6] == ["n/a", "n/a", "n/a"] and line.split()[9] == "n/a"
-    assert line.split()[10] == "-"                       # not a graphed row
 
 
 def test_each_record_is_printed_and_appended_as_it_comes(tmp_path, capsys):
