@@ -302,3 +302,5 @@ def test_compile_on_cuda_wraps_the_model_unless_drop_path_is_on():
     assert compiled is not model and compiled._orig_mod is model  # compiled lazily
     with pytest.raises(ValueError, match="drop_path"):
         _training_forward(model, _cfg(compile=True, drop_path=0.2), torch.device("cuda"))
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        _training_forward(model, _cfg(compile=True, cuda_graphs=True), torch.device("cuda"))

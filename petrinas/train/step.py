@@ -120,8 +120,9 @@ class GraphedStep:
             return self.step(x, y)
         try:
             if self.counts["warmup"] < self.warmup:
+                out = self.graph.warm(lambda: self.step(x, y))
                 self.counts["warmup"] += 1
-                return self.graph.warm(lambda: self.step(x, y))
+                return out
             replay = self._replay_for(x, y)
         except RuntimeError as exc:   # CUDA's errors, capture's included, are these
             self.failed = " ".join(str(exc).split())[:300]

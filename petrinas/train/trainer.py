@@ -334,6 +334,8 @@ def _training_forward(model: nn.Module, cfg: TrainConfig, device: torch.device) 
     if cfg.drop_path > 0:  # a Python float on the model: a new value is a new graph
         raise ValueError("compile: not with drop_path > 0 (the drop rate changes every "
                          "epoch, which would recompile every epoch)")
+    if cfg.cuda_graphs:
+        raise ValueError("compile: not with cuda_graphs (each captures the step its own way)")
     return torch.compile(model, dynamic=False)
 
 
