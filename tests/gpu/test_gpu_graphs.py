@@ -16,13 +16,11 @@ import math
 import pytest
 import torch
 
-from petrinas.config_loader import load_config
-from petrinas.data import load_splits
 from petrinas.model_desc import build_model, build_seed
-from petrinas.model_desc.grow import alphas, grow_model
+from petrinas.model_desc.grow import alphas
 from petrinas.train.step import WARMUP_STEPS
 from petrinas.train.trainer import train
-from support import SYNTHETIC_SMALL
+from support import grown_paper_model, paper_search_setting
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 TOLERANCE = {False: 1e-3, True: 2e-2}   # relative, per epoch: float32, bfloat16
@@ -30,10 +28,7 @@ TOLERANCE = {False: 1e-3, True: 2e-2}   # relative, per epoch: float32, bfloat16
 
 @pytest.fixture(scope="module")
 def setting():
-    config = load_config("petridish", [*SYNTHETIC_SMALL, "model.init_channels=8",
-                                       "search.search_train.epochs=2",
-                                       "search.search_train.batch_size=64"])
-    return config, load_splits(config.dataset, config.seed, keep_uint8=True)
+    return paper_search_setting(epochs=2)
 
 
 @pytest.fixture
@@ -48,9 +43,7 @@ def no_tf32():
 def _search_phase(config, splits, **changes):
     """The paper's search-phase model (5 cells, 2 reductions, 2 nodes, grown by a
     candidate of 11 ops) trained as a search job trains it."""
-    desc = build_seed(config, cells=5, reductions=2, nodes=2)
-    torch.manual_seed(0)
-    model = grow_model(desc, build_model(desc).state_dict(), config.model.candidate_ops)
+    model = grown_paper_model(config)
     cfg = dataclasses.replace(config.search.search_train, **changes)
     return train(model, splits, cfg, device="cuda", seed=0, l1_params=alphas(model),
                  l1=config.search.l1, eval_test=False)
