@@ -111,6 +111,10 @@ class TrainConfig:
                          "(ignored on CPU, where torch 2.14.1's compiled backward of 1x1 "
                          "stride-2 convolutions corrupts memory). Off by default: not yet "
                          "measured on a GPU; benchmarks/gpu_throughput.py measures it")
+    cuda_graphs: bool = spec(False, doc="on CUDA, capture the training step (forward, loss, "
+                             "backward, clipping, SGD step) once as a CUDA graph and replay "
+                             "it, instead of launching its kernels one by one from Python "
+                             "(ignored on CPU). Off by default: not yet measured on a GPU")
     test_every_epoch: bool = spec(False, doc="evaluate the test split after every epoch "
                                   "(per-epoch test curves); off: once, after the last epoch")
     bn_recalibrate: bool = spec(False, doc="after the last epoch, re-estimate every "
@@ -594,6 +598,9 @@ def validate(config: Config, names: Vocabulary) -> None:
         if train.compile and train.drop_path > 0:
             raise ConfigError(f"{train_key}.compile: not with drop_path > 0 (the drop rate "
                               f"changes every epoch, which would recompile every epoch)")
+        if train.compile and train.cuda_graphs:
+            raise ConfigError(f"{train_key}.cuda_graphs: not with compile (choose one: each "
+                              f"captures the step its own way)")
 
 
 def seed_macros(config: Config) -> list[tuple[int, int, int]]:

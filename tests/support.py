@@ -38,6 +38,31 @@ def local_ray(num_cpus: int, num_gpus: int) -> Iterator[None]:
         ray.shutdown()
 
 
+def paper_search_setting(epochs: int):
+    """The paper config on SYNTHETIC_SMALL (8 initial channels; the search phase
+    `epochs` long in batches of 64: 864 training images, 13 full batches and one of 32)
+    and its splits as a job holds them (uint8)."""
+    from petrinas.config_loader import load_config
+    from petrinas.data import load_splits
+
+    config = load_config("petridish", [*SYNTHETIC_SMALL, "model.init_channels=8",
+                                       f"search.search_train.epochs={epochs}",
+                                       "search.search_train.batch_size=64"])
+    return config, load_splits(config.dataset, config.seed, keep_uint8=True)
+
+
+def grown_paper_model(config):
+    """The paper's search-phase model: a 5-cell, 2-reduction, 2-node seed grown by a
+    candidate of the config's ops, from seed 0."""
+    import torch
+    from petrinas.model_desc import build_model, build_seed
+    from petrinas.model_desc.grow import grow_model
+
+    desc = build_seed(config, cells=5, reductions=2, nodes=2)
+    torch.manual_seed(0)
+    return grow_model(desc, build_model(desc).state_dict(), config.model.candidate_ops)
+
+
 def read_tsv(path: Path) -> list[dict]:
     with open(path) as f:
         return list(csv.DictReader(f, delimiter="\t"))

@@ -1,5 +1,6 @@
-"""The benchmarks stay runnable: gpu_throughput's reduced (CPU) mode end to end, through
-Ray with a declared GPU, and its projection of the paper search's GPU-hours."""
+"""The benchmarks stay runnable: gpu_throughput's reduced (CPU) mode end to end (one
+row, through Ray with a declared GPU), its row arithmetic and table on recorded numbers,
+and its projection of the paper search's GPU-hours."""
 
 import importlib.util
 import json
@@ -47,36 +48,113 @@ def test_window_rate_counts_only_the_side_by_side_steady_part():
         bench.window_rate([a, [(25.0, 31.0), (31.0, 35.0)]], 100)
 
 
+def _recorded_jobs():
+    """Two jobs' reports as run_job returns them: 100 images (4 steps) per epoch."""
+    common = {"device": "cuda", "precision": "bfloat16", "train_images": 100,
+              "batch_size": 25, "together": True}
+    return [{**common, "epoch_spans": [[-2.0, 10.0], [10.0, 20.0], [20.0, 30.0]],
+             "epoch_s": [12.0, 10.0, 10.0], "train_s": [11.0, 8.0, 8.5],
+             "memory_mb": 700.0, "training_step": {"mode": "cuda_graph", "replayed": 40}},
+            {**common, "epoch_spans": [[0.0, 12.0], [12.0, 22.0], [22.0, 32.0]],
+             "epoch_s": [12.0, 10.0, 10.0], "train_s": [11.5, 9.0, 9.0],
+             "memory_mb": 750.0, "training_step": {"mode": "cuda_graph", "replayed": 0,
+                                                   "failed": "capture"}}]
+
+
+def test_a_row_is_arithmetic_on_its_jobs_reports():
+    """Fails if the steady window, the rates, ms/step, the first epoch's extra seconds,
+    the memory, the utilization's window, the graph count or the table line is
+    computed otherwise."""
+    bench = _benchmark("gpu_throughput")
+    samples = [(11.0, 50.0), (12.0, 60.0), (20.0, 80.0), (30.0, 100.0), (31.0, 0.0)]
+    row = bench.summarize("search", "graphed", _recorded_jobs(), samples, "nvml")
+    # Window [12, 30]: job 1's epochs 2 and 3 count 0.8 and 1 of 100 images, job 2's
+    # 1 and 0.8: 360 images in 18 s. Steady steps: 8.25 s and 9 s over 4 steps.
+    assert row["window"] == (12.0, 30.0)
+    assert (row["images_per_s_gpu"], row["images_per_s_job"]) == (20.0, 10.0)
+    assert row["ms_per_step"] == (2062.5 + 2250.0) / 2
+    assert (row["first_epoch_extra_s"], row["memory_mb_job"]) == (2.0, 750.0)
+    assert row["sm_util_pct"] == 80.0                       # the samples at 12, 20, 30
+    assert (row["graphed_jobs"], row["together"], row["steps_per_epoch"]) == (1, 2, 4)
+    base = {**row, "jobs": 1, "images_per_s_gpu": 8.0}
+    assert bench.format_row(row, base) == (
+        "search   graphed    2         20         10    2.50   2156.2          2.0"
+        "      750        80    1/2      2/2")
+
+
+def test_what_was_not_measured_says_n_a():
+    """Jobs that never ran side by side have no rate, and a machine without NVML or
+    nvidia-smi has no utilization: the table says n/a. Fails if either is shown as a
+    number (or the row cannot be written at all)."""
+    bench = _benchmark("gpu_throughput")
+    row = bench.summarize("post", "eager", _recorded_jobs(), [], None)   # no sampler
+    assert row["window"] == (12.0, 30.0) and row["sm_util_pct"] is None
+    assert bench.format_row(row, row).split()[9:11] == ["n/a", "-"]   # eager: no graphs
+    jobs = _recorded_jobs()
+    jobs[1]["epoch_spans"] = [[40.0, 50.0], [50.0, 60.0], [60.0, 70.0]]  # after job 1
+    row = bench.summarize("post", "eager", jobs, [(45.0, 90.0)], "nvml")
+    assert row["window"] is None and row["images_per_s_gpu"] is None
+    assert row["sm_util_pct"] is None and row["graphed_jobs"] == 1
+    line = bench.format_row(row, None)
+    assert line.split()[3:6] == ["n/a", "n/a", "n/a"] and line.split()[9] == "n/a"
+
+
+def test_each_record_is_printed_and_appended_as_it_comes(tmp_path, capsys):
+    """Fails if records are held back until the run ends (a run stopped half-way, as one
+    on an H200 was, would then keep none)."""
+    bench = _benchmark("gpu_throughput")
+    path = tmp_path / "out" / "rows.jsonl"
+    writer = bench.RowWriter(path)
+    writer.write({"record": "setup", "gpu": "x"}, "setup line")
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        {"record": "setup", "gpu": "x"}]
+    row = bench.summarize("post", "eager", _recorded_jobs()[:1], [], None)
+    writer.write(row)
+    assert capsys.readouterr().out.splitlines() == ["setup line",
+                                                    bench.format_row(row, row)]
+    assert len(path.read_text().splitlines()) == 2 and writer.rows == [row]
+
+
+def test_a_spent_budget_starts_no_row_and_records_them_as_skipped(tmp_path):
+    """Fails if a row starts past --budget-s, or if the rows left out are not recorded
+    (then the projection has no rows and says so)."""
+    bench = _benchmark("gpu_throughput")
+    out = tmp_path / "rows.jsonl"
+    results = bench.main(["--reduced", "--jobs", "1,2", "--kinds", "post",
+                          "--budget-s", "0", "--out", str(out)])
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["record"] for r in records] == ["setup", "skipped", "projection"]
+    assert records[1]["rows"] == [[1, "post", "eager"], [2, "post", "eager"]]
+    assert results["rows"] == [] and records[2]["gpu_hours"] is None
+
+
 def test_gpu_throughput_reduced_mode_runs(tmp_path):
-    """Two jobs on the one declared GPU (the whole grid takes longer: each further job
-    at once is another Ray worker process to start)."""
-    out = tmp_path / "results.json"
+    """One row of the real benchmark on CPU: two search jobs packed on the one declared
+    GPU through Ray. Fails if the jobs did not run at once (each waits at the barrier
+    for the other to have started: `together` counts the jobs that saw both arrive), if
+    the row's numbers are not those of its recorded reports, or if the table line, the
+    file and the projection disagree."""
+    out = tmp_path / "rows.jsonl"
     env = {**os.environ,
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_throughput.py"),
-                           "--reduced", "--epochs", "5", "--packings", "0.5",
-                           "--compile", "off",
-                           "--json", str(out)],
+                           "--reduced", "--jobs", "2", "--kinds", "search",
+                           "--out", str(out)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(out.read_text())
     bench = _benchmark("gpu_throughput")
-    assert results["reduced"] is True
-    rows = results["rows"]
-    assert [(r["kind"], r["jobs"]) for r in rows] == [("search", 2), ("post", 2)]
-    for row in rows:
-        (start_a, end_a), (start_b, end_b) = row["spans"]
-        assert max(start_a, start_b) < min(end_a, end_b), "Ray ran the two jobs at once"
-        assert row["images_per_s_job"] > 0 and row["memory_mb_job"] > 0
-        # Per GPU: the jobs on it together, over the window where they ran side by side.
-        # Checked against what each job's own steady epoch took (not the window): the
-        # two agree when the window is each job's second epoch, as here, up to how much
-        # of it the window holds.
-        own = sum(row["train_images"] / bench.steady(epochs)[0] for epochs in row["epoch_s"])
-        assert row["images_per_s_gpu"] == pytest.approx(own, rel=0.25)
-        assert row["compile"] is False and row["precision"] == "float32"
-    assert results["projection"]["gpu_hours"] > 0
-    assert "GPU-hours" in done.stdout and "img/s/GPU" in done.stdout
+    setup, row, projection = [json.loads(line) for line in out.read_text().splitlines()]
+    assert setup["record"] == "setup" and setup["reduced"] is True
+    assert (row["kind"], row["step"], row["jobs"], row["device"], row["precision"]) == (
+        "search", "eager", 2, "cpu", "float32")
+    assert row["together"] == 2, "the two jobs did not wait for each other"
+    again = bench.summarize("search", "eager", row["jobs_raw"], row["util_samples"],
+                            row["util_source"])
+    assert json.loads(json.dumps(again)) == {k: v for k, v in row.items() if k != "wall_s"}
+    assert projection == json.loads(json.dumps(bench.projection([row], True)[0]))
+    lines = done.stdout.splitlines()
+    assert bench.HEAD in lines and bench.format_row(row, None) in lines
+    assert lines[-1] == bench.projection([row], True)[1]
 
 
 # ----------------------------------------------------------------- inheritance.py

@@ -269,6 +269,16 @@ def test_compile_with_drop_path_is_refused():
     assert message.startswith("eval.train.compile") and "drop_path" in message, message
 
 
+def test_cuda_graphs_is_a_key_of_every_phase_and_not_with_compile():
+    """Fails if a phase lacks the key, or if graphs and compile may be asked for at once."""
+    phases = ("search.seed_train", "search.search_train", "search.post_train", "eval.train")
+    config = load_config("petridish_digits", [f"{p}.cuda_graphs=true" for p in phases])
+    assert all(getattr(config.search, p).cuda_graphs for p in
+               ("seed_train", "search_train", "post_train")) and config.eval.train.cuda_graphs
+    message = _error("search.post_train.cuda_graphs=true", "search.post_train.compile=true")
+    assert message.startswith("search.post_train.cuda_graphs") and "compile" in message
+
+
 def test_unknown_candidate_op_suggests_nearest():
     message = _error("model.candidate_ops=[sep_conv_3x3, dil_conv_3x4]")
     assert "model.candidate_ops[1]" in message

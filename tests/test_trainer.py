@@ -71,6 +71,7 @@ def test_learns_digits(splits):
     for m in result.history:
         assert 0 <= m.train_top1 <= 1 and 0 <= m.val_top1 <= 1
     assert result.final["wall_s"] >= result.history[-1].seconds
+    assert all(0 < m.train_seconds < m.seconds for m in result.history)  # evaluation after
     # The final metrics are the model's real state.
     assert evaluate(model, splits["val"]) == pytest.approx(
         (result.final["val_loss"], result.final["val_top1"]))
@@ -81,8 +82,8 @@ def test_same_seed_same_history(splits):
     runs = [train(_model(), splits, cfg, seed=3).to_dict() for _ in range(2)]
     for run in runs:
         for epoch in run["history"]:
-            epoch["seconds"] = 0.0
-        run["final"]["seconds"] = run["final"]["wall_s"] = 0.0
+            epoch["seconds"] = epoch["train_seconds"] = 0.0
+        run["final"]["seconds"] = run["final"]["wall_s"] = run["final"]["train_seconds"] = 0.0
     assert runs[0] == runs[1]
     other = train(_model(), splits, cfg, seed=4).history[0].train_loss
     assert other != runs[0]["history"][0]["train_loss"]
@@ -313,3 +314,5 @@ def test_compile_on_cuda_wraps_the_model_unless_drop_path_is_on():
     assert compiled is not model and compiled._orig_mod is model  # compiled lazily
     with pytest.raises(ValueError, match="drop_path"):
         _training_forward(model, _cfg(compile=True, drop_path=0.2), torch.device("cuda"))
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        _training_forward(model, _cfg(compile=True, cuda_graphs=True), torch.device("cuda"))

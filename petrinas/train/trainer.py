@@ -14,14 +14,16 @@ where its search phase left off instead of restarting at the peak.
 On CUDA: cudnn.benchmark picks the fastest convolution algorithms for the job's fixed
 shapes (so CUDA runs are not bit for bit reproducible); mixed precision is bfloat16 where
 the GPU supports it, else float16 with a gradient scaler; channels_last; and, with
-`compile`, the training steps run a torch.compile'd model. Evaluation runs the model
-eagerly: it is a few per cent of the work, and a second set of compiled graphs (eval
-mode, other batch sizes) would cost more compile time than it saves.
+`compile`, the training steps run a torch.compile'd model; with `cuda_graphs`, the
+training step is captured once as a CUDA graph and replayed (step.py). Evaluation runs
+the model eagerly: it is a few per cent of the work, and a second set of compiled graphs
+(eval mode, other batch sizes) would cost more compile time than it saves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -34,6 +36,9 @@ from torch import nn
 from petrinas.config import TrainConfig
 from petrinas.errors import TrainingError
 from petrinas.data import TensorData, augment_batch
+from petrinas.train.step import CudaGraph, EagerStep, GraphedStep
+
+log = logging.getLogger(__name__)
 
 CROP_PADDING = 4
 
@@ -57,6 +62,8 @@ class EpochMetrics:
     # With bn_recalibrate, the last epoch's validation accuracy before the BatchNorm
     # statistics were re-estimated (val_top1 is after): what the recalibration bought.
     val_top1_before_recalibration: float | None = None
+    # The training pass alone: `seconds` less the evaluation (and recalibration).
+    train_seconds: float | None = None
 
 
 @dataclass
@@ -161,10 +168,12 @@ def lr_factor(cfg: TrainConfig, step: int, total_steps: int, warmup_steps: int) 
 
 
 def _make_optimizer(model: nn.Module, cfg: TrainConfig, l1_params: Sequence[torch.Tensor],
-                    extra_params_lr: float | None) -> torch.optim.SGD:
+                    extra_params_lr: float | None, fused: bool = False) -> torch.optim.SGD:
     """SGD with the L1-regularized parameters (architecture alphas) in their own group.
 
     The alphas get no weight decay: L1 is their regularizer, and decay would fight it.
+    `fused`: one kernel for the whole update, which reads a learning rate held in a
+    device tensor (what a captured step needs; step.py).
     """
     l1_ids = {id(p) for p in l1_params}
     weights = [p for p in model.parameters() if p.requires_grad and id(p) not in l1_ids]
@@ -174,7 +183,8 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig, l1_params: Sequence[torc
                        "lr": extra_params_lr if extra_params_lr is not None else cfg.lr})
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                            weight_decay=cfg.weight_decay,
-                           nesterov=cfg.nesterov and cfg.momentum > 0)  # SGD rejects the rest
+                           nesterov=cfg.nesterov and cfg.momentum > 0,  # SGD rejects the rest
+                           fused=fused or None)
 
 
 def _batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -204,6 +214,7 @@ class _Setup:
     forward: nn.Module                          # what a training step calls
     window: Window                              # the part of the schedule it runs
     scaler: torch.amp.GradScaler | None = None  # float16 only
+    step: EagerStep | GraphedStep | None = None  # runs one step (set after the rest)
 
     @property
     def precision(self) -> str:
@@ -216,7 +227,7 @@ def train(model: nn.Module, splits: dict[str, TensorData], cfg: TrainConfig, *,
           extra_params_lr: float | None = None,
           epoch_callback: Callable[[EpochMetrics], None] | None = None,
           cpu_threads: int | None = None, eval_test: bool = True,
-          window: Window | None = None) -> TrainResult:
+          window: Window | None = None, graph: CudaGraph | None = None) -> TrainResult:
     """Train `model` on splits["train"] for cfg.epochs, evaluating on "val" after every
     epoch and on "test" after the last one (every epoch with cfg.test_every_epoch).
 
@@ -224,7 +235,9 @@ def train(model: nn.Module, splits: dict[str, TensorData], cfg: TrainConfig, *,
     being finite, so a diverged run never yields a model. Leaves the model in eval mode.
     With cfg.epochs == 0 it only evaluates: `final` has val/test metrics, train ones None.
     `window`: the learning rate follows that part of a longer schedule (default: the
-    whole schedule is this call's cfg.epochs).
+    whole schedule is this call's cfg.epochs). `graph`: what captures and replays the
+    training step (default: CUDA graphs on CUDA with cfg.cuda_graphs, else none: eager);
+    the tests run the graphed step's bookkeeping on the CPU through a stand-in.
     """
     started = time.perf_counter()
     if cpu_threads:
@@ -236,7 +249,7 @@ def train(model: nn.Module, splits: dict[str, TensorData], cfg: TrainConfig, *,
     if window.start < 0 or window.start + cfg.epochs > window.total:
         raise ValueError(f"{cfg.epochs} epochs from {window.start} do not fit a schedule "
                          f"of {window.total}")
-    setup = _setup(model, cfg, device, seed, l1_params, l1, extra_params_lr, window)
+    setup = _setup(model, cfg, device, seed, l1_params, l1, extra_params_lr, window, graph)
     on_device = {name: data.to(setup.device) for name, data in splits.items()
                  if name in ("train", "val") or (name == "test" and eval_test)}
     history: list[EpochMetrics] = []
@@ -255,12 +268,14 @@ def train(model: nn.Module, splits: dict[str, TensorData], cfg: TrainConfig, *,
         model.eval()
     final["wall_s"] = time.perf_counter() - started
     final["precision"] = setup.precision
+    final["training_step"] = setup.step.summary()
     return TrainResult(history, final)
 
 
 def _setup(model: nn.Module, cfg: TrainConfig, device: str | torch.device, seed: int,
            l1_params: Sequence[torch.Tensor], l1: float,
-           extra_params_lr: float | None, window: Window) -> _Setup:
+           extra_params_lr: float | None, window: Window,
+           graph: CudaGraph | None = None) -> _Setup:
     device = torch.device(device)
     on_cuda = device.type == "cuda"
     channels_last = cfg.channels_last and on_cuda
@@ -271,15 +286,43 @@ def _setup(model: nn.Module, cfg: TrainConfig, device: str | torch.device, seed:
         model.to(memory_format=torch.channels_last)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
-    optimizer = _make_optimizer(model, cfg, l1_params, extra_params_lr)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
     # float16's narrow range underflows small gradients: scale the loss up, and skip a
     # step whose scaled gradients overflowed. bfloat16 has float32's range: no scaler.
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
-    return _Setup(device, amp_dtype, channels_last, generator, optimizer,
-                  [group["lr"] for group in optimizer.param_groups], params,
-                  list(l1_params), l1, _training_forward(model, cfg, device), window,
-                  scaler)
+    eager_because = None
+    if graph is None and cfg.cuda_graphs and on_cuda:
+        if scaler is None:
+            graph = CudaGraph(device)
+        else:
+            eager_because = ("float16: its gradient scaler reads an overflow flag on the "
+                             "host every step, which a graph cannot")
+            log.warning("cuda_graphs: %s; this phase trains eagerly", eager_because)
+    # A captured step reads its learning rates from device tensors: SGD's fused CUDA
+    # kernel does, its other forms read a host value. (On the CPU, where only the tests'
+    # stand-in graphs run, the plain SGD takes the tensors as they are.)
+    optimizer = _make_optimizer(model, cfg, l1_params, extra_params_lr,
+                                fused=graph is not None and on_cuda)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    setup = _Setup(device, amp_dtype, channels_last, generator, optimizer,
+                   [group["lr"] for group in optimizer.param_groups], params,
+                   list(l1_params), l1, _training_forward(model, cfg, device), window,
+                   scaler)
+    setup.step = _training_step(model, cfg, setup, graph, eager_because)
+    return setup
+
+
+def _training_step(model: nn.Module, cfg: TrainConfig, setup: _Setup,
+                   graph: CudaGraph | None, eager_because: str | None
+                   ) -> EagerStep | GraphedStep:
+    """What the loop calls for one step: `_step` run eagerly, or captured by `graph`."""
+    def step(x: torch.Tensor, y: torch.Tensor):
+        return _step(x, y, cfg, setup)
+
+    if graph is None:
+        return EagerStep(step, setup.optimizer, setup.base_lrs, eager_because)
+    return GraphedStep(step, setup.optimizer, setup.base_lrs, graph, setup.device,
+                       cfg.batch_size,
+                       drop_rate=lambda: getattr(model, "drop_path_prob", 0.0))
 
 
 def _training_forward(model: nn.Module, cfg: TrainConfig, device: torch.device) -> nn.Module:
@@ -291,6 +334,8 @@ def _training_forward(model: nn.Module, cfg: TrainConfig, device: torch.device) 
     if cfg.drop_path > 0:  # a Python float on the model: a new value is a new graph
         raise ValueError("compile: not with drop_path > 0 (the drop rate changes every "
                          "epoch, which would recompile every epoch)")
+    if cfg.cuda_graphs:
+        raise ValueError("compile: not with cuda_graphs (each captures the step its own way)")
     return torch.compile(model, dynamic=False)
 
 
@@ -321,6 +366,7 @@ def _run_epoch(model: nn.Module, splits: dict[str, TensorData], cfg: TrainConfig
     if hasattr(model, "drop_path_prob"):  # DARTS schedule: 0 in the first epoch, rising
         model.drop_path_prob = cfg.drop_path * epoch / cfg.epochs
     loss, objective, top1, lr = _train_one_epoch(model, splits["train"], cfg, setup, epoch)
+    train_seconds = time.perf_counter() - started  # its .tolist() waited for the device
     if not math.isfinite(objective):
         raise TrainingError(f"loss became {objective} in epoch {epoch + 1}")
     last = epoch + 1 == cfg.epochs
@@ -335,7 +381,7 @@ def _run_epoch(model: nn.Module, splits: dict[str, TensorData], cfg: TrainConfig
                         val_loss=evaluated["val_loss"], val_top1=evaluated["val_top1"],
                         test_loss=evaluated["test_loss"], test_top1=evaluated["test_top1"],
                         seconds=time.perf_counter() - started,
-                        val_top1_before_recalibration=before)
+                        val_top1_before_recalibration=before, train_seconds=train_seconds)
 
 
 @torch.no_grad()
@@ -387,11 +433,8 @@ def _train_one_epoch(model: nn.Module, data: TensorData, cfg: TrainConfig, setup
     first_lr = cfg.lr * lr_factor(cfg, first_step, total_steps, warmup_steps)
     for i, (start, end) in enumerate(bounds):
         factor = lr_factor(cfg, first_step + i, total_steps, warmup_steps)
-        for group, base_lr in zip(setup.optimizer.param_groups, setup.base_lrs):
-            group["lr"] = base_lr * factor
-        index = order[start:end]
-        x, y = _training_batch(data, index, cfg, setup)
-        loss, objective, logits = _step(x, y, cfg, setup)
+        x, y = _training_batch(data, order[start:end], cfg, setup)
+        loss, objective, logits = setup.step(x, y, factor)
         batch = end - start
         loss_sum += loss.detach() * batch
         objective_sum += objective.detach() * batch

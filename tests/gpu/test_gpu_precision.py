@@ -1,4 +1,4 @@
-"""Mixed precision, uint8 data on the device and torch.compile, on CUDA."""
+"""Mixed precision and uint8 data on the device, on CUDA."""
 
 import dataclasses
 import math
@@ -6,35 +6,23 @@ import math
 import pytest
 import torch
 
-from petrinas.config_loader import load_config
-from petrinas.data import load_splits
-from petrinas.model_desc import build_model, build_seed
-from petrinas.model_desc.grow import alphas, grow_model
+from petrinas.model_desc.grow import alphas
 from petrinas.train.trainer import train
-from support import SYNTHETIC_SMALL
+from support import grown_paper_model, paper_search_setting
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 @pytest.fixture(scope="module")
 def setting():
-    config = load_config("petridish", [*SYNTHETIC_SMALL, "model.init_channels=8",
-                                       "search.search_train.epochs=3",
-                                       "search.search_train.batch_size=64"])
-    return config, load_splits(config.dataset, config.seed, keep_uint8=True)
-
-
-def _grown(config):
-    desc = build_seed(config, cells=5, reductions=2, nodes=2)
-    torch.manual_seed(0)
-    return grow_model(desc, build_model(desc).state_dict(), config.model.candidate_ops)
+    return paper_search_setting(epochs=3)
 
 
 @pytest.mark.parametrize("amp_dtype", ["auto", "float16"])
 def test_mixed_precision_training_stays_finite(setting, amp_dtype):
     config, splits = setting
     cfg = dataclasses.replace(config.search.search_train, amp_dtype=amp_dtype)
-    model = _grown(config)
+    model = grown_paper_model(config)
     result = train(model, splits, cfg, device="cuda", seed=0, l1_params=alphas(model),
                    l1=config.search.l1)
     want = ("bfloat16" if amp_dtype == "auto" and torch.cuda.is_bf16_supported(
@@ -50,18 +38,3 @@ def test_uint8_batches_normalize_on_cuda_as_on_cpu(setting):
     on_cpu = splits["val"].batch(slice(0, 100))
     on_cuda = splits["val"].to("cuda").batch(slice(0, 100))
     assert torch.allclose(on_cuda.cpu(), on_cpu, rtol=0, atol=1e-6)
-
-
-def test_compiled_training_uses_two_graphs_and_stays_finite(setting):
-    """One graph for the full batch, one for the last; evaluation stays eager."""
-    from torch._dynamo.utils import counters
-
-    config, splits = setting
-    cfg = dataclasses.replace(config.search.search_train, compile=True)
-    torch._dynamo.reset()
-    counters.clear()
-    model = _grown(config)
-    result = train(model, splits, cfg, device="cuda", seed=0, l1_params=alphas(model),
-                   l1=config.search.l1)
-    assert counters["stats"]["unique_graphs"] <= 2
-    assert all(math.isfinite(m.train_loss) for m in result.history)
