@@ -184,6 +184,11 @@ class SearchConfig:
                                     roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE))
     convex_hull_eps: float = spec(0.025, lo=0)
     l1: float = spec(0.001, lo=0, doc="weight of sum(|alpha|) in the search-phase loss")
+    alpha_holdout: float = spec(0.0, lo=0, hi=0.9, doc="share of the training split "
+                                "that the search phase holds out of the weights' steps "
+                                "for the alphas' own (first-order DARTS: a weight step, "
+                                "then an alpha step on held-out data); 0: the alphas "
+                                "learn on the weights' batches, as in the paper")
     alpha_lr: float = spec(0.0, lo=0, doc="the alphas' own peak learning rate in the "
                            "search phase (same schedule); 0: search_train.lr, as the "
                            "weights")

@@ -80,6 +80,12 @@ class TensorData(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.batch(i), self.y[i]
 
+    def subset(self, index: torch.Tensor) -> "TensorData":
+        """The examples at `index` (a tensor of positions), as a split of their own."""
+        return dataclasses.replace(
+            self, x=self.x[index], y=self.y[index],
+            indices=None if self.indices is None else self.indices[index.cpu()])
+
     def batch(self, index: int | slice | torch.Tensor) -> torch.Tensor:
         """The normalized float32 images at `index` (an int, a slice or index tensor)."""
         x = self.x[index]

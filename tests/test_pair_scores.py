@@ -215,3 +215,29 @@ def test_search_alpha_lr_sets_the_alphas_own_learning_rate(parent):
                            phase("search.alpha_lr=0.5"))
     assert torch.equal(default, same)
     assert (fast - 0.1).abs().mean() > 3 * (default - 0.1).abs().mean()
+
+
+def test_search_alpha_holdout_splits_the_training_data_for_the_alphas(parent):
+    """Fails if hold_out's two parts overlap, miss an example or depend on more than
+    the seed, or if search.alpha_holdout does not reach the search phase. (That the
+    weights never step on the held-out part: test_trainer's held-out test.)"""
+    from petrinas.train.pipeline import hold_out
+
+    config = load_config("petridish_digits", [
+        "model.init_channels=4", "search.search_train.epochs=1", "dataset.max_train=128",
+        "search.alpha_holdout=0.25"])
+    splits = load_splits(config.dataset, config.seed, keep_uint8=True)
+    rest, held = hold_out(splits["train"], 0.25, seed=3)
+    assert (len(rest), len(held)) == (96, 32)
+    ids = sorted(rest.indices.tolist() + held.indices.tolist())
+    assert ids == sorted(splits["train"].indices.tolist())
+    assert torch.equal(hold_out(splits["train"], 0.25, seed=3)[1].indices, held.indices)
+    assert hold_out(splits["train"], 0.0, seed=3) == (splits["train"], None)
+    torch.manual_seed(0)
+    with_holdout = search_phase(config, *parent, splits, JobContext(seed=0)).state
+    torch.manual_seed(0)
+    without = search_phase(load_config("petridish_digits", [
+        "model.init_channels=4", "search.search_train.epochs=1",
+        "dataset.max_train=128"]), *parent, splits, JobContext(seed=0)).state
+    assert not torch.equal(with_holdout["cells.0.candidate.alpha"],
+                           without["cells.0.candidate.alpha"])

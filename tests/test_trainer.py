@@ -316,3 +316,41 @@ def test_compile_on_cuda_wraps_the_model_unless_drop_path_is_on():
         _training_forward(model, _cfg(compile=True, drop_path=0.2), torch.device("cuda"))
     with pytest.raises(ValueError, match="cuda_graphs"):
         _training_forward(model, _cfg(compile=True, cuda_graphs=True), torch.device("cuda"))
+
+
+class ScaledCNN(SmallCNN):
+    """SmallCNN whose logits an `alpha` scales: a parameter with a gradient to regularize."""
+
+    def __init__(self):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.tensor([1.0]))
+
+    def forward(self, x, with_aux=False):
+        return super().forward(x) * self.alpha
+
+
+def _scaled(splits, alpha_data, alpha_lr=0.05, epochs=1):
+    torch.manual_seed(0)
+    model = ScaledCNN()
+    train(model, {**splits, "train": splits["train"].subset(torch.arange(256))},
+          _cfg(epochs=epochs, grad_clip=0.0), seed=0, l1_params=[model.alpha], l1=0.01,
+          extra_params_lr=alpha_lr, alpha_data=alpha_data, eval_test=False)
+    return model
+
+
+def test_held_out_alpha_steps_leave_the_weights_to_their_own_data(splits):
+    """First-order DARTS (alpha_data). With the alphas' rate 0 their steps change
+    nothing, so the weights come out bit for bit as without held-out steps: fails if a
+    weight step learns from the held-out data or an alpha step moves a weight. With a
+    rate, the alpha follows the held-out labels: fails if its steps read other data.
+    (BatchNorm's running statistics, not learned, see both: the alpha steps' forward
+    passes run in training mode, as the search phase's.)"""
+    held = splits["val"].subset(torch.arange(128))
+    still = _scaled(splits, held, alpha_lr=0.0)
+    plain = _scaled(splits, None, alpha_lr=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(still.parameters(), plain.parameters()))
+    shuffled = dataclasses.replace(held, y=held.y[torch.randperm(len(held.y),
+                                   generator=torch.Generator().manual_seed(1))])
+    assert _scaled(splits, held).alpha.item() != _scaled(splits, shuffled).alpha.item()
+    with pytest.raises(ValueError, match="no L1-regularized parameters"):
+        train(_model(), splits, _cfg(epochs=1), alpha_data=held)

@@ -151,16 +151,30 @@ def search_phase(config: Config, parent: ModelDesc, parent_weights: bytes,
     """Grow `parent` by a candidate node and train it with the L1 term on the alphas."""
     grown = grow_model(parent, weights_from_bytes(parent_weights, "parent weights"),
                        config.model.candidate_ops, config.search.candidate_affine)
-    result = train_phase(grown, splits, config.search.search_train, ctx,
+    weights_part, alpha_part = hold_out(splits["train"], config.search.alpha_holdout,
+                                        ctx.seed)
+    result = train_phase(grown, {**splits, "train": weights_part},
+                         config.search.search_train, ctx,
                          l1_params=alphas(grown), l1=config.search.l1,
                          extra_params_lr=config.search.alpha_lr or None,
-                         window=child_windows(config)[0])
+                         window=child_windows(config)[0], alpha_data=alpha_part)
     state = {k: v.detach().cpu() for k, v in grown.state_dict().items()}
     scores = None
     if config.search.pair_score != "alpha":  # after the state: measuring moves BatchNorms
         evidence = Evidence(grown, score_batch(splits["train"], grown))
         scores = get_score(config.search.pair_score).fn(evidence)
     return Searched(grown.desc, state, result, scores)
+
+
+def hold_out(train: TensorData, fraction: float, seed: int
+             ) -> tuple[TensorData, TensorData | None]:
+    """(the rest, a random `fraction` of `train`) for search.alpha_holdout; (train,
+    None) for 0. Drawn from the trial's seed."""
+    if fraction <= 0:
+        return train, None
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    held = max(1, round(len(train) * fraction))
+    return train.subset(order[held:].sort().values), train.subset(order[:held].sort().values)
 
 
 def score_batch(train: TensorData, model: torch.nn.Module

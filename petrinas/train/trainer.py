@@ -215,6 +215,8 @@ class _Setup:
     window: Window                              # the part of the schedule it runs
     scaler: torch.amp.GradScaler | None = None  # float16 only
     step: EagerStep | GraphedStep | None = None  # runs one step (set after the rest)
+    alpha_data: TensorData | None = None        # held out for the alphas' own steps
+    alpha_step: EagerStep | None = None         # steps the alphas alone (alpha_data)
 
     @property
     def precision(self) -> str:
@@ -227,7 +229,8 @@ def train(model: nn.Module, splits: dict[str, TensorData], cfg: TrainConfig, *,
           extra_params_lr: float | None = None,
           epoch_callback: Callable[[EpochMetrics], None] | None = None,
           cpu_threads: int | None = None, eval_test: bool = True,
-          window: Window | None = None, graph: CudaGraph | None = None) -> TrainResult:
+          window: Window | None = None, graph: CudaGraph | None = None,
+          alpha_data: TensorData | None = None) -> TrainResult:
     """Train `model` on splits["train"] for cfg.epochs, evaluating on "val" after every
     epoch and on "test" after the last one (every epoch with cfg.test_every_epoch).
 
@@ -238,6 +241,10 @@ def train(model: nn.Module, splits: dict[str, TensorData], cfg: TrainConfig, *,
     whole schedule is this call's cfg.epochs). `graph`: what captures and replays the
     training step (default: CUDA graphs on CUDA with cfg.cuda_graphs, else none: eager);
     the tests run the graphed step's bookkeeping on the CPU through a stand-in.
+    `alpha_data`: first-order DARTS. Each step of the weights on a training batch (the
+    L1-regularized parameters left as they are) is followed by a step of those
+    parameters alone, with the L1 term, on the next batch of `alpha_data`, which the
+    weights never train on; each step clips only what it steps.
     """
     started = time.perf_counter()
     if cpu_threads:
@@ -250,6 +257,14 @@ def train(model: nn.Module, splits: dict[str, TensorData], cfg: TrainConfig, *,
         raise ValueError(f"{cfg.epochs} epochs from {window.start} do not fit a schedule "
                          f"of {window.total}")
     setup = _setup(model, cfg, device, seed, l1_params, l1, extra_params_lr, window, graph)
+    if alpha_data is not None:
+        if not l1_params:
+            raise ValueError("alpha_data: there are no L1-regularized parameters to step")
+        if isinstance(setup.step, GraphedStep):
+            raise ValueError("alpha_data: not with cuda_graphs (the alphas' steps are eager)")
+        setup.alpha_data = alpha_data.to(setup.device)
+        setup.alpha_step = EagerStep(lambda x, y: _step(x, y, cfg, setup, "alphas"),
+                                     setup.optimizer, setup.base_lrs)
     on_device = {name: data.to(setup.device) for name, data in splits.items()
                  if name in ("train", "val") or (name == "test" and eval_test)}
     history: list[EpochMetrics] = []
@@ -316,7 +331,8 @@ def _training_step(model: nn.Module, cfg: TrainConfig, setup: _Setup,
                    ) -> EagerStep | GraphedStep:
     """What the loop calls for one step: `_step` run eagerly, or captured by `graph`."""
     def step(x: torch.Tensor, y: torch.Tensor):
-        return _step(x, y, cfg, setup)
+        # With alpha_data the L1-regularized parameters take steps of their own.
+        return _step(x, y, cfg, setup, "weights" if setup.alpha_data is not None else "all")
 
     if graph is None:
         return EagerStep(step, setup.optimizer, setup.base_lrs, eager_because)
@@ -430,11 +446,16 @@ def _train_one_epoch(model: nn.Module, data: TensorData, cfg: TrainConfig, setup
     objective_sum = torch.zeros((), device=setup.device)
     correct = torch.zeros((), device=setup.device, dtype=torch.int64)
     order = torch.randperm(n, generator=setup.generator, device=setup.device)
+    alpha_batches = _alpha_batches(cfg, setup)
     first_lr = cfg.lr * lr_factor(cfg, first_step, total_steps, warmup_steps)
     for i, (start, end) in enumerate(bounds):
         factor = lr_factor(cfg, first_step + i, total_steps, warmup_steps)
         x, y = _training_batch(data, order[start:end], cfg, setup)
         loss, objective, logits = setup.step(x, y, factor)
+        if alpha_batches:
+            setup.alpha_step(*_training_batch(setup.alpha_data,
+                                              alpha_batches[i % len(alpha_batches)],
+                                              cfg, setup), factor)
         batch = end - start
         loss_sum += loss.detach() * batch
         objective_sum += objective.detach() * batch
@@ -442,6 +463,17 @@ def _train_one_epoch(model: nn.Module, data: TensorData, cfg: TrainConfig, setup
     loss_total, objective_total, hits = torch.stack(
         [loss_sum, objective_sum, correct.to(loss_sum.dtype)]).tolist()
     return loss_total / n, objective_total / n, hits / n, first_lr
+
+
+def _alpha_batches(cfg: TrainConfig, setup: _Setup) -> list[torch.Tensor]:
+    """This epoch's batches of the held-out alpha data, in a new order (none without
+    it, and then the generator's stream is what it always was); the alphas cycle
+    through them, one per weight step."""
+    if setup.alpha_data is None:
+        return []
+    data = setup.alpha_data
+    order = torch.randperm(len(data), generator=setup.generator, device=setup.device)
+    return [order[start:end] for start, end in _batch_bounds(len(data), cfg.batch_size)]
 
 
 def _training_batch(data: TensorData, index: torch.Tensor, cfg: TrainConfig,
@@ -455,9 +487,11 @@ def _training_batch(data: TensorData, index: torch.Tensor, cfg: TrainConfig,
     return x, y
 
 
-def _step(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, setup: _Setup
-          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One SGD step; returns (main-head loss, full objective, logits)."""
+def _step(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, setup: _Setup,
+          trains: str = "all") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One SGD step of every parameter (`trains` "all"), of all but the L1-regularized
+    ones ("weights": no L1 term) or of those alone ("alphas"); returns (main-head loss,
+    full objective, logits). A parameter left without a gradient is one SGD skips."""
     with _autocast(setup.device, setup.amp_dtype):
         if cfg.aux_weight > 0:
             logits, aux_logits = setup.forward(x, with_aux=True)
@@ -469,7 +503,7 @@ def _step(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, setup: _Setup
     if aux_logits is not None:
         objective = objective + cfg.aux_weight * F.cross_entropy(
             aux_logits.float(), y, label_smoothing=cfg.label_smoothing)
-    if setup.l1 > 0 and setup.l1_params:
+    if setup.l1 > 0 and setup.l1_params and trains != "weights":
         objective = objective + setup.l1 * sum(p.abs().sum() for p in setup.l1_params)
     setup.optimizer.zero_grad(set_to_none=True)
     if setup.scaler is None:
@@ -477,6 +511,11 @@ def _step(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, setup: _Setup
     else:
         setup.scaler.scale(objective).backward()
         setup.scaler.unscale_(setup.optimizer)  # clip the true gradients, not scaled ones
+    if trains != "all":
+        alphas = {id(p) for p in setup.l1_params}
+        for p in setup.params:
+            if (id(p) in alphas) == (trains == "weights"):
+                p.grad = None
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(setup.params, cfg.grad_clip)
     if setup.scaler is None:
