@@ -211,6 +211,8 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
     if not models:
         raise InputError(f"--run {run_dir}: the search has no trained models to evaluate")
     dropped = left_out(search_rows, models, config)
+    ray_options = RayOptions(address, verbose)
+    ray_options.check_reachable()   # a wrong address: one line, and no eval/ folder
     store = RunStore.open(run_dir / EVAL, config, resumable_keys=EVAL_RESUMABLE_KEYS,
                           id_prefix="e", budgets=False)
     with logging_to(store.dir / "logs" / "eval.log"):
@@ -227,7 +229,7 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
                                      total=lambda: len(store.rows) + len(left()))
             reason = run_stage(config, store, strategy, reporter, JobRequests(run_dir),
                                budget=Budget(max_trials=sys.maxsize), dedup=False,
-                               ray_options=RayOptions(address, verbose), progress=progress,
+                               ray_options=ray_options, progress=progress,
                                header=lambda: f"eval {store.dir}: {len(left())} of "
                                               f"{len(models)} models to train"
                                               + (f"; {dropped}" if dropped else ""))

@@ -99,6 +99,28 @@ def test_eval_of_a_missing_run_exits_2(tmp_path, capsys):
     assert "no search run there" in capsys.readouterr().err
 
 
+def test_eval_with_an_address_with_nothing_listening_exits_2_and_writes_no_eval_folder(
+        pipeline_run, tmp_path):
+    """Fails if eval writes into DIR/eval/ before it has tried the address (an eval/
+    that exists already is not removed on a refusal: here an empty one), or waits on
+    ray.init's endless retries (the timeout only guards the suite against that hang)."""
+    import socket
+    run = tmp_path / "run"
+    shutil.copytree(pipeline_run, run, ignore=shutil.ignore_patterns("eval"))
+    (run / "eval").mkdir()
+    with socket.socket() as s:            # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "eval.py"), "--run",
+                             str(run), "--quiet", "--address", address],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.startswith(f"error: --address {address}: cannot reach the Ray "
+                                    "cluster (connection refused); check that")
+    assert result.stderr.count("\n") == 1
+    assert list((run / "eval").iterdir()) == []
+
+
 def test_sigkill_mid_eval_then_resume_retrains_nothing_finished(pipeline_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(pipeline_run, run, ignore=shutil.ignore_patterns("eval"))

@@ -273,6 +273,8 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
     `clock` is what `search.max_hours` is measured on (monotonic seconds)."""
     check_data(config)
     config = with_reference_point(config)
+    ray_options = RayOptions(address, verbose)
+    ray_options.check_reachable()   # a wrong address: one line, and no run folder
     store = RunStore.open(run_dir, config, overwrite=overwrite, clock=clock)
     with logging_to(store.dir / "logs" / "search.log"):
         try:
@@ -281,7 +283,7 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
             reporter = search_reporter(store.dir, config, progress)
             reason = run_stage(config, store, strategy, reporter,
                                JobRequests(store.dir), budget=Budget.from_config(config),
-                               dedup=True, ray_options=RayOptions(address, verbose),
+                               dedup=True, ray_options=ray_options,
                                progress=progress,
                                header=lambda: _search_header(config, store))
             summary = reporter.finish()
