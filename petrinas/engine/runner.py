@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -280,13 +280,13 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
         try:
             strategy = strategy_from_config(config, MeasuredShapeCosts(config))
             progress = progress or Progress(enabled=False)
-            reporter = search_reporter(store.dir, config, progress)
-            reason = run_stage(config, store, strategy, reporter,
-                               JobRequests(store.dir), budget=Budget.from_config(config),
-                               dedup=True, ray_options=ray_options,
-                               progress=progress,
-                               header=lambda: _search_header(config, store))
-            summary = reporter.finish()
+            # closed however the search ends (Ctrl-C too): no figure thread outlives it
+            with closing(search_reporter(store.dir, config, progress)) as reporter:
+                reason = run_stage(config, store, strategy, reporter,
+                                   JobRequests(store.dir), budget=Budget.from_config(config),
+                                   dedup=True, ray_options=ray_options, progress=progress,
+                                   header=lambda: _search_header(config, store))
+                summary = reporter.finish()
             log.info("search finished (%s) after %.0fs", reason, store.elapsed())
             return SearchSummary(run_dir=store.dir, trials=len(store.specs),
                                  failed=summary["failed"], duplicates=summary["duplicates"],
