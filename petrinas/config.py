@@ -372,8 +372,8 @@ def read_yaml_file(path: Path) -> Any:
         return _safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where}: invalid YAML ({_first_line(exc)})") from None
+        where = f": line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML ({_first_line(exc)})") from None
 
 
 def _first_line(exc: Exception) -> str:
@@ -456,6 +456,34 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         if name in data:
             kwargs[name] = _coerce(hints[name], data[name], f"{prefix}{name}", f.metadata)
     return cls(**kwargs)
+
+
+def check_run_config(data: Any, tolerate: tuple[str, ...] = ()) -> None:
+    """A run's config.yaml as this version reads it: a mapping whose every key it knows
+    and every value of the key's type and range (ConfigError otherwise). Unknown keys
+    under a `tolerate` prefix pass (sections whose keys may come and go between
+    versions without changing what a trial means). Op and strategy names are left to
+    the comparison with the config that resumes the run."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"expected the run's configuration (a mapping of config keys), "
+                          f"got {_kind(data)}")
+    _build(Config, _tolerated(Config, data, "", tolerate), "")
+
+
+def _tolerated(cls: type, data: Mapping, prefix: str, tolerate: tuple[str, ...]) -> dict:
+    """`data` without its keys unknown to `cls` that sit under a `tolerate` prefix."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in hints:
+            if not any(full == t or full.startswith(f"{t}.") for t in tolerate):
+                out[key] = value            # _build names it
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(value, Mapping):
+            out[key] = _tolerated(hints[key], value, f"{full}.", tolerate)
+        else:
+            out[key] = value
+    return out
 
 
 def _coerce(hint: Any, value: Any, key: str, meta: Mapping) -> Any:
