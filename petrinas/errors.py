@@ -12,7 +12,13 @@ class InputError(Exception):
 
 
 class ConfigError(InputError):
-    """An invalid configuration file, key, type or value."""
+    """An invalid configuration file, key, type or value; `key` is the dotted key at
+    fault where there is one (`model.candidate_ops[1]`), so that the loader can name the
+    file it came from."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 class DataError(InputError):

@@ -31,6 +31,21 @@ def _missing_extends(tmp: Path) -> str:
     return str(path)
 
 
+def _typo_in(tmp: Path) -> str:
+    """A --conf file with a misspelled key, extending a bundled config."""
+    path = tmp / "typo.yaml"
+    path.write_text("extends: petridish_digits.yaml\nsearch:\n  max_trails: 5\n")
+    return str(path)
+
+
+def _typo_in_extended(tmp: Path) -> str:
+    """A --conf file whose misspelled key sits in the file it extends."""
+    _typo_in(tmp)
+    path = tmp / "child.yaml"
+    path.write_text("extends: typo.yaml\nsearch:\n  max_hours: 1\n")
+    return str(path)
+
+
 # (case id, search.py arguments (a callable gets tmp_path), words the message must hold)
 CASES = [
     ("unknown top-level key", ["--set", "sead=1"], ["unknown config key sead",
@@ -54,6 +69,15 @@ CASES = [
     ("missing config file", ["--conf", "no_such_conf.yaml"], ["no_such_conf.yaml"]),
     ("missing extended file", lambda t: ["--conf", _missing_extends(t)],
      ["no_such_base.yaml"]),
+    # Fails if a key's error does not name the --conf file (or the extended file) it
+    # sits in: the key alone sends a user through a chain of files to find it.
+    ("misspelled key in a --conf file", lambda t: ["--conf", _typo_in(t)],
+     ["typo.yaml: unknown config key search.max_trails (did you mean search.max_trials?)"]),
+    ("misspelled key in an extended file", lambda t: ["--conf", _typo_in_extended(t)],
+     ["typo.yaml (extended by ", "child.yaml): unknown config key search.max_trails"]),
+    ("a --set key is not blamed on the --conf file",
+     lambda t: ["--conf", _typo_in_extended(t), "--set", "search.max_trails=6"],
+     ["error: unknown config key search.max_trails (did you mean"]),
     ("YAML syntax error", lambda t: ["--conf", _bad_yaml(t)], ["broken.yaml", "line"]),
     ("Python tag in config", lambda t: ["--conf", _python_tag(t)], ["evil.yaml"]),
     ("missing dataset folder", ["--set", "dataset.name=cifar10", "dataset.root=/nonexistent/c10"],
