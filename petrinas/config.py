@@ -334,7 +334,10 @@ def resolve_config_path(path_or_name: str | Path) -> Path:
     for candidate in (CONFS_DIR / path.name, CONFS_DIR / f"{path.name}.yaml"):
         if not path.parent.parts and candidate.is_file():
             return candidate
-    raise ConfigError(f"config file not found: {path_or_name}")
+    close = difflib.get_close_matches(path.stem, bundled_configs(), n=1)
+    hint = (f" (did you mean {close[0]}?)" if close
+            else f" (bundled: {', '.join(bundled_configs())})" if not path.parent.parts else "")
+    raise ConfigError(f"config file not found: {path_or_name}{hint}")
 
 
 def read_config(path_or_name: str | Path, overrides: Iterable[str],

@@ -67,6 +67,13 @@ CASES = [
      ["search.seeds", "no (cells, reductions, nodes)"]),
     ("reversed range", ["--set", "search.seeds.nodes=[3, 1]"], ["search.seeds.nodes"]),
     ("missing config file", ["--conf", "no_such_conf.yaml"], ["no_such_conf.yaml"]),
+    # Fails if a misspelled bundled name gets no suggestion (difflib over confs/).
+    ("misspelled config name", ["--conf", "petridish_digit"],
+     ["config file not found: petridish_digit (did you mean petridish_digits?)"]),
+    ("misspelled config file name", ["--conf", "confs/petridsh.yaml"],
+     ["config file not found: confs/petridsh.yaml (did you mean petridish?)"]),
+    ("unknown config name", ["--conf", "resnet"], ["config file not found: resnet (bundled: "
+                                                   "benchmark_digits, "]),
     ("missing extended file", lambda t: ["--conf", _missing_extends(t)],
      ["no_such_base.yaml"]),
     # Fails if a key's error does not name the --conf file (or the extended file) it
