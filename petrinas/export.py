@@ -104,7 +104,7 @@ def _load(model_dir: Path) -> CellNetwork:
     are bad input (exit 2), not a crash."""
     try:
         return load_model(model_dir)
-    except (ValueError, RuntimeError) as exc:  # RuntimeError: weights that do not fit
+    except ValueError as exc:  # a description that builds no model; weights: InputError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{model_dir}: cannot load the model: {first}") from None
 

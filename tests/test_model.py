@@ -8,7 +8,7 @@ import torch
 
 from petrinas import load_model
 from petrinas.config_loader import load_config
-from petrinas.errors import UntrustedFileError
+from petrinas.errors import InputError, UntrustedFileError
 from petrinas.model_desc import (CellDesc, EdgeDesc, ModelDesc, NodeDesc, OpDesc, build_model,
                                  build_seed)
 from petrinas.model_desc.model import load_weights, save_weights
@@ -73,7 +73,8 @@ def test_weights_of_another_description_do_not_load(config, tmp_path):
     desc = build_seed(config, cells=3, reductions=1, nodes=2)
     other = build_seed(config, cells=3, reductions=1, nodes=1)
     _save(tmp_path / "t", desc, build_model(other))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(InputError, match=r"weights.pt: cannot load into the model of .*"
+                                         r"desc.yaml \((Missing|Unexpected|size mismatch)"):
         load_model(tmp_path / "t")
 
 
