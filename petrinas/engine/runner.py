@@ -322,8 +322,13 @@ def search_writers(run_dir: Path, config: Config) -> list[Writer]:
 
 
 def _search_header(config: Config, store: RunStore) -> str:
+    """The first line. A resumed run counts what the status line counts: the trials
+    that ended (its "10/24 trials"), and apart, those in flight at the stop, which run
+    again under their ids (the journal holds both: 12 submitted)."""
     search = config.search
-    resumed = f", resumed at {len(store.specs)} trials" if store.specs else ""
+    done, again = len(store.rows), len(store.specs) - len(store.rows)
+    resumed = (f", resumed with {done} trial{'s' * (done != 1)} done"
+               + (f" and {again} to run again" if again else "")) if store.specs else ""
     return (f"search {store.dir}{resumed}: {search.max_trials} trials or "
             f"{format_duration(search.max_hours * 3600)}, strategy {search.strategy}, "
             f"{len(seed_macros(config))} seed shapes")
