@@ -127,7 +127,9 @@ def _search(argv: Sequence[str] | None) -> None:
 
 def eval_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=_prog("eval"), description="Train the gallery of a finished search fully.")
-    p.add_argument("--run", required=True, help="run directory of a search")
+    # DIR as export, draw and compare take theirs; --run DIR as before (both work)
+    p.add_argument("dir", nargs="?", metavar="DIR", help="run directory of a search")
+    p.add_argument("--run", metavar="DIR", help="the same, as an option")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
                    metavar="KEY=VALUE", help="override config keys (eval.*, resources.*)")
     p.add_argument("--address", default=None,
@@ -146,8 +148,17 @@ def _eval(argv: Sequence[str] | None) -> None:
     from petrinas.evaluate import run_eval
     from petrinas.report.progress import Progress
 
-    args = eval_parser().parse_args(argv)
-    run_eval(Path(args.run), overrides=args.overrides, address=args.address,
+    parser = eval_parser()
+    args = parser.parse_args(argv)
+    if args.dir and args.run and Path(args.dir) != Path(args.run):
+        parser.error(f"two run directories given: {args.dir} and --run {args.run}")
+    stray = next((o for o in args.overrides if "=" not in o), None)
+    if stray is not None:   # `eval --set k=v DIR`: --set took DIR as one of its values
+        parser.error(f"--set takes KEY=VALUE, not {stray!r}: put the run directory first "
+                     "(eval DIR --set ...) or give it as --run DIR")
+    if not (args.dir or args.run):
+        parser.error("the run directory is required: eval DIR (or --run DIR)")
+    run_eval(Path(args.dir or args.run), overrides=args.overrides, address=args.address,
              progress=Progress(enabled=not args.quiet), verbose=args.verbose)
 
 

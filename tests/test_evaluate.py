@@ -69,10 +69,24 @@ def test_eval_models_are_rebuilt_bigger_and_load(pipeline_run):
         assert accuracy == pytest.approx(float(row["test_top1"]), abs=1e-5)
 
 
-def test_eval_again_retrains_nothing(pipeline_run):
+@pytest.mark.parametrize("form", [["--run", "RUN"], ["RUN"], ["RUN", "--run", "RUN"]],
+                         ids=["--run DIR", "DIR", "both"])
+def test_eval_again_retrains_nothing(pipeline_run, form):
+    """`eval DIR` as export DIR and draw DIR take theirs, and `eval --run DIR` as before.
+    Fails if either form is refused."""
     before = history(pipeline_run / "eval")
-    assert eval_main(["--run", str(pipeline_run), "--quiet"]) == 0
+    run = [str(pipeline_run) if arg == "RUN" else arg for arg in form]
+    assert eval_main([*run, "--quiet"]) == 0
     assert history(pipeline_run / "eval") == before
+
+
+def test_eval_names_a_run_directory_taken_by_set(pipeline_run, capsys, monkeypatch):
+    """Fails if `eval --set k=v DIR` says only that DIR is no KEY=VALUE."""
+    monkeypatch.setattr(sys, "argv", ["eval.py"])   # as scripts/eval.py runs
+    assert eval_main(["--set", "eval.train.epochs=3", str(pipeline_run)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: eval.py: --set takes KEY=VALUE, not {str(pipeline_run)!r}: put the run "
+        "directory first (eval DIR --set ...) or give it as --run DIR\n")
 
 
 def test_a_failed_eval_model_is_tried_again_by_the_next_run(pipeline_run, tmp_path):
