@@ -164,10 +164,13 @@ def _eval(argv: Sequence[str] | None) -> None:
 
 def export_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=_prog("export"),
-                description="Export a model folder (desc.yaml + weights.pt) to a .pt2 file "
-                            "that loads with torch alone.")
-    p.add_argument("dir", help="gallery or eval model folder, or a run directory (its best "
-                               "gallery model)")
+                description="Export a trained model (desc.yaml + weights.pt) to a .pt2 file "
+                            "that loads with torch alone: a search's models or the eval "
+                            "stage's, which are trained fully.")
+    p.add_argument("dir", metavar="DIR",
+                   help="a model folder (RUN/gallery/<id>, or an eval model: "
+                        "RUN/eval/trials/<id>), a search's run directory RUN (its best "
+                        "gallery model), or its eval stage's RUN/eval (the best eval model)")
     p.add_argument("--out", help="output folder (default: DIR/export)")
     return p
 

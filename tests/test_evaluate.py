@@ -80,6 +80,21 @@ def test_eval_again_retrains_nothing(pipeline_run, form):
     assert history(pipeline_run / "eval") == before
 
 
+def test_export_of_the_eval_folder_exports_the_best_eval_model(pipeline_run, tmp_path):
+    """`export RUN/eval`, as `export --help` says. Fails if it exports a search model (a
+    gallery folder) instead of the eval stage's best, the fully trained one."""
+    from petrinas.cli import export_main
+    from petrinas.evaluate import best_eval_row
+
+    assert export_main([str(pipeline_run / "eval"), "--out", str(tmp_path / "x")]) == 0
+    rows = read_tsv(pipeline_run / "eval" / "pool.tsv")
+    best = best_eval_row(rows, load_config(pipeline_run / "config.yaml").search
+                         .convex_hull_eps, "macs")
+    exported = (tmp_path / "x" / "desc.yaml").read_text()
+    assert exported == (pipeline_run / "eval" / "trials" / best["trial_id"] /
+                        "desc.yaml").read_text()
+
+
 def test_eval_names_a_run_directory_taken_by_set(pipeline_run, capsys, monkeypatch):
     """Fails if `eval --set k=v DIR` says only that DIR is no KEY=VALUE."""
     monkeypatch.setattr(sys, "argv", ["eval.py"])   # as scripts/eval.py runs

@@ -179,6 +179,17 @@ def test_truncated_weights_are_one_line_naming_the_file(cut, model_dir: Path, tm
     assert err.count("\n") == 1
 
 
+def test_export_help_names_the_eval_stages_models():
+    """Fails if `export --help` does not say it takes the eval stage's models (a run's
+    eval/ folder, an eval trial folder), the fully trained ones."""
+    from petrinas.cli import export_parser
+
+    text = " ".join(export_parser().format_help().split())
+    assert "or the eval stage's, which are trained fully" in text
+    assert "RUN/eval/trials/<id>" in text
+    assert "its eval stage's RUN/eval (the best eval model)" in text
+
+
 def test_script_exits_2_for_missing_folder(tmp_path: Path, monkeypatch, capsys):
     # runpy runs the script file as __main__ without the cost of a new interpreter.
     monkeypatch.setattr(sys, "argv", ["export.py", str(tmp_path / "nope")])
