@@ -26,7 +26,7 @@ from ray.exceptions import GetTimeoutError, RayError, RayTaskError, TaskCancelle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from petrinas.config import Config
-from petrinas.errors import InputError
+from petrinas.errors import InputError, plain
 from petrinas.search.kinds import JobKind
 from petrinas.search.rows import claim_key
 
@@ -422,12 +422,12 @@ class RayExecutor:
         except RayTaskError as exc:
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
             self.release(trial_id)
-            return Completion(trial_id, error=_one_line(cause), detail=str(exc),
+            return Completion(trial_id, error=_one_line(cause), detail=plain(str(exc)),
                               spent=dict(getattr(cause, "petrinas_spent", None) or {}))
         except (RayError, GetTimeoutError) as exc:   # a dead worker: its compute is unknown
             self.release(trial_id)
             return Completion(trial_id, error=f"system failure: {_one_line(exc)}",
-                              detail=str(exc))
+                              detail=plain(str(exc)))
 
     def release(self, trial_id: str) -> None:
         """Drop the claims of a trial that will not train its model (failed, cancelled,
@@ -461,7 +461,7 @@ class RayExecutor:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    text = plain(str(exc)).strip().splitlines()
     message = text[-1] if isinstance(exc, RayError) and text else (text[0] if text else "")
     return f"{type(exc).__name__}: {message}"[:500]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from petrinas.errors import InputError, UntrustedFileError
+from petrinas.errors import InputError, UntrustedFileError, first_line, plain
 from petrinas.fileio import write_bytes_atomic
 from petrinas.model_desc.candidate import Candidate
 from petrinas.model_desc.desc import (CellDesc, ModelDesc, edge_stride,
@@ -151,10 +151,10 @@ def weights_from_bytes(blob: bytes, origin: str = "weights") -> dict[str, torch.
         state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise UntrustedFileError(f"{origin}: refused to load (not plain tensors: "
-                                 f"{_first_line(exc, 'unsafe content')})") from None
+                                 f"{first_line(exc, 'unsafe content')})") from None
     except Exception as exc:  # noqa: BLE001 — a cut-off file raises EOFError, ValueError,
         # KeyError or RuntimeError from torch's readers, depending on where it was cut
-        detail = ": ".join(filter(None, (type(exc).__name__, str(exc).strip()))).splitlines()
+        detail = ": ".join(filter(None, (type(exc).__name__, first_line(exc)))).splitlines()
         raise InputError(f"{origin}: cannot load the weights, the file is truncated or "
                          f"damaged ({detail[0]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
@@ -186,14 +186,10 @@ def load_model(path: str | Path) -> CellNetwork:
     except RuntimeError as exc:  # another model's weights
         # torch's first line is a header ("Error(s) in loading state_dict for ..."), the
         # second the first fault (missing keys, a size mismatch), often very long
-        lines = [line.strip() for line in str(exc).strip().splitlines()] or [""]
+        lines = [line.strip() for line in plain(str(exc)).strip().splitlines()] or [""]
         detail = lines[min(1, len(lines) - 1)]
         detail = detail if len(detail) <= 160 else detail[:159] + "…"
         raise InputError(f"{weights}: cannot load into the model of {desc_path} "
                          f"({detail})") from None
     return model.eval()
 
-
-def _first_line(exc: BaseException, empty: str) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else empty
