@@ -237,7 +237,8 @@ def _compare(argv: Sequence[str] | None) -> None:
     args = compare_parser().parse_args(argv)
     summaries = compare(args.runs, args.out)
     for summary in summaries:
-        print(f"{summary.label}: {len(summary.seeds)} runs")
+        runs = len(summary.seeds)
+        print(f"{summary.label}: {runs} run{'s' * (runs != 1)}")
     warning = few_runs_warning(summaries)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)

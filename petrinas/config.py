@@ -162,8 +162,10 @@ class SeedRanges:
 
 @dataclass
 class SearchConfig:
+    # The budgets never split compare's groups: it reads every run at the least compute
+    # any run used, so what a run's own budget allowed past that point shows nowhere.
     max_trials: int = spec(100, lo=1, doc="trained models (seeds + children), never exceeded",
-                           roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE))
+                           roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE, Role.COMPARE_IGNORED))
     max_hours: float = spec(24.0, lo=0, lo_open=True,
                             roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE, Role.COMPARE_IGNORED))
     cost: str = spec("macs", choices=("macs", "params", "latency"),
@@ -177,7 +179,8 @@ class SearchConfig:
     max_compute_hours: float = spec(0.0, lo=0, doc="no new trials once the finished "
                                     "trials' device time, summed, reaches it (the "
                                     "equal-compute budget of a comparison); 0: no limit",
-                                    roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE))
+                                    roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE,
+                                           Role.COMPARE_IGNORED))
     convex_hull_eps: float = spec(0.025, lo=0)
     l1: float = spec(0.001, lo=0, doc="weight of sum(|alpha|) in the search-phase loss")
     seeds: SeedRanges = spec(factory=SeedRanges)
