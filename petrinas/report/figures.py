@@ -248,11 +248,12 @@ def _scatter(ax: Axes, rows: Sequence[dict], cost_key: str, metric: str,
         style = styles.get(stage, OTHER_STYLE)
         group = groups[stage]
         filled = [r["trial_id"] in gallery for r in group]
-        ax.scatter([float(r[cost_key]) for r in group], [error_pct(r, metric) for r in group],
-                   s=POINT_SIZE, marker=style["marker"], edgecolors=style["color"],
-                   linewidths=POINT_EDGE,
-                   facecolors=[style["color"] if f else "none" for f in filled], zorder=4)
-        ax.add_line(_marker(style, filled=False, label=style["label"]))
+        points = ax.scatter([float(r[cost_key]) for r in group],
+                            [error_pct(r, metric) for r in group], s=POINT_SIZE,
+                            marker=style["marker"], edgecolors=style["color"],
+                            linewidths=POINT_EDGE, label=style["label"], zorder=4,
+                            facecolors=[style["color"] if f else "none" for f in filled])
+        setattr(points, LEGEND_HANDLE, _marker(style, filled=False))
         if any(filled):
             in_gallery.append(_marker(style, filled=True))
     if in_gallery:  # "filled = gallery": the filled markers, side by side
@@ -260,12 +261,12 @@ def _scatter(ax: Axes, rows: Sequence[dict], cost_key: str, metric: str,
         setattr(entry, LEGEND_HANDLE, tuple(in_gallery))
 
 
-def _marker(style: dict, *, filled: bool, label: str = "_nolegend_") -> Line2D:
+def _marker(style: dict, *, filled: bool) -> Line2D:
     """A legend handle drawn as `_scatter` draws a point of `style`."""
     return Line2D([], [], linestyle="", marker=style["marker"],
                   markersize=POINT_SIZE ** 0.5, markeredgewidth=POINT_EDGE,
                   markeredgecolor=style["color"],
-                  markerfacecolor=style["color"] if filled else "none", label=label)
+                  markerfacecolor=style["color"] if filled else "none")
 
 
 def _hull_line(ax: Axes, rows: Sequence[dict], cost_key: str, metric: str, log: bool, *,
