@@ -127,7 +127,9 @@ def _search(argv: Sequence[str] | None) -> None:
 
 def eval_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=_prog("eval"), description="Train the gallery of a finished search fully.")
-    p.add_argument("--run", required=True, help="run directory of a search")
+    # DIR as export, draw and compare take theirs; --run DIR as before (both work)
+    p.add_argument("dir", nargs="?", metavar="DIR", help="run directory of a search")
+    p.add_argument("--run", metavar="DIR", help="the same, as an option")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
                    metavar="KEY=VALUE", help="override config keys (eval.*, resources.*)")
     p.add_argument("--address", default=None,
@@ -146,17 +148,29 @@ def _eval(argv: Sequence[str] | None) -> None:
     from petrinas.evaluate import run_eval
     from petrinas.report.progress import Progress
 
-    args = eval_parser().parse_args(argv)
-    run_eval(Path(args.run), overrides=args.overrides, address=args.address,
+    parser = eval_parser()
+    args = parser.parse_args(argv)
+    if args.dir and args.run and Path(args.dir) != Path(args.run):
+        parser.error(f"two run directories given: {args.dir} and --run {args.run}")
+    stray = next((o for o in args.overrides if "=" not in o), None)
+    if stray is not None:   # `eval --set k=v DIR`: --set took DIR as one of its values
+        parser.error(f"--set takes KEY=VALUE, not {stray!r}: put the run directory first "
+                     "(eval DIR --set ...) or give it as --run DIR")
+    if not (args.dir or args.run):
+        parser.error("the run directory is required: eval DIR (or --run DIR)")
+    run_eval(Path(args.dir or args.run), overrides=args.overrides, address=args.address,
              progress=Progress(enabled=not args.quiet), verbose=args.verbose)
 
 
 def export_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=_prog("export"),
-                description="Export a model folder (desc.yaml + weights.pt) to a .pt2 file "
-                            "that loads with torch alone.")
-    p.add_argument("dir", help="gallery or eval model folder, or a run directory (its best "
-                               "gallery model)")
+                description="Export a trained model (desc.yaml + weights.pt) to a .pt2 file "
+                            "that loads with torch alone: a search's models or the eval "
+                            "stage's, which are trained fully.")
+    p.add_argument("dir", metavar="DIR",
+                   help="a model folder (RUN/gallery/<id>, or an eval model: "
+                        "RUN/eval/trials/<id>), a search's run directory RUN (its best "
+                        "gallery model), or its eval stage's RUN/eval (the best eval model)")
     p.add_argument("--out", help="output folder (default: DIR/export)")
     return p
 
@@ -223,7 +237,8 @@ def _compare(argv: Sequence[str] | None) -> None:
     args = compare_parser().parse_args(argv)
     summaries = compare(args.runs, args.out)
     for summary in summaries:
-        print(f"{summary.label}: {len(summary.seeds)} runs")
+        runs = len(summary.seeds)
+        print(f"{summary.label}: {runs} run{'s' * (runs != 1)}")
     warning = few_runs_warning(summaries)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)

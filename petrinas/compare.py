@@ -420,15 +420,44 @@ def _curve(run: Run, grid: Sequence[float]) -> list[float]:
     return out
 
 
+# The part of the compute axis where the hypervolume axis is fitted to the mean curves:
+# past their first rise from 0 (the first results), which on a 0-based axis left every
+# later difference a flat line at the top.
+HV_FIT_FROM = 0.1
+
+
 def hypervolume_figure(groups: Sequence[Group]):
+    """Each group's mean hypervolume against compute, from the compute where all its
+    runs have a gallery, with a band from the lowest to the highest run. The axis fits
+    the mean curves past HV_FIT_FROM of the compute axis (the bands may run off it)."""
     fig, (ax,) = figures.new_figure()
-    for color, (label, hours, mean, lo, hi) in zip(COLORS, hypervolume_curves(groups)):
-        ax.plot(hours, mean, color=color, linewidth=1.0, label=label)
-        ax.fill_between(hours, lo, hi, color=color, alpha=0.2, linewidth=0)
+    curves = hypervolume_curves(groups)
+    for color, (label, hours, mean, lo, hi) in zip(COLORS, curves):
+        start = int(np.argmax(lo > 0)) if (lo > 0).any() else len(hours)
+        ax.plot(hours[start:], mean[start:], color=color, linewidth=1.0, label=label)
+        ax.fill_between(hours[start:], lo[start:], hi[start:], color=color, alpha=0.2,
+                        linewidth=0)
+    ax.set_ylim(*hv_limits(curves))
     ax.set_xlabel("Cumulative compute (device hours)", fontsize=figures.FONT)
-    ax.set_ylabel("Hypervolume (gallery, picked on val., test error)", fontsize=figures.FONT)
+    ax.set_ylabel("Hypervolume of the gallery\n(picked on val., test error)",
+                  fontsize=figures.FONT)
     figures.legend(ax)
+    fig.tight_layout()
     return fig
+
+
+def hv_limits(curves, margin: float = 0.05) -> tuple[float, float]:
+    """The hypervolume axis: the range of the mean curves where they are drawn (every
+    run of the group has a gallery) past HV_FIT_FROM of the compute axis, `margin` of
+    it added on each side."""
+    right = max(float(hours[-1]) for _, hours, *_ in curves)
+    shown = np.concatenate([mean[(lo > 0) & (hours >= HV_FIT_FROM * right)]
+                            for _, hours, mean, lo, _ in curves])
+    if not shown.size:
+        shown = np.concatenate([mean for _, _, mean, _, _ in curves])
+    lo, hi = float(shown.min()), float(shown.max())
+    pad = margin * (hi - lo) if hi > lo else max(abs(hi), 1.0) * margin
+    return lo - pad, hi + pad
 
 
 def frontiers_figure(groups: Sequence[Group], compute_s: float):
@@ -442,9 +471,10 @@ def frontiers_figure(groups: Sequence[Group], compute_s: float):
             xs, ys = front_at(run, compute_s)
             ax.step(xs, ys, where="post", color=color, linewidth=0.8, alpha=0.8,
                     marker="o", markersize=2, label=g.label if k == 0 else None)
-    ax.set_ylabel(f"Test error (%), picked on val., at {compute_s / 3600:.3f} device h",
+    ax.set_ylabel(f"Test error (%), picked on val.,\nat {compute_s / 3600:.3f} device hours",
                   fontsize=figures.FONT)
     figures.legend(ax)
+    fig.tight_layout()
     return fig
 
 

@@ -28,7 +28,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
@@ -166,8 +166,10 @@ class SeedRanges:
 
 @dataclass
 class SearchConfig:
+    # The budgets never split compare's groups: it reads every run at the least compute
+    # any run used, so what a run's own budget allowed past that point shows nowhere.
     max_trials: int = spec(100, lo=1, doc="trained models (seeds + children), never exceeded",
-                           roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE))
+                           roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE, Role.COMPARE_IGNORED))
     max_hours: float = spec(24.0, lo=0, lo_open=True,
                             roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE, Role.COMPARE_IGNORED))
     cost: str = spec("macs", choices=("macs", "params", "latency"),
@@ -181,7 +183,8 @@ class SearchConfig:
     max_compute_hours: float = spec(0.0, lo=0, doc="no new trials once the finished "
                                     "trials' device time, summed, reaches it (the "
                                     "equal-compute budget of a comparison); 0: no limit",
-                                    roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE))
+                                    roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE,
+                                           Role.COMPARE_IGNORED))
     convex_hull_eps: float = spec(0.025, lo=0)
     l1: float = spec(0.001, lo=0, doc="weight of sum(|alpha|) in the search-phase loss")
     alpha_holdout: float = spec(0.0, lo=0, hi=0.9, doc="share of the training split "
@@ -348,7 +351,10 @@ def resolve_config_path(path_or_name: str | Path) -> Path:
     for candidate in (CONFS_DIR / path.name, CONFS_DIR / f"{path.name}.yaml"):
         if not path.parent.parts and candidate.is_file():
             return candidate
-    raise ConfigError(f"config file not found: {path_or_name}")
+    close = difflib.get_close_matches(path.stem, bundled_configs(), n=1)
+    hint = (f" (did you mean {close[0]}?)" if close
+            else f" (bundled: {', '.join(bundled_configs())})" if not path.parent.parts else "")
+    raise ConfigError(f"config file not found: {path_or_name}{hint}")
 
 
 def read_config(path_or_name: str | Path, overrides: Iterable[str],
@@ -357,12 +363,20 @@ def read_config(path_or_name: str | Path, overrides: Iterable[str],
     (op and strategy names against `names`). petrinas.config_loader.load_config gives
     `names`."""
     path = resolve_config_path(path_or_name)
-    data = _read_with_extends(path, chain=())
+    data, origins = _read_with_extends(path, chain=())
     data.setdefault("name", path.stem)
     for override in overrides:
         key, value = parse_override(override)
         _set_dotted(data, key, value)
-    return Config.from_dict(data, names)
+        origins[tuple(key.split("."))] = None     # --set names its key itself
+    try:
+        return Config.from_dict(data, names)
+    except ConfigError as exc:
+        source = origins.get(tuple(re.sub(r"\[\d+\]", "", exc.key or "").split(".")))
+        if source is None:
+            raise
+        via = "" if source == path.resolve() else f" (extended by {path})"
+        raise ConfigError(f"{source}{via}: {exc}", key=exc.key) from None
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -386,8 +400,8 @@ def read_yaml_file(path: Path) -> Any:
         return _safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where}: invalid YAML ({_first_line(exc)})") from None
+        where = f": line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML ({_first_line(exc)})") from None
 
 
 def _first_line(exc: Exception) -> str:
@@ -395,7 +409,10 @@ def _first_line(exc: Exception) -> str:
     return str(problem or exc).strip().splitlines()[0]
 
 
-def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> dict:
+def _read_with_extends(path: Path, chain: tuple[Path, ...]
+                       ) -> tuple[dict, dict[tuple[str, ...], Path]]:
+    """The file's keys merged over those of the files it extends, and which file each
+    key (every section and value, as a tuple of its parts) was last set by."""
     path = path.resolve()
     if path in chain:
         raise ConfigError(f"{path}: extends itself through {' -> '.join(p.name for p in chain)}")
@@ -410,14 +427,25 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> dict:
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
         raise ConfigError(f"{path}: 'extends' must be a file name or a list of them")
     merged: dict = {}
+    origins: dict[tuple[str, ...], Path] = {}
     for parent in parents:
         parent_path = (path.parent / parent)
         if not parent_path.is_file():
             parent_path = CONFS_DIR / parent
         if not parent_path.is_file():
             raise ConfigError(f"{path}: extended file not found: {parent}")
-        merged = _deep_merge(merged, _read_with_extends(parent_path, chain + (path,)))
-    return _deep_merge(merged, data)
+        inherited, where = _read_with_extends(parent_path, chain + (path,))
+        merged = _deep_merge(merged, inherited)
+        origins.update(where)
+    origins.update((key, path) for key in _key_paths(data))
+    return _deep_merge(merged, data), origins
+
+
+def _key_paths(data: dict, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for key, value in data.items():
+        yield prefix + (str(key),)
+        if isinstance(value, dict):
+            yield from _key_paths(value, prefix + (str(key),))
 
 
 def _deep_merge(base: dict, top: dict) -> dict:
@@ -456,7 +484,8 @@ def _substitute(value: Any, run_dir: str) -> Any:
 def _build(cls: type, data: Any, prefix: str) -> Any:
     """Instantiate dataclass `cls` from `data`, checking every key, type and range."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {_kind(data)}")
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {_kind(data)}",
+                          key=prefix.rstrip("."))
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
@@ -464,12 +493,40 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
             full = f"{prefix}{key}"
             close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
-            raise ConfigError(f"unknown config key {full}{hint}")
+            raise ConfigError(f"unknown config key {full}{hint}", key=full)
     kwargs = {}
     for name, f in fields.items():
         if name in data:
             kwargs[name] = _coerce(hints[name], data[name], f"{prefix}{name}", f.metadata)
     return cls(**kwargs)
+
+
+def check_run_config(data: Any, tolerate: tuple[str, ...] = ()) -> None:
+    """A run's config.yaml as this version reads it: a mapping whose every key it knows
+    and every value of the key's type and range (ConfigError otherwise). Unknown keys
+    under a `tolerate` prefix pass (sections whose keys may come and go between
+    versions without changing what a trial means). Op and strategy names are left to
+    the comparison with the config that resumes the run."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"expected the run's configuration (a mapping of config keys), "
+                          f"got {_kind(data)}")
+    _build(Config, _tolerated(Config, data, "", tolerate), "")
+
+
+def _tolerated(cls: type, data: Mapping, prefix: str, tolerate: tuple[str, ...]) -> dict:
+    """`data` without its keys unknown to `cls` that sit under a `tolerate` prefix."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in hints:
+            if not any(full == t or full.startswith(f"{t}.") for t in tolerate):
+                out[key] = value            # _build names it
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(value, Mapping):
+            out[key] = _tolerated(hints[key], value, f"{full}.", tolerate)
+        else:
+            out[key] = value
+    return out
 
 
 def _coerce(hint: Any, value: Any, key: str, meta: Mapping) -> Any:
@@ -479,7 +536,7 @@ def _coerce(hint: Any, value: Any, key: str, meta: Mapping) -> Any:
     if origin in (list, tuple):
         (item,) = typing.get_args(hint)[:1]
         if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {_kind(value)}")
+            raise ConfigError(f"{key}: expected a list, got {_kind(value)}", key=key)
         return [_coerce(item, v, f"{key}[{i}]", meta) for i, v in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -490,21 +547,23 @@ def _coerce(hint: Any, value: Any, key: str, meta: Mapping) -> Any:
 def _check_scalar(hint: type, value: Any, key: str, meta: Mapping) -> Any:
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {_kind(value)}")
+            raise ConfigError(f"{key}: expected true or false, got {_kind(value)}",
+                              key=key)
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             else:
-                raise ConfigError(f"{key}: expected an integer, got {_kind(value)}")
+                raise ConfigError(f"{key}: expected an integer, got {_kind(value)}",
+                                  key=key)
     elif hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {_kind(value)}")
+            raise ConfigError(f"{key}: expected a number, got {_kind(value)}", key=key)
         value = float(value)
     elif hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {_kind(value)}")
+            raise ConfigError(f"{key}: expected a string, got {_kind(value)}", key=key)
     _check_range(value, key, meta)
     return value
 
@@ -514,14 +573,15 @@ def _check_range(value: Any, key: str, meta: Mapping) -> None:
     if choices and value not in choices:
         close = difflib.get_close_matches(str(value), choices, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}{hint}")
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}{hint}",
+                          key=key)
     lo, hi = meta.get("lo"), meta.get("hi")
     if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
         bound = f"> {lo}" if meta.get("lo_open") else f">= {lo}"
-        raise ConfigError(f"{key}: {value} is out of range (must be {bound})")
+        raise ConfigError(f"{key}: {value} is out of range (must be {bound})", key=key)
     if hi is not None and (value > hi or (meta.get("hi_open") and value == hi)):
         bound = f"< {hi}" if meta.get("hi_open") else f"<= {hi}"
-        raise ConfigError(f"{key}: {value} is out of range (must be {bound})")
+        raise ConfigError(f"{key}: {value} is out of range (must be {bound})", key=key)
 
 
 def _kind(value: Any) -> str:
@@ -547,7 +607,8 @@ def _check_name(key: str, what: str, name: str, known: tuple[str, ...]) -> None:
     if name not in known:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(f"{key}: unknown {what} {name!r}; known: {', '.join(known)}{hint}")
+        raise ConfigError(f"{key}: unknown {what} {name!r}; known: {', '.join(known)}{hint}",
+                          key=key)
 
 
 def validate(config: Config, names: Vocabulary) -> None:
@@ -557,7 +618,7 @@ def validate(config: Config, names: Vocabulary) -> None:
         pair = getattr(config.search.seeds, key)
         if len(pair) != 2 or pair[0] > pair[1] or pair[0] < (0 if key == "reductions" else 1):
             raise ConfigError(f"search.seeds.{key}: expected [min, max] with min <= max, "
-                              f"got {pair}")
+                              f"got {pair}", key=f"search.seeds.{key}")
     _check_name("search.strategy", "strategy", config.search.strategy, names.strategies)
     _check_name("search.pair_score", "pair score", config.search.pair_score,
                 names.pair_scores)
@@ -581,16 +642,16 @@ def validate(config: Config, names: Vocabulary) -> None:
         if name not in names.ops:
             close = difflib.get_close_matches(name, list(names.ops), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"{key}: unknown op {name!r}{hint}")
+            raise ConfigError(f"{key}: unknown op {name!r}{hint}", key=key)
     if not [op for op in config.model.candidate_ops if op != "none"]:
         raise ConfigError("model.candidate_ops: needs at least one op other than none")
     for phase in ("seed_train", "search_train"):
         if getattr(config.search, phase).epochs < 1:
-            raise ConfigError(f"search.{phase}.epochs: must be >= 1")
+            raise ConfigError(f"search.{phase}.epochs: must be >= 1", key=f"search.{phase}.epochs")
     shape = config.dataset.synthetic_shape
     if len(shape) != 3 or min(shape) < 1:
         raise ConfigError(f"dataset.synthetic_shape: expected [C, H, W] of positive sizes, "
-                          f"got {shape}")
+                          f"got {shape}", key="dataset.synthetic_shape")
     if config.dataset.name in ("cifar10", "cifar100", "imagefolder", "npz") \
             and not config.dataset.root:
         raise ConfigError(f"dataset.root: required for dataset {config.dataset.name}")
@@ -599,7 +660,8 @@ def validate(config: Config, names: Vocabulary) -> None:
                              ("search.post_train", config.search.post_train),
                              ("eval.train", config.eval.train)):
         if train.aux_weight > 0 and not config.model.aux_head:
-            raise ConfigError(f"{train_key}.aux_weight: needs model.aux_head: true")
+            raise ConfigError(f"{train_key}.aux_weight: needs model.aux_head: true",
+                              key=f"{train_key}.aux_weight")
         if train.compile and train.drop_path > 0:
             raise ConfigError(f"{train_key}.compile: not with drop_path > 0 (the drop rate "
                               f"changes every epoch, which would recompile every epoch)")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -211,6 +212,8 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
     if not models:
         raise InputError(f"--run {run_dir}: the search has no trained models to evaluate")
     dropped = left_out(search_rows, models, config)
+    ray_options = RayOptions(address, verbose)
+    ray_options.check_reachable()   # a wrong address: one line, and no eval/ folder
     store = RunStore.open(run_dir / EVAL, config, resumable_keys=EVAL_RESUMABLE_KEYS,
                           id_prefix="e", budgets=False)
     with logging_to(store.dir / "logs" / "eval.log"):
@@ -225,13 +228,14 @@ def run_eval(run_dir: str | Path, *, overrides: Sequence[str] = (),
             progress = progress or Progress(enabled=False)
             reporter = eval_reporter(store.dir, config, search_rows, progress,
                                      total=lambda: len(store.rows) + len(left()))
-            reason = run_stage(config, store, strategy, reporter, JobRequests(run_dir),
-                               budget=Budget(max_trials=sys.maxsize), dedup=False,
-                               ray_options=RayOptions(address, verbose), progress=progress,
-                               header=lambda: f"eval {store.dir}: {len(left())} of "
-                                              f"{len(models)} models to train"
-                                              + (f"; {dropped}" if dropped else ""))
-            summary = reporter.finish()
+            with closing(reporter):   # however it ends: no figure thread outlives it
+                reason = run_stage(config, store, strategy, reporter, JobRequests(run_dir),
+                                   budget=Budget(max_trials=sys.maxsize), dedup=False,
+                                   ray_options=ray_options, progress=progress,
+                                   header=lambda: f"eval {store.dir}: {len(left())} of "
+                                                  f"{len(models)} models to train"
+                                                  + (f"; {dropped}" if dropped else ""))
+                summary = reporter.finish()
             best = best_eval_row(list(store.rows.values()), config.search.convex_hull_eps,
                                  cost_column(config))
             log.info("eval finished (%s)%s", reason, f"; {_best_text(best)}" if best else "")

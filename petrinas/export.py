@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from petrinas.errors import InputError
+from petrinas.errors import InputError, first_line
 from petrinas.fileio import write_bytes_atomic, write_text_atomic
 from petrinas.model_desc.desc import ModelDesc, no_such_model_folder
 from petrinas.model_desc.model import CellNetwork, load_model
@@ -104,8 +104,8 @@ def _load(model_dir: Path) -> CellNetwork:
     are bad input (exit 2), not a crash."""
     try:
         return load_model(model_dir)
-    except (ValueError, RuntimeError) as exc:  # RuntimeError: weights that do not fit
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except ValueError as exc:  # a description that builds no model; weights: InputError
+        first = first_line(exc, type(exc).__name__)
         raise InputError(f"{model_dir}: cannot load the model: {first}") from None
 
 

@@ -30,8 +30,11 @@ NUMERIC = ("cells", "reductions", "nodes", "macs", "params", "latency_ms", "val_
 def local_ray(num_cpus: int, num_gpus: int) -> Iterator[None]:
     """A local Ray instance with `num_gpus` GPUs declared (real or not), for the block."""
     import ray
-    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-             log_to_driver=False)
+    # "local": a new instance even where another process's Ray (a `ray start`, another
+    # test run on the machine) left its address file, which a plain ray.init() joins,
+    # refusing num_cpus/num_gpus ("When connecting to an existing cluster ...").
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
+             include_dashboard=False, log_to_driver=False)
     try:
         yield
     finally:

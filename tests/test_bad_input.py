@@ -31,6 +31,21 @@ def _missing_extends(tmp: Path) -> str:
     return str(path)
 
 
+def _typo_in(tmp: Path) -> str:
+    """A --conf file with a misspelled key, extending a bundled config."""
+    path = tmp / "typo.yaml"
+    path.write_text("extends: petridish_digits.yaml\nsearch:\n  max_trails: 5\n")
+    return str(path)
+
+
+def _typo_in_extended(tmp: Path) -> str:
+    """A --conf file whose misspelled key sits in the file it extends."""
+    _typo_in(tmp)
+    path = tmp / "child.yaml"
+    path.write_text("extends: typo.yaml\nsearch:\n  max_hours: 1\n")
+    return str(path)
+
+
 # (case id, search.py arguments (a callable gets tmp_path), words the message must hold)
 CASES = [
     ("unknown top-level key", ["--set", "sead=1"], ["unknown config key sead",
@@ -52,8 +67,24 @@ CASES = [
      ["search.seeds", "no (cells, reductions, nodes)"]),
     ("reversed range", ["--set", "search.seeds.nodes=[3, 1]"], ["search.seeds.nodes"]),
     ("missing config file", ["--conf", "no_such_conf.yaml"], ["no_such_conf.yaml"]),
+    # Fails if a misspelled bundled name gets no suggestion (difflib over confs/).
+    ("misspelled config name", ["--conf", "petridish_digit"],
+     ["config file not found: petridish_digit (did you mean petridish_digits?)"]),
+    ("misspelled config file name", ["--conf", "confs/petridsh.yaml"],
+     ["config file not found: confs/petridsh.yaml (did you mean petridish?)"]),
+    ("unknown config name", ["--conf", "resnet"], ["config file not found: resnet (bundled: "
+                                                   "benchmark_digits, "]),
     ("missing extended file", lambda t: ["--conf", _missing_extends(t)],
      ["no_such_base.yaml"]),
+    # Fails if a key's error does not name the --conf file (or the extended file) it
+    # sits in: the key alone sends a user through a chain of files to find it.
+    ("misspelled key in a --conf file", lambda t: ["--conf", _typo_in(t)],
+     ["typo.yaml: unknown config key search.max_trails (did you mean search.max_trials?)"]),
+    ("misspelled key in an extended file", lambda t: ["--conf", _typo_in_extended(t)],
+     ["typo.yaml (extended by ", "child.yaml): unknown config key search.max_trails"]),
+    ("a --set key is not blamed on the --conf file",
+     lambda t: ["--conf", _typo_in_extended(t), "--set", "search.max_trails=6"],
+     ["error: unknown config key search.max_trails (did you mean"]),
     ("YAML syntax error", lambda t: ["--conf", _bad_yaml(t)], ["broken.yaml", "line"]),
     ("Python tag in config", lambda t: ["--conf", _python_tag(t)], ["evil.yaml"]),
     ("missing dataset folder", ["--set", "dataset.name=cifar10", "dataset.root=/nonexistent/c10"],
@@ -123,3 +154,74 @@ def test_export_refuses_set_in_one_line_naming_it(tmp_path):
     assert result.returncode == 2
     assert result.stderr == ("error: petrinas export: unknown option --set (its options: "
                              "--out; see --help)\n")
+
+
+def closed_port() -> int:
+    """A port with nothing listening: bound, then closed."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_address_with_nothing_listening_exits_2_before_writing_anything(tmp_path):
+    """Fails if --address is not tried before the run folder is written (config.yaml,
+    pool.tsv, journal were there), or if the command waits on ray.init, which retries an
+    address with nothing behind it for as long as it runs (the timeout below only keeps
+    a hang from holding up the suite: a refused port is answered at once)."""
+    address = f"127.0.0.1:{closed_port()}"
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "search.py"), "--out", str(out), "--quiet",
+         "--address", address], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr == (
+        f"error: --address {address}: cannot reach the Ray cluster (connection refused); "
+        f"check that its head node is up (`ray status` there) and that {address} is the "
+        "address `ray start --head` printed, reachable from here\n")
+    assert not out.exists()
+
+
+def test_an_address_with_nothing_listening_leaves_an_existing_folder_untouched(tmp_path,
+                                                                               capsys):
+    """An --out folder that exists already (made by the user, or a run to resume) is not
+    removed on a refusal, so nothing may be written into it first. Fails if the address
+    is tried only where Ray is started (config.yaml, the journal and logs/ were there)."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    address = f"127.0.0.1:{closed_port()}"
+    assert search_main(["--out", str(out), "--quiet", "--address", address]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --address {address}: cannot reach")
+    assert list(out.iterdir()) == []
+
+
+def test_an_address_that_never_answers_is_given_up_after_the_connect_timeout():
+    """A host that drops the connection (a firewall, a listener whose backlog is full)
+    is given up after the product's own connect timeout, not Ray's endless retries.
+    Fails if the probe has no timeout (it would wait for the kernel's, minutes) or if
+    the default is above 30 s (a wrong address must be named within half a minute)."""
+    import socket
+
+    from petrinas.engine.jobs import CONNECT_TIMEOUT_S, RayOptions
+    from petrinas.errors import InputError
+
+    assert CONNECT_TIMEOUT_S <= 30
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)                 # a queue of one, never accepted:
+        address = "127.0.0.1:%d" % server.getsockname()[1]
+        with socket.create_connection(server.getsockname()):  # fills it
+            with pytest.raises(InputError, match=rf"^--address {address}: cannot reach "
+                                                 r"the Ray cluster \(no answer within "
+                                                 r"0\.5 s\); check that"):
+                RayOptions(address).check_reachable(timeout_s=0.5)
+
+
+def test_a_malformed_address_is_named(monkeypatch):
+    """Fails if a port that is not a number reaches ray.init (or the socket call)."""
+    from petrinas.engine.jobs import RayOptions
+    from petrinas.errors import InputError
+
+    monkeypatch.setenv("RAY_ADDRESS", "headnode:63x79")
+    with pytest.raises(InputError, match=r"^RAY_ADDRESS=headnode:63x79: expected HOST:PORT"):
+        RayOptions().check_reachable()

@@ -6,6 +6,7 @@ The runs below use the box (floor 10, ceiling 1000 MACs, error 0.5) and ε = 0, 
 gallery model at 100 MACs with test error e adds one decade times (0.5 - e), and one at
 10 MACs two decades up to the next model's cost."""
 
+import numpy as np
 import pytest
 import yaml
 
@@ -271,3 +272,76 @@ def test_one_run_per_group_shows_no_spread_no_interval_and_warns(tmp_path, capsy
     assert err == ("warning: petridish (1 run), random_search (1 run): fewer than 2 runs, "
                    "so no ± std and no interval for them; run more seeds to compare with "
                    "confidence\n")
+
+
+def test_runs_on_other_budgets_group_together_and_labels_name_no_budget(tmp_path, capsys):
+    """compare reads every run at equal compute, so a run's own budget past that point
+    shows nowhere. Fails if search.max_trials or search.max_compute_hours split groups
+    (each label then repeated its budget: 'petridish, search.max_trials=40'), or if a
+    group of one says '1 runs'."""
+    from petrinas.cli import compare_main
+
+    dirs = [one_model(tmp_path / "p0", 0, 0.2), one_model(tmp_path / "r0", 0, 0.25,
+                                                          "random_search")]
+    for path, budget in zip(dirs, ("max_trials: 40", "max_trials: 24")):
+        config = path / "config.yaml"
+        config.write_text(config.read_text().replace(
+            "search:\n", f"search:\n  {budget}\n  max_compute_hours: {len(budget) / 100}\n"))
+    more = write_run(tmp_path / "p1", seed=1, rows=[(100, 0.7, 0.7, 10)], max_trials=60)
+    assert [g.label for g in group_runs([load_run(d) for d in [*dirs, more]])] == [
+        "petridish", "random_search"]
+    assert compare_main([*map(str, dirs), "--out", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == ["petridish: 1 run",
+                                                        "random_search: 1 run"]
+
+
+def rising_runs(tmp_path):
+    """Two groups of two seeds whose hypervolume rises by small steps after their first
+    model (petridish from 0.205 to 0.285 mean, random_search 0.175 to 0.255), a model
+    every 10 s: nothing in the first 10 s, a fifth of the compute axis."""
+    steps = [(100, 0.7, 0.7, 10), (100, 0.72, 0.72, 10), (100, 0.74, 0.74, 10),
+             (100, 0.76, 0.76, 10), (100, 0.78, 0.78, 10)]
+    return [write_run(tmp_path / f"{s}{seed}", strategy=s, seed=seed,
+                      rows=[(m, v + 0.01 * seed + d, t + 0.01 * seed + d, c)
+                            for m, v, t, c in steps])
+            for s, d in (("petridish", 0.0), ("random_search", -0.03)) for seed in (0, 1)]
+
+
+def _inside_the_figure(fig, text) -> bool:
+    fig.canvas.draw()
+    box, frame = text.get_window_extent(), fig.bbox
+    return (frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
+            and box.y1 <= frame.y1)
+
+
+def test_the_hypervolume_axis_fits_the_curves_past_their_first_rise(tmp_path):
+    """Every mean curve, where every run has a model and past the first 10 % of compute,
+    is on the axis and fills it but for the margins. Fails if the axis starts at 0 (the
+    curves were flat lines at its top: here 0.175-0.285 on a 0-0.3 axis) or if a curve
+    is drawn with its zeros before the first results."""
+    from petrinas.compare import hypervolume_figure
+
+    groups = group_runs([load_run(d) for d in rising_runs(tmp_path)])
+    fig = hypervolume_figure(groups)
+    ax = fig.axes[0]
+    bottom, top = ax.get_ylim()
+    shown = np.concatenate([mean[(lo > 0) & (hours >= 0.1 * hours[-1])]
+                            for _, hours, mean, lo, _ in hypervolume_curves(groups)])
+    assert (shown.min(), shown.max()) == pytest.approx((0.175, 0.285))
+    assert bottom <= shown.min() and shown.max() <= top
+    assert (shown.max() - shown.min()) / (top - bottom) == pytest.approx(1 / 1.1)
+    assert all(min(line.get_ydata()) > 0 for line in ax.get_lines())
+    assert _inside_the_figure(fig, ax.yaxis.label)
+
+
+def test_the_compare_figures_labels_are_inside_the_figure(tmp_path):
+    """Fails if a y label is longer than the axes are high (the hypervolume's and the
+    frontiers' were cut off at the top of the PNG)."""
+    from petrinas.compare import frontiers_figure, hypervolume_figure
+
+    runs = [load_run(d) for d in exact_runs(tmp_path)]
+    groups = group_runs(runs)
+    for fig in (hypervolume_figure(groups), frontiers_figure(groups, 25)):
+        ax = fig.axes[0]
+        assert _inside_the_figure(fig, ax.yaxis.label), ax.get_ylabel()
+        assert _inside_the_figure(fig, ax.xaxis.label), ax.get_xlabel()

@@ -35,8 +35,12 @@ def flat(data: dict, prefix: str = "") -> dict:
 # The hand-kept lists these replaced, as they were: the derivation changes no behaviour.
 # The consumers only test membership and prefixes, so order does not matter.
 @pytest.mark.parametrize("derived, by_hand", [
+    # + search.max_trials, search.max_compute_hours: runs of one strategy on other
+    # budgets made groups of their own, every label repeating its budget, though compare
+    # reads every run at equal compute
     (compare.IGNORED, ("seed", "name", "resources", "search.plot_interval_s",
-                       "search.max_hours", "eval")),
+                       "search.max_hours", "search.max_trials", "search.max_compute_hours",
+                       "eval")),
     (store.RESUMABLE_KEYS, ("search.max_trials", "search.max_hours",
                             "search.max_compute_hours", "search.plot_interval_s",
                             "resources", "eval")),

@@ -69,10 +69,39 @@ def test_eval_models_are_rebuilt_bigger_and_load(pipeline_run):
         assert accuracy == pytest.approx(float(row["test_top1"]), abs=1e-5)
 
 
-def test_eval_again_retrains_nothing(pipeline_run):
+@pytest.mark.parametrize("form", [["--run", "RUN"], ["RUN"], ["RUN", "--run", "RUN"]],
+                         ids=["--run DIR", "DIR", "both"])
+def test_eval_again_retrains_nothing(pipeline_run, form):
+    """`eval DIR` as export DIR and draw DIR take theirs, and `eval --run DIR` as before.
+    Fails if either form is refused."""
     before = history(pipeline_run / "eval")
-    assert eval_main(["--run", str(pipeline_run), "--quiet"]) == 0
+    run = [str(pipeline_run) if arg == "RUN" else arg for arg in form]
+    assert eval_main([*run, "--quiet"]) == 0
     assert history(pipeline_run / "eval") == before
+
+
+def test_export_of_the_eval_folder_exports_the_best_eval_model(pipeline_run, tmp_path):
+    """`export RUN/eval`, as `export --help` says. Fails if it exports a search model (a
+    gallery folder) instead of the eval stage's best, the fully trained one."""
+    from petrinas.cli import export_main
+    from petrinas.evaluate import best_eval_row
+
+    assert export_main([str(pipeline_run / "eval"), "--out", str(tmp_path / "x")]) == 0
+    rows = read_tsv(pipeline_run / "eval" / "pool.tsv")
+    best = best_eval_row(rows, load_config(pipeline_run / "config.yaml").search
+                         .convex_hull_eps, "macs")
+    exported = (tmp_path / "x" / "desc.yaml").read_text()
+    assert exported == (pipeline_run / "eval" / "trials" / best["trial_id"] /
+                        "desc.yaml").read_text()
+
+
+def test_eval_names_a_run_directory_taken_by_set(pipeline_run, capsys, monkeypatch):
+    """Fails if `eval --set k=v DIR` says only that DIR is no KEY=VALUE."""
+    monkeypatch.setattr(sys, "argv", ["eval.py"])   # as scripts/eval.py runs
+    assert eval_main(["--set", "eval.train.epochs=3", str(pipeline_run)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: eval.py: --set takes KEY=VALUE, not {str(pipeline_run)!r}: put the run "
+        "directory first (eval DIR --set ...) or give it as --run DIR\n")
 
 
 def test_a_failed_eval_model_is_tried_again_by_the_next_run(pipeline_run, tmp_path):
@@ -97,6 +126,28 @@ def test_a_failed_eval_model_is_tried_again_by_the_next_run(pipeline_run, tmp_pa
 def test_eval_of_a_missing_run_exits_2(tmp_path, capsys):
     assert eval_main(["--run", str(tmp_path / "nothing")]) == 2
     assert "no search run there" in capsys.readouterr().err
+
+
+def test_eval_with_an_address_with_nothing_listening_exits_2_and_writes_no_eval_folder(
+        pipeline_run, tmp_path):
+    """Fails if eval writes into DIR/eval/ before it has tried the address (an eval/
+    that exists already is not removed on a refusal: here an empty one), or waits on
+    ray.init's endless retries (the timeout only guards the suite against that hang)."""
+    import socket
+    run = tmp_path / "run"
+    shutil.copytree(pipeline_run, run, ignore=shutil.ignore_patterns("eval"))
+    (run / "eval").mkdir()
+    with socket.socket() as s:            # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "eval.py"), "--run",
+                             str(run), "--quiet", "--address", address],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.startswith(f"error: --address {address}: cannot reach the Ray "
+                                    "cluster (connection refused); check that")
+    assert result.stderr.count("\n") == 1
+    assert list((run / "eval").iterdir()) == []
 
 
 def test_sigkill_mid_eval_then_resume_retrains_nothing_finished(pipeline_run, tmp_path):

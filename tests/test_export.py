@@ -158,6 +158,38 @@ def test_weights_that_do_not_fit_exit_2(model_dir: Path, tmp_path: Path, capsys)
     assert err.startswith("error: ") and "cannot load" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("cut", [0, 100, 0.5, -100])
+def test_truncated_weights_are_one_line_naming_the_file(cut, model_dir: Path, tmp_path: Path,
+                                                        capsys):
+    """A weights.pt cut short (a copy interrupted, a full disk): load_model raises the
+    input error naming the file, and export exits 2 with it on one line. Fails if
+    torch's own EOFError / ValueError / KeyError (a traceback) gets through."""
+    from petrinas.errors import InputError
+
+    blob = (model_dir / "weights.pt").read_bytes()
+    end = int(len(blob) * cut) if isinstance(cut, float) else cut % len(blob)
+    (tmp_path / "desc.yaml").write_bytes((model_dir / "desc.yaml").read_bytes())
+    (tmp_path / "weights.pt").write_bytes(blob[:end])
+    with pytest.raises(InputError, match=rf"^{tmp_path / 'weights.pt'}: cannot load the "
+                                         r"weights, the file is truncated or damaged \(\w+"):
+        load_model(tmp_path)
+    assert export_main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'weights.pt'}: cannot load the weights")
+    assert err.count("\n") == 1
+
+
+def test_export_help_names_the_eval_stages_models():
+    """Fails if `export --help` does not say it takes the eval stage's models (a run's
+    eval/ folder, an eval trial folder), the fully trained ones."""
+    from petrinas.cli import export_parser
+
+    text = " ".join(export_parser().format_help().split())
+    assert "or the eval stage's, which are trained fully" in text
+    assert "RUN/eval/trials/<id>" in text
+    assert "its eval stage's RUN/eval (the best eval model)" in text
+
+
 def test_script_exits_2_for_missing_folder(tmp_path: Path, monkeypatch, capsys):
     # runpy runs the script file as __main__ without the cost of a new interpreter.
     monkeypatch.setattr(sys, "argv", ["export.py", str(tmp_path / "nope")])

@@ -1,6 +1,7 @@
 """The module built from a description: weights in and out, drop-path, the aux head."""
 
 import copy
+import io
 from dataclasses import replace
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from petrinas import load_model
 from petrinas.config_loader import load_config
-from petrinas.errors import UntrustedFileError
+from petrinas.errors import InputError, UntrustedFileError
 from petrinas.model_desc import (CellDesc, EdgeDesc, ModelDesc, NodeDesc, OpDesc, build_model,
                                  build_seed)
 from petrinas.model_desc.model import load_weights, save_weights
@@ -73,7 +74,8 @@ def test_weights_of_another_description_do_not_load(config, tmp_path):
     desc = build_seed(config, cells=3, reductions=1, nodes=2)
     other = build_seed(config, cells=3, reductions=1, nodes=1)
     _save(tmp_path / "t", desc, build_model(other))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(InputError, match=r"weights.pt: cannot load into the model of .*"
+                                         r"desc.yaml \((Missing|Unexpected|size mismatch)"):
         load_model(tmp_path / "t")
 
 
@@ -86,6 +88,29 @@ class _Payload:
     def __reduce__(self):
         import os
         return (os.system, (f"touch {self.marker}",))
+
+
+class _OpenPayload:
+    """Unpickling this would open (and create) the marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_refusal_reads_plain_in_a_log(tmp_path):
+    """torch words some refusals in bold for a terminal (ESC[1m ... ESC[0m); the line
+    goes to search.log and pool.tsv. Fails if the escape codes get through."""
+    buffer = io.BytesIO()
+    torch.save({"weight": _OpenPayload(tmp_path / "pwned")}, buffer, pickle_protocol=2)
+    (tmp_path / "weights.pt").write_bytes(buffer.getvalue())
+    with pytest.raises(UntrustedFileError) as info:
+        load_weights(tmp_path / "weights.pt")
+    assert "do those steps only if you trust the source of the checkpoint." in str(info.value)
+    assert "\x1b" not in str(info.value)
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_pickle_payload_in_weights_is_refused(config, tmp_path):

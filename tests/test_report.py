@@ -313,6 +313,80 @@ def test_frontier_figure_shows_every_model_the_hull_and_the_gallery():
     assert ax.xaxis.get_major_formatter()(16_700) == "16.7k"
 
 
+def _marker_path(marker: str):
+    """The path a scatter of `marker` draws (what a PathCollection holds)."""
+    from matplotlib.markers import MarkerStyle
+    style = MarkerStyle(marker)
+    return style.get_path().transformed(style.get_transform())
+
+
+def _entries(ax) -> dict:
+    """label -> what the legend draws for it (a tuple for entries of several markers)."""
+    legend = ax.get_legend()
+    shown = dict(zip([t.get_text() for t in legend.get_texts()], legend.legend_handles))
+    handles, labels = ax.get_legend_handles_labels()
+    for handle, label in zip(handles, labels):
+        members = getattr(handle, figures.LEGEND_HANDLE, None)
+        if isinstance(members, tuple):
+            shown[label] = members
+    return shown
+
+
+def _looks_like(handle, points: PathCollection, *, filled: bool) -> bool:
+    """A legend marker (a marker line, or a points collection's own entry) drawn as
+    `points` draws its hollow (or filled) members."""
+    if isinstance(handle, PathCollection):
+        path, edge = handle.get_paths()[0], tuple(handle.get_edgecolors()[0])
+        face = tuple(handle.get_facecolors()[0]) if len(handle.get_facecolors()) else (0,) * 4
+    else:
+        path, edge = _marker_path(handle.get_marker()), to_rgba(handle.get_markeredgecolor())
+        face = to_rgba(handle.get_markerfacecolor())
+    faces = [tuple(f) for f in points.get_facecolors()]
+    return (np.allclose(path.vertices, points.get_paths()[0].vertices)
+            and edge == tuple(points.get_edgecolors()[0])
+            and (face in faces if filled else face[3] == 0))
+
+
+@pytest.mark.parametrize("figure", ["search", "eval"])
+def test_legend_markers_are_the_plotted_ones(figure):
+    """Each kind's entry is its points' marker and colour, hollow as its models outside
+    the gallery are; the gallery's entry shows the filled markers of the kinds in it.
+    Fails if an entry takes another marker (the eval figure's gallery entry was a grey
+    circle beside green triangles) or the fill of whichever point came first."""
+    if figure == "search":
+        rows = [r for r in _example_rows() if r["status"] == "ok"]
+        ax = figures.frontier_figure(rows, BAND, 0.1).axes[0]
+        kinds, gallery = ["seed", "grown"], "gallery (filled)"
+    else:
+        rows = [_row(f"e{i}", m, v, stage="eval", test=t) for i, (m, v, t) in
+                enumerate([(1e6, 0.8, 0.6), (1e7, 0.85, 0.75), (1e8, 0.7, 0.9)])]
+        ax = figures.eval_frontier_figure(rows, 0.0).axes[0]
+        kinds, gallery = ["eval"], "ε-band of val. error (filled, ε = 0)"
+    entries = _entries(ax)
+    points = [c for c in _scatters(ax) if len(c.get_offsets())]  # one per kind, in order
+    assert list(entries)[:len(kinds) + 1] == [*kinds, gallery]
+    assert len(points) == len(kinds)
+    for kind, collection in zip(kinds, points):
+        assert _looks_like(entries[kind], collection, filled=False), kind
+    members = entries[gallery]
+    members = members if isinstance(members, tuple) else (members,)
+    assert len(members) == len(kinds)
+    for member, collection in zip(members, points):
+        assert _looks_like(member, collection, filled=True)
+
+
+def test_the_eps_band_legend_entry_is_the_band_outlined():
+    """Fails if the band's entry is its own 15 %-opaque patch without an edge, which
+    does not show on the legend's white (it was invisible)."""
+    rows = [r for r in _example_rows() if r["status"] == "ok"]
+    ax = figures.frontier_figure(rows, BAND, 0.1).axes[0]
+    band = next(c for c in ax.collections if c.get_label() == "ε-band (ε = 0.1)")
+    entry = _entries(ax)["ε-band (ε = 0.1)"]
+    assert to_rgba(entry.get_facecolor()) == tuple(band.get_facecolor()[0])
+    assert to_rgba(entry.get_edgecolor()) == to_rgba(figures.HULL_COLOR)
+    assert entry.get_linewidth() > 0
+
+
 def test_eval_frontier_has_the_reference_line_and_a_log_axis():
     evals = [_row(f"e{i}", m, 0.8, stage="eval", test=t)
              for i, (m, t) in enumerate([(1_000_000, 0.6), (10_000_000, 0.75),

@@ -107,6 +107,50 @@ def test_another_configuration_is_refused_unless_overwrite(tmp_path, config):
     store.close()
 
 
+CORRUPTIONS = [  # (case, what config.yaml becomes, what the refusal must say)
+    ("YAML torn off", lambda text: text[:len(text) // 2] + "\n  lr: [0.1",
+     ": line "),
+    ("bytes that are no text", lambda text: "\x00\x01",
+     ": invalid YAML (unacceptable character #x0000"),
+    ("a misspelled key", lambda text: text.replace("max_trials:", "max_trails:"),
+     ": unknown config key search.max_trails (did you mean search.max_trials?); "),
+    ("a value of the wrong type", lambda text: text.replace("max_trials: 10", "max_trials: x"),
+     ": search.max_trials: expected an integer, got str 'x'; "),
+    ("not a mapping", lambda text: "- 1\n", ": expected the run's configuration (a mapping "
+                                            "of config keys), got list [1]; "),
+]
+
+
+@pytest.mark.parametrize("case,corrupt,says", CORRUPTIONS, ids=[c[0] for c in CORRUPTIONS])
+def test_a_corrupt_config_yaml_is_named_with_its_fault_and_no_overwrite(tmp_path, config,
+                                                                      case, corrupt, says):
+    """A damaged config.yaml in a run folder: the refusal names the file and what is
+    wrong with it, and does not point to --overwrite, which would delete the trials.
+    Fails if the YAML error or the bad key is not named (it was 'unreadable', or 'holds
+    a run of another configuration'), or if --overwrite is suggested."""
+    store = RunStore.open(tmp_path / "run", config)
+    submit(store, strategy_from_config(config), 1)
+    store.close()
+    path = tmp_path / "run" / "config.yaml"
+    path.write_text(corrupt(path.read_text()))
+    with pytest.raises(ConfigError) as refused:
+        RunStore.open(tmp_path / "run", config)
+    message = str(refused.value)
+    assert message.startswith(f"{path}{says}"), message
+    assert "invalid YAML" in message or case != "YAML torn off"
+    assert "--overwrite" not in message and "\n" not in message
+    assert message.endswith("repair it (the trials are intact), or use another --out")
+
+
+def test_unknown_keys_of_a_resumable_section_in_config_yaml_still_resume(tmp_path, config):
+    """A key under resources (a section a resume may change) that this version does not
+    know is no fault of the file. Fails if check_run_config is given no prefixes."""
+    RunStore.open(tmp_path / "run", config).close()
+    path = tmp_path / "run" / "config.yaml"
+    path.write_text(path.read_text().replace("resources:\n", "resources:\n  old_key: 3\n"))
+    RunStore.open(tmp_path / "run", config).close()
+
+
 def test_the_refusal_names_the_keys_a_user_changed_not_the_derived_ones(tmp_path):
     """A resume without the first run's --set values: the message names what the user
     changed (seeds), not the reference cost derived from it, and every such key."""

@@ -145,3 +145,34 @@ def live_lines(stream: io.StringIO) -> list[str]:
     """Each state of a live line (each rewrite starts with a carriage return and is
     padded to cover the one before)."""
     return [text.rstrip() for text in stream.getvalue().split("\r")[1:]]
+
+
+def test_a_resumed_runs_header_counts_what_its_status_line_counts(tmp_path):
+    """After a stop with 3 trials submitted, 1 ended: the header says 1 done and 2 to
+    run again, and the first status line 1/10. Fails if the header counts the journal's
+    submissions ("resumed at 3 trials") against the status line's ended trials."""
+    from petrinas.config_loader import load_config
+    from petrinas.engine.runner import _search_header, search_reporter, with_reference_point
+    from petrinas.engine.store import RunStore
+    from petrinas.search.strategy import strategy_from_config
+
+    config = with_reference_point(load_config("petridish_digits", ["search.max_trials=10"]))
+    store = RunStore.open(tmp_path / "run", config)
+    strategy = strategy_from_config(config)
+    for _ in range(3):
+        trial_id = store.next_trial_id()
+        store.record_submit(trial_id, strategy.suggest(trial_id), strategy.rng_state())
+    store.record_failure("t0001", "TrainingError: loss became nan")
+    store.close()
+
+    store = RunStore.open(tmp_path / "run", config)
+    store.replay(strategy_from_config(config))
+    stream = io.StringIO()
+    reporter = search_reporter(store.dir, config, Progress(stream=stream))
+    reporter.start(store.rows.values())
+    reporter.tick(tick(running=2))
+    reporter.close()
+    store.close()
+    assert _search_header(config, store).startswith(
+        f"search {store.dir}, resumed with 1 trial done and 2 to run again: 10 trials or ")
+    assert stream.getvalue().startswith("1/10 trials, 2 running, 1 failed | ")

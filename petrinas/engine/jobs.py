@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import socket
 import sys
 import time
 from collections import OrderedDict
@@ -26,7 +27,7 @@ from ray.exceptions import GetTimeoutError, RayError, RayTaskError, TaskCancelle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from petrinas.config import Config
-from petrinas.errors import InputError
+from petrinas.errors import InputError, plain
 from petrinas.search.kinds import JobKind
 from petrinas.search.rows import claim_key
 
@@ -123,12 +124,63 @@ class Completion:
     spent: dict = field(default_factory=dict)  # a failed job's compute_s and device, if known
 
 
+# How long a stage waits for the cluster it is told to join to take a connection.
+# ray.init has no bound of its own on an address with nothing behind it (Ray 2.60 was
+# still retrying "Failed to connect to GCS" every 30-40 s when killed after 2 minutes),
+# so the address is tried first with a plain TCP connection, bounded by this.
+CONNECT_TIMEOUT_S = 10.0
+
+
 @dataclass(frozen=True)
 class RayOptions:
     """How a stage reaches Ray: the cluster to join (None: $RAY_ADDRESS, else a local
     instance of its own) and whether Ray's own log lines may reach the terminal."""
     address: str | None = None
     verbose: bool = False
+
+    def check_reachable(self, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+        """One line (InputError) unless the cluster to join takes a TCP connection within
+        `timeout_s`. Called before a stage writes anything: a wrong address leaves no
+        run folder behind. Nothing to check for a local instance, for Ray's own
+        "auto"/"local", or when Ray is already up in this process (ray_session uses it)."""
+        address, named = _address(self.address)
+        if not address or ray.is_initialized():
+            return
+        host, port = _host_port(address, named)
+        if host is None:
+            return
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+        except OSError as exc:
+            why = (f"no answer within {timeout_s:g} s" if isinstance(exc, TimeoutError)
+                   else "unknown host" if isinstance(exc, socket.gaierror)
+                   else exc.strerror or type(exc).__name__)
+            raise InputError(
+                f"{named}: cannot reach the Ray cluster ({why.lower()}); check "
+                f"that its head node is up (`ray status` there) and that {host}:{port} is "
+                "the address `ray start --head` printed, reachable from here") from None
+
+
+def _address(given: str | None) -> tuple[str | None, str]:
+    """The cluster address to join, and how an error names it (the option or the
+    environment variable it came from)."""
+    if given:
+        return given, f"--address {given}"
+    address = os.environ.get("RAY_ADDRESS") or None
+    return address, f"RAY_ADDRESS={address}"
+
+
+def _host_port(address: str, named: str) -> tuple[str | None, int]:
+    """(host, port) of HOST:PORT or ray://HOST:PORT; (None, 0) for what Ray resolves
+    itself ("auto", "local", a host without a port)."""
+    rest = address.split("://", 1)[-1]
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host:
+        return None, 0
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"{named}: expected HOST:PORT (the address "
+                         "`ray start --head` printed)")
+    return host.strip("[]"), int(port)
 
 
 @contextmanager
@@ -141,6 +193,7 @@ def ray_session(options: RayOptions, log_path: Path) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    options.check_reachable()
     address = options.address or os.environ.get("RAY_ADDRESS")
     env = {"RAY_USAGE_STATS_ENABLED": os.environ.get("RAY_USAGE_STATS_ENABLED", "0"),
            "RAY_DEDUP_LOGS": "0"}
@@ -377,12 +430,12 @@ class RayExecutor:
         except RayTaskError as exc:
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
             self.release(trial_id)
-            return Completion(trial_id, error=_one_line(cause), detail=str(exc),
+            return Completion(trial_id, error=_one_line(cause), detail=plain(str(exc)),
                               spent=dict(getattr(cause, "petrinas_spent", None) or {}))
         except (RayError, GetTimeoutError) as exc:   # a dead worker: its compute is unknown
             self.release(trial_id)
             return Completion(trial_id, error=f"system failure: {_one_line(exc)}",
-                              detail=str(exc))
+                              detail=plain(str(exc)))
 
     def release(self, trial_id: str) -> None:
         """Drop the claims of a trial that will not train its model (failed, cancelled,
@@ -416,7 +469,7 @@ class RayExecutor:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    text = plain(str(exc)).strip().splitlines()
     message = text[-1] if isinstance(exc, RayError) and text else (text[0] if text else "")
     return f"{type(exc).__name__}: {message}"[:500]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -273,18 +273,20 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
     `clock` is what `search.max_hours` is measured on (monotonic seconds)."""
     check_data(config)
     config = with_reference_point(config)
+    ray_options = RayOptions(address, verbose)
+    ray_options.check_reachable()   # a wrong address: one line, and no run folder
     store = RunStore.open(run_dir, config, overwrite=overwrite, clock=clock)
     with logging_to(store.dir / "logs" / "search.log"):
         try:
             strategy = strategy_from_config(config, MeasuredShapeCosts(config))
             progress = progress or Progress(enabled=False)
-            reporter = search_reporter(store.dir, config, progress)
-            reason = run_stage(config, store, strategy, reporter,
-                               JobRequests(store.dir), budget=Budget.from_config(config),
-                               dedup=True, ray_options=RayOptions(address, verbose),
-                               progress=progress,
-                               header=lambda: _search_header(config, store))
-            summary = reporter.finish()
+            # closed however the search ends (Ctrl-C too): no figure thread outlives it
+            with closing(search_reporter(store.dir, config, progress)) as reporter:
+                reason = run_stage(config, store, strategy, reporter,
+                                   JobRequests(store.dir), budget=Budget.from_config(config),
+                                   dedup=True, ray_options=ray_options, progress=progress,
+                                   header=lambda: _search_header(config, store))
+                summary = reporter.finish()
             log.info("search finished (%s) after %.0fs", reason, store.elapsed())
             return SearchSummary(run_dir=store.dir, trials=len(store.specs),
                                  failed=summary["failed"], duplicates=summary["duplicates"],
@@ -320,8 +322,13 @@ def search_writers(run_dir: Path, config: Config) -> list[Writer]:
 
 
 def _search_header(config: Config, store: RunStore) -> str:
+    """The first line. A resumed run counts what the status line counts: the trials
+    that ended (its "10/24 trials"), and apart, those in flight at the stop, which run
+    again under their ids (the journal holds both: 12 submitted)."""
     search = config.search
-    resumed = f", resumed at {len(store.specs)} trials" if store.specs else ""
+    done, again = len(store.rows), len(store.specs) - len(store.rows)
+    resumed = (f", resumed with {done} trial{'s' * (done != 1)} done"
+               + (f" and {again} to run again" if again else "")) if store.specs else ""
     return (f"search {store.dir}{resumed}: {search.max_trials} trials or "
             f"{format_duration(search.max_hours * 3600)}, strategy {search.strategy}, "
             f"{len(seed_macros(config))} seed shapes")

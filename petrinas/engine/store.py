@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
-from petrinas.config import Config, Role, config_to_yaml, keys_with
+from petrinas.config import Config, Role, check_run_config, config_to_yaml, keys_with, \
+    read_yaml_file
 from petrinas.errors import ConfigError, InputError
 from petrinas.fileio import (ensure_dir, fsync_dir, replace_durably, write_bytes_atomic,
                              write_text_atomic)
@@ -113,9 +114,15 @@ class RunStore:
                 self._clear()
             return None
         try:
-            old = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError:
-            raise ConfigError(f"{path}: unreadable; use --overwrite to start afresh") from None
+            old = read_yaml_file(path)
+            check_run_config(old, resumable_keys)
+        except ConfigError as exc:
+            # Not --overwrite: it would delete the trials, which a damaged copy of the
+            # configuration they were trained with does not touch.
+            where = "" if str(exc).startswith(str(path)) else f"{path}: "
+            raise ConfigError(f"{where}{exc}; this file records the configuration the "
+                              f"run's trials were trained with: repair it (the trials are "
+                              f"intact), or use another --out") from None
         diff = _config_diff(_at_defaults(old), config.to_dict(), resumable_keys)
         if diff:
             raise ConfigError(f"{self.dir} holds a run of another configuration "

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from petrinas.errors import UntrustedFileError
+from petrinas.errors import InputError, UntrustedFileError, first_line, plain
 from petrinas.fileio import write_bytes_atomic
 from petrinas.model_desc.candidate import Candidate
 from petrinas.model_desc.desc import (CellDesc, ModelDesc, edge_stride,
@@ -150,9 +150,13 @@ def weights_from_bytes(blob: bytes, origin: str = "weights") -> dict[str, torch.
     try:
         state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        raise UntrustedFileError(f"{origin}: refused to load (not plain tensors: {first})") \
-            from None
+        raise UntrustedFileError(f"{origin}: refused to load (not plain tensors: "
+                                 f"{first_line(exc, 'unsafe content')})") from None
+    except Exception as exc:  # noqa: BLE001 — a cut-off file raises EOFError, ValueError,
+        # KeyError or RuntimeError from torch's readers, depending on where it was cut
+        detail = ": ".join(filter(None, (type(exc).__name__, first_line(exc)))).splitlines()
+        raise InputError(f"{origin}: cannot load the weights, the file is truncated or "
+                         f"damaged ({detail[0]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
                                               for v in state.values()):
         raise UntrustedFileError(f"{origin}: not a state_dict of tensors")
@@ -175,5 +179,17 @@ def load_model(path: str | Path) -> CellNetwork:
         folder = path if path.suffix != ".yaml" else path.parent
         raise FileNotFoundError(str(no_such_model_folder(folder)))
     model = build_model(ModelDesc.load(desc_path))
-    model.load_state_dict(load_weights(desc_path.parent / "weights.pt"))
+    weights = desc_path.parent / "weights.pt"
+    state = load_weights(weights)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # another model's weights
+        # torch's first line is a header ("Error(s) in loading state_dict for ..."), the
+        # second the first fault (missing keys, a size mismatch), often very long
+        lines = [line.strip() for line in plain(str(exc)).strip().splitlines()] or [""]
+        detail = lines[min(1, len(lines) - 1)]
+        detail = detail if len(detail) <= 160 else detail[:159] + "…"
+        raise InputError(f"{weights}: cannot load into the model of {desc_path} "
+                         f"({detail})") from None
     return model.eval()
+

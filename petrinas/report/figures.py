@@ -26,6 +26,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.legend_handler import HandlerTuple
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
 from petrinas.fileio import write_bytes_atomic
@@ -222,26 +225,48 @@ def cost_axis(ax: Axes, values: Sequence[float], cost_key: str) -> bool:
     return use_log
 
 
+POINT_SIZE = 14          # scatter area, points^2
+POINT_EDGE = 0.7
+# An artist may carry the handle its legend entry shows instead of itself (`legend`).
+LEGEND_HANDLE = "petrinas_legend_handle"
+
+
 def _scatter(ax: Axes, rows: Sequence[dict], cost_key: str, metric: str,
              gallery: set[str], band_label: str = "gallery (filled)", *,
              kinds: Kinds = KINDS) -> None:
     """Points by stage, in the kinds' order (stages of no kind last); gallery members
-    filled, the others hollow."""
+    filled, the others hollow. A points collection's own legend entry would take the
+    fill of its first point, so each kind's entry is its hollow marker, and the gallery's
+    the filled markers of the kinds it holds, each as plotted."""
     styles = stage_styles(kinds)
     order = list(styles)
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(str(r.get("stage", "")), []).append(r)
+    in_gallery = []
     for stage in sorted(groups, key=lambda s: order.index(s) if s in styles else len(order)):
         style = styles.get(stage, OTHER_STYLE)
         group = groups[stage]
         filled = [r["trial_id"] in gallery for r in group]
-        ax.scatter([float(r[cost_key]) for r in group], [error_pct(r, metric) for r in group],
-                   s=14, marker=style["marker"], edgecolors=style["color"], linewidths=0.7,
-                   facecolors=[style["color"] if f else "none" for f in filled],
-                   label=style["label"], zorder=4)
-    if gallery:  # a legend entry for "filled = gallery"
-        ax.scatter([], [], s=14, marker="o", color="#555555", label=band_label)
+        points = ax.scatter([float(r[cost_key]) for r in group],
+                            [error_pct(r, metric) for r in group], s=POINT_SIZE,
+                            marker=style["marker"], edgecolors=style["color"],
+                            linewidths=POINT_EDGE, label=style["label"], zorder=4,
+                            facecolors=[style["color"] if f else "none" for f in filled])
+        setattr(points, LEGEND_HANDLE, _marker(style, filled=False))
+        if any(filled):
+            in_gallery.append(_marker(style, filled=True))
+    if in_gallery:  # "filled = gallery": the filled markers, side by side
+        entry = ax.add_line(Line2D([], [], linestyle="", label=band_label))
+        setattr(entry, LEGEND_HANDLE, tuple(in_gallery))
+
+
+def _marker(style: dict, *, filled: bool) -> Line2D:
+    """A legend handle drawn as `_scatter` draws a point of `style`."""
+    return Line2D([], [], linestyle="", marker=style["marker"],
+                  markersize=POINT_SIZE ** 0.5, markeredgewidth=POINT_EDGE,
+                  markeredgecolor=style["color"],
+                  markerfacecolor=style["color"] if filled else "none")
 
 
 def _hull_line(ax: Axes, rows: Sequence[dict], cost_key: str, metric: str, log: bool, *,
@@ -260,8 +285,12 @@ def _hull_line(ax: Axes, rows: Sequence[dict], cost_key: str, metric: str, log: 
     ax.plot([costs[i] for i in vertices], [100 * errors[i] for i in vertices], linestyle="",
             marker="o", markersize=2.5, color=color, zorder=3)
     if eps > 0:
-        ax.fill_between(xs, ys, (1 + eps) * ys, color=color, alpha=0.15, linewidth=0,
-                        label=f"ε-band (ε = {eps:g})", zorder=2)
+        band = ax.fill_between(xs, ys, (1 + eps) * ys, color=color, alpha=0.15, linewidth=0,
+                               label=f"ε-band (ε = {eps:g})", zorder=2)
+        # Its own legend patch, as pale as the band, was lost on the legend's white: the
+        # same fill, outlined in the hull's colour.
+        setattr(band, LEGEND_HANDLE, Patch(facecolor=band.get_facecolor()[0],
+                                           edgecolor=color, linewidth=0.8))
 
 
 # Longer labels (compare's groups name their config differences) would cover the data:
@@ -274,10 +303,11 @@ def legend(ax: Axes) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if not handles:
         return
+    handles = [getattr(h, LEGEND_HANDLE, h) for h in handles]
     style = dict(fontsize=FONT - 1, framealpha=0.85, handlelength=1.5, borderpad=0.3,
-                 labelspacing=0.25)
+                 labelspacing=0.25, handler_map={tuple: HandlerTuple(ndivide=None)})
     if max(map(len, labels)) <= LEGEND_INSIDE_CHARS:
-        ax.legend(loc="best", **style)
+        ax.legend(handles, labels, loc="best", **style)
     else:
         ax.legend(handles, [textwrap.fill(label, LEGEND_WRAP) for label in labels],
                   loc="upper center", bbox_to_anchor=(0.5, -0.2), **style)

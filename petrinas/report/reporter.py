@@ -2,13 +2,13 @@
 `ReportState` and hands each change to the stage's writers, in their order.
 
 The search and the eval stage each assemble their own writers (runner.py's
-`search_reporter`, evaluate.py's `eval_reporter`); a writer does one thing (a table,
-the gallery folders, the figures, TensorBoard, the status line) and the reporter decides
+`search_reporter`, evaluate.py's `eval_reporter`); a writer does one thing (a table, the
+gallery folders, the figures, TensorBoard, the status line) and the reporter decides
 nothing. Rows (plain dicts, search/rows.py) arrive all at once at `start` (a new or
-resumed run), then one by one (`add`), and `finish` comes at the end. While the trial
-loop runs, it also says at each turn what only it knows (`tick`, a `LoopStatus`), and
-when it ends (`loop_end`). Every file is written atomically or appended line by line;
-see each writer for its files.
+resumed run), then one by one (`add`), and `finish` comes at the end; `close` comes
+last, however the stage ended. While the trial loop runs, it also says at each turn what
+only it knows (`tick`, a `LoopStatus`), and when it ends (`loop_end`). Every file is
+written atomically or appended line by line; see each writer for its files.
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ class Writer:
     def on_finish(self, state: ReportState) -> None:
         """The stage is over: write the final state in full and release what is held."""
 
+    def close(self) -> None:
+        """The stage ended, however (after on_finish, or without it: Ctrl-C, an error):
+        stop or wait for what runs in the background. Called more than once, it does
+        nothing more."""
+
 
 class Reporter:
     def __init__(self, state: ReportState, writers: Sequence[Writer]):
@@ -83,3 +88,8 @@ class Reporter:
         for writer in self.writers:
             writer.on_finish(self.state)
         return self.state.summary()
+
+    def close(self) -> None:
+        """Every writer's `close`, however the stage ended (`with closing(reporter)`)."""
+        for writer in self.writers:
+            writer.close()

@@ -77,6 +77,12 @@ def test_a_poisoned_parent_fails_its_children_and_runs_no_code(tmp_path):
     assert_failed_rows_explain(tmp_path, children, "refused to load")
     assert not marker.exists()
     assert summary.failed == 2
+    # torch's refusal is bold on a terminal: no ESC[1m / ESC[0m in the files it reaches
+    # (fails if the error line is not stripped of them)
+    run = tmp_path / "run"
+    for path in [run / "pool.tsv", run / "logs" / "search.log",
+                 *(run / "trials" / r["trial_id"] / "error.txt" for r in children)]:
+        assert "\x1b" not in path.read_text(), path
 
 
 def test_nothing_in_the_package_loads_a_pickle_or_unsafe_yaml():

@@ -1,6 +1,13 @@
 """When a stage's figures are drawn: on a background thread, at most every
 `plot_interval_s` while the stage runs, and once more, in full, at the end. What is drawn
-is the stage's `draw` function (report/figures.py: search_figures, eval_figures)."""
+is the stage's `draw` function (report/figures.py: search_figures, eval_figures).
+
+However the stage ends (done, Ctrl-C, an error), `close` waits for a drawing under way,
+so no thread of ours outlives the stage. The thread is not a daemon either: Python kills
+a daemon thread where it stands when the interpreter exits, and one killed inside
+matplotlib's FreeType aborted the process (exit 134, a C++ stack trace) instead of
+Ctrl-C's exit 130; a drawing that outlasts `JOIN_TIMEOUT_S` is waited for at exit instead.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,10 @@ from petrinas.report.reporter import Writer
 from petrinas.report.state import ReportState, Snapshot
 
 log = logging.getLogger("petrinas.report")
+
+# How long `close` waits for a drawing under way; one drawing of the search's figures
+# takes about a second.
+JOIN_TIMEOUT_S = 60.0
 
 
 class FigureWriter(Writer):
@@ -32,10 +43,19 @@ class FigureWriter(Writer):
         self._maybe_draw(state)
 
     def on_finish(self, state: ReportState) -> None:
-        if self._drawing is not None:
-            self._drawing.join()
+        self.close()
         if state.pool_size:
             self._draw(state.snapshot())
+
+    def close(self) -> None:
+        if self._drawing is None:
+            return
+        self._drawing.join(JOIN_TIMEOUT_S)
+        if self._drawing.is_alive():
+            log.warning("figures still being drawn after %.0f s; the process ends when "
+                        "they are written", JOIN_TIMEOUT_S)
+        else:
+            self._drawing = None
 
     def _maybe_draw(self, state: ReportState) -> None:
         """Draw on a background thread when due and no drawing is under way: a slow
@@ -48,7 +68,7 @@ class FigureWriter(Writer):
             return
         self._last_plot = time.monotonic()
         self._drawing = threading.Thread(target=self._draw, args=(state.snapshot(),),
-                                         name="petrinas-figures", daemon=True)
+                                         name="petrinas-figures", daemon=False)
         self._drawing.start()
 
     def _draw(self, snapshot: Snapshot) -> None:

@@ -38,6 +38,9 @@ class TensorBoardWriter(Writer):
     def on_finish(self, state: ReportState) -> None:
         self._events.close()
 
+    def close(self) -> None:
+        self._events.close()   # its SummaryWriter's thread, after Ctrl-C too
+
     def _trial(self, row: dict) -> None:
         trial_id = str(row["trial_id"])
         try:
