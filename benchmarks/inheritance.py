@@ -23,12 +23,14 @@ trained weights and the child's own trial seed, four arms are trained side by si
   parent   the parent without growth, trained for the same two phases
 
 child − scratch is what inheritance buys per child, child − scratch_total what it buys
-per unit of compute, child − parent what the new node buys, and child − random what the
-|alpha| choice buys. The child arm finalizes the pairs the search's own child recorded
-(a child grown with search.duplicate_retries is not the top-k). Each difference is paired per child; its
-95 % interval is a bootstrap that resamples run seeds (a child's siblings share their
-run, so children are not independent draws). Accuracies are on validation (the split the
-search selects on) and test. Every arm's jobs are Ray tasks of one CPU thread each.
+for the compute the lineage spent (counted in epochs; the arms' CPU seconds are
+reported beside), child − parent what the new node buys, and child − random what the
+pair score's choice buys. The child arm finalizes the pairs the search's own child
+recorded (a child grown with search.duplicate_retries is not the top-k), and `random`
+the same search phase's random pairs. Each difference is paired per child; its 95 %
+interval is a bootstrap that resamples run seeds (a child's siblings share their run, so
+children are not independent draws). Accuracies are on validation (the split the search
+selects on) and test. Every arm's jobs are Ray tasks of one CPU thread each.
 
 With `--replay-set`, the arms train with those overrides on top of the runs' configs
 while the searches (from `--runs`, made there if missing) stay as they are: the same
@@ -59,9 +61,10 @@ sys.path.insert(0, str(REPO))
 
 ARMS = ("child", "random", "scratch", "scratch_total", "parent")
 CONTRASTS = (("child", "scratch", "inheritance (child − scratch)"),
-             ("child", "scratch_total", "inheritance at equal compute (child − scratch_total)"),
+             ("child", "scratch_total",
+              "inheritance at equal compute (child − scratch_total)"),
              ("child", "parent", "the new node (child − parent)"),
-             ("child", "random", "the alpha choice (child − random)"))
+             ("child", "random", "the pair score's choice (child − random)"))
 METRICS = ("val_top1", "test_top1")
 COLUMNS = ["seed", "trial_id", "parent_id", "arm", "val_top1", "test_top1", "epochs",
            "macs", "search_val_top1", "first_post_val_top1", "same_pairs", "compute_s",

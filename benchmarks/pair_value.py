@@ -295,8 +295,8 @@ def parent_name(shape: tuple[int, int, int], epochs: int) -> str:
 def studied_pairs(phase: dict, subset: int, rng_seed: int) -> list[int]:
     """The normal cell's non-`none` pairs (all, or `subset` of them drawn at random)."""
     pairs = phase["desc"][STUDIED]["candidate"]
-    usable = [m for m, (_, op) in enumerate((i, o) for i in pairs["inputs"] for o in pairs["ops"])
-              if op != "none"]
+    ops = [op for _ in pairs["inputs"] for op in pairs["ops"]]
+    usable = [m for m, op in enumerate(ops) if op != "none"]
     if subset and subset < len(usable):
         rng = np.random.default_rng(rng_seed)
         usable = sorted(rng.choice(usable, size=subset, replace=False).tolist())
@@ -390,7 +390,8 @@ def report(analysis: dict, meta: dict) -> str:
     ratios = [p["spread"].ratio for p in parents.values()]
     lines += ["", f"Between-pair sd / noise sd: median over parents {np.median(ratios):.2f}, "
                   f"pooled {pooled_ratio([p['spread'] for p in parents.values()]):.2f} "
-                  f"(>= 2: the pairs differ well beyond post-training noise)." if ratios else "",
+                  "(>= 2: the pairs differ well beyond post-training noise)."
+              if ratios else "",
               "", "Per parent, Spearman(score, value):", "",
               "| score | " + " | ".join(parents) + " |",
               "|:---|" + "---:|" * len(parents)]
@@ -404,7 +405,8 @@ def report(analysis: dict, meta: dict) -> str:
               "top-3 regret | stability ρ | top-3 overlap |",
               "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for score, q in pooled.items():
-        lines.append(f"| {score} | {_ci(q['rho'], 2)} | {q['p']:.4f} | {_ci(q['rho_test'], 2)} | "
+        lines.append(f"| {score} | {_ci(q['rho'], 2)} | {q['p']:.4f} | "
+                     f"{_ci(q['rho_test'], 2)} | "
                      f"{_ci(q['rho_state'], 2)} | "
                      f"{_ci(q['gain1'], 4)} | {_ci(q['regret1'], 4)} | {_ci(q['gain3'], 4)} | "
                      f"{_ci(q['regret3'], 4)} | {_ci(q['stability'], 2)} | "
@@ -488,98 +490,114 @@ class Store:
         self.values.append({k: str(v) for k, v in row.items()})
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    import ray
+class Jobs:
+    """Ray tasks of one CPU thread each; Ray starts with the first (a finished
+    benchmark's rerun only reports)."""
 
-    from petrinas.config_loader import load_config
+    def __init__(self, cpus: int):
+        self.cpus, self.started = cpus, time.perf_counter()
 
-    config = load_config(args.conf, args.overrides)
-    fitted = config.search.seed_train.epochs
-    specs = args.parents or default_parents(fitted)
-    parents = parse_parents(specs, fitted)
-    meta = {"conf": args.conf, "overrides": args.overrides, "parents": specs,
-            "pairs": args.pairs, "post_seeds": args.post_seeds}
-    store = Store(Path(args.out), meta)
-    started = time.perf_counter()
+    def submit(self, fn, *args):
+        import ray
 
-    def task(fn):
-        """`fn` as a Ray task; Ray starts with the first (a finished benchmark's rerun
-        only reports)."""
         if not ray.is_initialized():
-            ray.init(address="local", num_cpus=args.jobs, include_dashboard=False,
+            ray.init(address="local", num_cpus=self.cpus, include_dashboard=False,
                      log_to_driver=False)  # "local": never a `ray start` cluster
-        return ray.remote(num_cpus=1, max_retries=0)(fn)
-    names = [parent_name(shape, epochs) for shape, epochs in parents]
+        return ray.remote(num_cpus=1, max_retries=0)(fn).remote(*args)
 
-    def run_all(jobs: dict, what: str, keep) -> None:
+    def wait_all(self, jobs: dict, what: str, keep) -> None:
         """Wait for every job (ref -> key); `keep(key, result)` saves each the moment it
         finishes, so an interrupted benchmark loses no finished job."""
+        import ray
+
         total = len(jobs)
         while jobs:
             [ref], _ = ray.wait(list(jobs), num_returns=1)
             key = jobs.pop(ref)
             keep(key, ray.get(ref))
             print(f"  {what} {key}: done ({total - len(jobs)}/{total}, "
-                  f"{(time.perf_counter() - started) / 60:.1f} min)", flush=True)
+                  f"{(time.perf_counter() - self.started) / 60:.1f} min)", flush=True)
 
-    trained = {n: store.load(store.folder("parents", n)) for n in names}
+    def close(self) -> None:
+        import ray
 
-    def keep_parent(n, result):
-        store.save(store.folder("parents", n), result)
-        trained[n] = result
-    run_all({task(train_parent).remote(config, shape, epochs): n
-             for n, (shape, epochs) in zip(names, parents) if trained[n] is None},
-            "parent", keep_parent)
-    phases = {n: [store.load(store.folder("phases", n, f"s{s}")) for s in (0, 1)]
-              for n in names}
+        if ray.is_initialized():
+            ray.shutdown()
 
-    def keep_phase(key, result):
-        n, s = key
-        store.save(store.folder("phases", n, f"s{s}"), result)
-        phases[n][s] = result
-    run_all({task(search_and_score).remote(config, trained[n], s): (n, s)
-             for n in names for s in (0, 1) if phases[n][s] is None},
-            "search phase", keep_phase)
-    variants = {name: load_config(args.conf, [*args.overrides, *sets.split(",")])
-                for name, _, sets in (v.partition(":") for v in args.variant)}
-    extra = {(n, v): store.load(store.folder("phases", n, f"v-{v}"))
-             for n in names for v in variants}
 
-    def keep_variant(key, result):
-        store.save(store.folder("phases", key[0], f"v-{key[1]}"), result)
-        extra[key] = result
-    run_all({task(search_and_score).remote(variants[v], trained[n], 0): (n, v)
-             for (n, v), found in extra.items() if found is None},
-            "variant phase", keep_variant)
+def ensure(store: Store, jobs: Jobs, wanted: dict, what: str) -> dict:
+    """key -> the result saved in its folder, or else made by its job and saved.
+    `wanted`: key -> (folder, a function submitting the job)."""
+    found = {key: store.load(folder) for key, (folder, _) in wanted.items()}
+
+    def keep(key, result):
+        store.save(wanted[key][0], result)
+        found[key] = result
+    jobs.wait_all({submit(): key for key, (_, submit) in wanted.items()
+                   if found[key] is None}, what, keep)
+    return found
+
+
+def measure_values(store: Store, jobs: Jobs, config, phases: dict, args) -> None:
+    """Every studied pair's one-pair child of each parent's reference phase, for each
+    post-training seed not in values.tsv yet."""
+    import ray
+
     done = {(r["parent"], int(r["pair"]), int(r["post_seed"])) for r in store.values}
-    jobs = {}
-    for k, n in enumerate(names):
-        reference = phases[n][0]
+    refs = {}
+    for k, (name, reference) in enumerate(phases.items()):
         cand = reference["desc"][STUDIED]["candidate"]
         pairs = [(i, o) for i in cand["inputs"] for o in cand["ops"]]
         todo = [(m, seed) for m in studied_pairs(reference, args.pairs, rng_seed=k)
-                for seed in range(args.post_seeds) if (n, m, seed) not in done]
-        remote = task(pair_child) if todo else None
-        state = ray.put(reference["state"]) if todo else None
+                for seed in range(args.post_seeds) if (name, m, seed) not in done]
+        state = ray.put(reference["state"]) if todo else None  # shared by its children
         for m, seed in todo:
             chosen = {STUDIED: [m], **companion(reference)}
-            ref = remote.remote(config, reference["desc"], state, chosen, seed)
-            jobs[ref] = (n, m, pairs[m], seed)
+            refs[jobs.submit(pair_child, config, reference["desc"], state, chosen,
+                             seed)] = (name, m, pairs[m], seed)
 
-    def keep_value(key, result):
-        n, m, (i, op), seed = key
-        store.add_value({"parent": n, "pair": m, "input": i, "op": op, "post_seed": seed,
-                         **result})
-    run_all(jobs, "child", keep_value)
-    if ray.is_initialized():
-        ray.shutdown()
-    analysis = analyse({n: [with_variants(phases[n][0], {v: extra[(n, v)] for v in variants}),
-                            *phases[n][1:]] for n in names}, store.values)
-    meta["parent_val"] = {n: trained[n]["final"]["val_top1"] for n in names}
+    def keep(key, result):
+        name, m, (i, op), seed = key
+        store.add_value({"parent": name, "pair": m, "input": i, "op": op,
+                         "post_seed": seed, **result})
+    jobs.wait_all(refs, "child", keep)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from petrinas.config_loader import load_config
+
+    config = load_config(args.conf, args.overrides)
+    fitted = config.search.seed_train.epochs
+    specs = args.parents or default_parents(fitted)
+    parents = dict(zip((parent_name(*p) for p in parse_parents(specs, fitted)),
+                       parse_parents(specs, fitted)))
+    meta = {"conf": args.conf, "overrides": args.overrides, "parents": specs,
+            "pairs": args.pairs, "post_seeds": args.post_seeds}
+    store, jobs = Store(Path(args.out), meta), Jobs(args.jobs)
+    trained = ensure(store, jobs, {
+        n: (store.folder("parents", n), lambda shape=shape, epochs=epochs:
+            jobs.submit(train_parent, config, shape, epochs))
+        for n, (shape, epochs) in parents.items()}, "parent")
+    phases = ensure(store, jobs, {
+        (n, s): (store.folder("phases", n, f"s{s}"), lambda n=n, s=s:
+                 jobs.submit(search_and_score, config, trained[n], s))
+        for n in parents for s in (0, 1)}, "search phase")
+    variants = {name: load_config(args.conf, [*args.overrides, *sets.split(",")])
+                for name, _, sets in (v.partition(":") for v in args.variant)}
+    extra = ensure(store, jobs, {
+        (n, v): (store.folder("phases", n, f"v-{v}"), lambda n=n, v=v:
+                 jobs.submit(search_and_score, variants[v], trained[n], 0))
+        for n in parents for v in variants}, "variant phase")
+    measure_values(store, jobs, config, {n: phases[(n, 0)] for n in parents}, args)
+    jobs.close()
+    references = {n: with_variants(phases[(n, 0)], {v: extra[(n, v)] for v in variants})
+                  for n in parents}
+    analysis = analyse({n: [references[n], phases[(n, 1)]] for n in parents}, store.values)
+    meta["parent_val"] = {n: trained[n]["final"]["val_top1"] for n in parents}
     text = report(analysis, meta)
     (store.out / "pair_value.md").write_text(text)
-    print(f"\nwall time {(time.perf_counter() - started) / 60:.1f} min\n\n{text}")
+    print(f"\nwall time {(time.perf_counter() - jobs.started) / 60:.1f} min\n\n{text}")
     return 0
 
 
