@@ -26,6 +26,20 @@ NUMERIC = ("cells", "reductions", "nodes", "macs", "params", "latency_ms", "val_
            "test_top1", "train_top1", "epochs", "examples", "compute_s", "elapsed_s")
 
 
+class ManualClock:
+    """A clock that moves only when the test says so (seconds, as time.monotonic's):
+    what a product part measures time on, injected through its constructor."""
+
+    def __init__(self, now: float = 0.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @contextmanager
 def local_ray(num_cpus: int, num_gpus: int) -> Iterator[None]:
     """A local Ray instance with `num_gpus` GPUs declared (real or not), for the block."""
