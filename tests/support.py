@@ -5,13 +5,17 @@ Importable from every test folder: pytest puts tests/ on sys.path for its confte
 
 import csv
 import hashlib
+import os
 import pickle
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from petrinas.report.progress import Progress
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["search.seeds.cells=[1, 2]", "search.seeds.reductions=[0, 0]",
@@ -50,6 +54,85 @@ def local_ray(num_cpus: int, num_gpus: int) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc (each thread's list of the children it
+    started): a walk down from one process, cheap beside a scan of all of /proc."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")
+        except OSError:   # it ended while we looked
+            continue
+        for thread in threads:
+            try:
+                with open(f"/proc/{parent}/task/{thread}/children") as f:
+                    children = [int(child) for child in f.read().split()]
+            except OSError:
+                continue
+            found += children
+            todo += children
+    return found
+
+
+def _title(pid: int) -> str:
+    """The first word of a process's command line ('' if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[0].decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def trials_running(under: int | None = None) -> list[int]:
+    """The Ray worker processes running a trial now (Ray titles a worker "ray::<task>"
+    while it runs one: the event "the job has started", not a guess of how long start-up
+    takes), among the descendants of process `under`: by default this test process,
+    whose Ray instances and cluster nodes are its children, so that another user's Ray
+    on the same machine is not counted; a node's raylet pid for the trials on that node
+    (raylet_pid)."""
+    from petrinas.engine.jobs import run_trial
+
+    title = f"ray::{run_trial.__name__}"
+    return sorted(pid for pid in _descendants(os.getpid() if under is None else under)
+                  if _title(pid) == title)
+
+
+def raylet_pid(node) -> int:
+    """The raylet process of a ray.cluster_utils node (its workers are its children)."""
+    from ray._private import ray_constants
+    return node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+
+
+def wait_for(condition, what: str, guard_s: float = 300.0, poll_s: float = 0.1) -> None:
+    """Until `condition()` holds: an event, however long it takes on this machine.
+    `guard_s` only turns a hang into a failure naming `what`; it is no bound on speed."""
+    for _ in range(int(guard_s / poll_s)):
+        if condition():
+            return
+        time.sleep(poll_s)
+    raise AssertionError(f"never happened: {what}")
+
+
+class Ticks(Progress):
+    """A Progress for run_search that records the status of every pass of the loop (the
+    loop ticks its status line once a pass): the test's count of loop passes."""
+
+    def __init__(self):
+        super().__init__(enabled=False)
+        self.seen = []
+
+    def update(self, status) -> None:
+        self.seen.append(status)
+
+    def after(self, passes: int, start: int | None = None) -> list:
+        """Waits until the loop has passed `passes` more times (after pass `start`,
+        default now) and returns the statuses of those passes."""
+        start = len(self.seen) if start is None else start
+        wait_for(lambda: len(self.seen) >= start + passes, f"{passes} passes of the loop")
+        return self.seen[start:start + passes]
 
 
 def read_tsv(path: Path) -> list[dict]:

@@ -16,12 +16,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from support import REPO, TINY, interruptible, read_tsv
+from support import REPO, TINY, interruptible, read_tsv, wait_for
 
 SEARCH = [*interruptible(REPO / "scripts" / "search.py"), "--quiet", "--set", *TINY]
 # A client that joins ADDRESS and prints how many CPUs the cluster has; a failure to
@@ -56,20 +55,21 @@ def connect(address: str, env: dict) -> subprocess.Popen:
 
 
 def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
-    out, err = process.communicate(timeout=180)
+    out, err = process.communicate(timeout=600)   # only a guard against a hang
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def wait_for_gcs_port(run_dir: Path, search: subprocess.Popen) -> int:
+    """The port of the search's Ray instance, once its log names it (an event)."""
     log = run_dir / "logs" / "search.log"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    found = []
+
+    def named() -> bool:
         assert search.poll() is None, "the search ended before its Ray instance was seen"
-        match = GCS_LINE.search(log.read_text()) if log.exists() else None
-        if match:
-            return int(match.group(2))
-        time.sleep(0.5)
-    raise AssertionError(f"no Ray address in {log}")
+        found[:] = GCS_LINE.findall(log.read_text()) if log.exists() else []
+        return bool(found)
+    wait_for(named, f"a Ray address in {log}", poll_s=0.5)
+    return int(found[0][1])
 
 
 def start_search(home: Path, run_dir: Path) -> subprocess.Popen:
@@ -112,7 +112,7 @@ def test_local_searches_refuse_strangers_and_let_their_owners_join(tmp_path):
         for search in searches.values():
             search.send_signal(signal.SIGINT)
     for search in searches.values():
-        _, err = search.communicate(timeout=120)
+        _, err = search.communicate(timeout=600)   # only a guard against a hang
         assert search.returncode == 130, err
         assert err.strip() == "interrupted: run the same command to resume"
     # Ray's own token: created where it was missing, used as it was where present.
@@ -141,13 +141,14 @@ def token_cluster(tmp_path):
                              "--include-dashboard=false"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while finish(connect(address, env)).returncode != 0:
-        assert time.monotonic() < deadline and head.poll() is None, "ray start failed"
-        time.sleep(1)
+
+    def joined() -> bool:   # the event: a client of the admin's joins
+        assert head.poll() is None, "ray start failed"
+        return finish(connect(address, env)).returncode == 0
+    wait_for(joined, "the cluster accepting its admin", poll_s=1.0)
     yield address
     head.send_signal(signal.SIGTERM)  # --block: stops the cluster's processes too
-    head.wait(timeout=60)
+    head.wait(timeout=600)            # only a guard against a hang
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
@@ -161,13 +162,14 @@ def test_address_joins_a_cluster_with_token_authentication(tmp_path, token_clust
     with_token = subprocess.run([*args, "--out", str(run_dir)],
                                 env=env_with(home, RAY_AUTH_MODE="token",
                                              RAY_AUTH_TOKEN="c" * 32),
-                                capture_output=True, text=True, timeout=300)
+                                capture_output=True, text=True,
+                                timeout=600)   # only a guard against a hang
     assert with_token.returncode == 0, with_token.stderr[-2000:]
     assert with_token.stderr == ""
     rows = read_tsv(run_dir / "pool.tsv")
     assert len(rows) == 3 and all(r["status"] in ("ok", "duplicate") for r in rows)
     assert f"joined {token_cluster}" in (run_dir / "logs" / "search.log").read_text()
-    _, err = without.communicate(timeout=180)
+    _, err = without.communicate(timeout=600)   # only a guard against a hang
     assert without.returncode == 2
     assert err.startswith(f"error: --address {token_cluster}: cannot join")
     assert "RAY_AUTH_TOKEN" in err and err.count("\n") == 1
