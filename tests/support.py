@@ -18,11 +18,13 @@ import numpy as np
 from petrinas.report.progress import Progress
 
 REPO = Path(__file__).resolve().parent.parent
+# Figures are drawn at the first result and at the end (plot_interval_s: not again in
+# between): each drawing costs the driver a second or more of CPU.
 TINY = ["search.seeds.cells=[1, 2]", "search.seeds.reductions=[0, 0]",
         "search.seeds.nodes=[1, 1]", "search.seed_train.epochs=2",
         "search.search_train.epochs=1", "search.post_train.epochs=1",
         "model.candidate_ops=[sep_conv_3x3, max_pool_3x3, skip_connect, none]",
-        "model.init_channels=4", "search.plot_interval_s=0", "dataset.max_train=300"]
+        "model.init_channels=4", "search.plot_interval_s=3600", "dataset.max_train=300"]
 # CIFAR-shaped synthetic data, small enough for a smoke test (GPU tests, benchmarks).
 SYNTHETIC_SMALL = ["dataset.name=synthetic", "dataset.synthetic_shape=[3, 32, 32]",
                    "dataset.synthetic_size=1200", "dataset.root="]
@@ -46,14 +48,64 @@ class ManualClock:
 
 @contextmanager
 def local_ray(num_cpus: int, num_gpus: int) -> Iterator[None]:
-    """A local Ray instance with `num_gpus` GPUs declared (real or not), for the block."""
+    """A local Ray instance with `num_gpus` GPUs declared (real or not), for the block;
+    the shared instance (SharedRay) is stopped first, if it is up."""
     import ray
-    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-             log_to_driver=False)
+    stop_ray()
+    # "local": an instance of its own, even where `ray start` left a cluster's address.
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
+             include_dashboard=False, log_to_driver=False)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def stop_ray() -> None:
+    """Stop the Ray instance this process has joined, if any (the shared one): before a
+    test starts a Ray of its own (ray.init refuses a second one) or runs a search that
+    must start its own (a search uses an instance it finds up)."""
+    import ray
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+class SharedRay:
+    """One local Ray instance (2 CPUs, no GPU, tests/ importable by its workers) for the
+    in-process searches of every module that asks for it (conftest.shared_ray): started
+    when first needed, and again after a test that needed its own stopped it. A Ray
+    start costs seconds, and its worker processes import torch once for all the trials
+    they run; so the searches of several modules share them."""
+
+    def __init__(self):
+        self.address: str | None = None
+
+    def ensure(self) -> None:
+        import ray
+        if ray.is_initialized() and \
+                ray.get_runtime_context().gcs_address == self.address:
+            return
+        stop_ray()
+        # Workers inherit the environment of the process that starts Ray: with tests/
+        # on their path, a kind or task declared in a test module runs there.
+        before = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(__file__).resolve().parent), *filter(None, [before])])
+        try:
+            ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False,
+                     log_to_driver=False)
+        finally:
+            if before is None:
+                os.environ.pop("PYTHONPATH")
+            else:
+                os.environ["PYTHONPATH"] = before
+        self.address = ray.get_runtime_context().gcs_address
+
+    def close(self) -> None:
+        import ray
+        if self.address and ray.is_initialized() and \
+                ray.get_runtime_context().gcs_address == self.address:
+            ray.shutdown()
 
 
 def _descendants(pid: int) -> list[int]:

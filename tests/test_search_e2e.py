@@ -19,17 +19,13 @@ CONTRACT_COLUMNS = ["trial_id", "parent_id", "stage", "cells", "reductions", "no
                     "params", "val_top1", "test_top1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_with_eight_gpus():
-    """One local Ray instance (8 CPUs, 8 GPUs declared) for the module's searches: each
-    search would otherwise start its own, a few seconds apiece, and the 8-GPU test
-    needs one that declares them."""
-    with local_ray(num_cpus=8, num_gpus=8):
-        yield
+# The module's searches share the suite's Ray instance (2 CPUs); the 8-GPU test starts
+# one of its own (last in the file: the shared one is not started again after it).
+pytestmark = pytest.mark.usefixtures("shared_ray")
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(tmp_path_factory, shared_ray):
     out = tmp_path_factory.mktemp("search") / "run"
     code = search_main(["--out", str(out), "--quiet", "--set", "search.max_trials=6", *TINY])
     assert code == 0
@@ -155,49 +151,6 @@ def test_bad_config_key_exits_2_and_writes_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
-@ray.remote(num_cpus=0)
-class Barrier:
-    """Lets its callers through once `parties` of them are waiting at the same time."""
-
-    def __init__(self, parties: int):
-        self.parties, self.arrived = parties, 0
-        self.everyone = asyncio.Event()
-
-    async def wait(self) -> int:
-        self.arrived += 1
-        if self.arrived >= self.parties:
-            self.everyone.set()
-        await self.everyone.wait()
-        return self.arrived
-
-
-def trials_meeting_at(barrier):
-    """The real trial task (jobs.run_trial), entered only once every trial of the barrier
-    is running: a trial that Ray does not start while the others run holds them all."""
-    @ray.remote
-    def met(*args):
-        # Only a guard against a hang: the arrival of every trial is the event waited for.
-        ray.get(barrier.wait.remote(), timeout=300)
-        return run_trial(*args)
-    return met
-
-
-def test_eight_declared_gpus_run_eight_jobs_at_once(tmp_path):
-    """Fails if the driver keeps fewer than 8 jobs submitted with 8 GPUs declared, or
-    asks Ray for resources that let it run fewer than 8 at once: the trials meet at a
-    barrier before they train, which only 8 running at the same time pass."""
-    from petrinas.engine.runner import run_search
-
-    config = load_config("petridish_digits", [
-        *TINY, "search.seeds.cells=[1, 4]", "search.seeds.nodes=[1, 2]",  # 8 seed shapes
-        "search.max_trials=8", "search.seed_train.epochs=1", "dataset.max_train=64",
-        "resources.gpus_per_job=1", "resources.cpus_per_job=1"])
-    barrier = Barrier.remote(8)
-    summary = run_search(config, tmp_path / "run", task=trials_meeting_at(barrier))
-    assert summary.failed == 0, "a trial waited at the barrier for others never started"
-    assert summary.trials == 8 and ray.get(barrier.wait.remote()) == 9
-
-
 def test_max_hours_stops_and_a_larger_budget_resumes(tmp_path):
     """The time budget is a hard stop: the seeds still training are cancelled but stay
     in flight, and a resume with a larger budget trains them under their ids.
@@ -252,7 +205,7 @@ def test_the_compute_budget_drains_and_can_grow_on_resume_not_shrink(tmp_path):
     rows = read_tsv(run / "pool.tsv")
     spent = sum(float(r["compute_s"]) for r in rows)
     # 3.6 ms is less than any trial's CPU time: the first seed to finish reaches it; the
-    # other one was already running (8 CPUs here) and finishes into the pool. No child.
+    # other one was already running (2 slots here) and finishes into the pool. No child.
     assert len(rows) == 2 and spent >= 0.0036
     with pytest.raises(ConfigError, match="search.max_compute_hours=5e-07"):
         run_search(load_config("petridish_digits", [
@@ -314,3 +267,47 @@ def test_one_slot_and_a_fixed_seed_reproduce_a_search(tmp_path):
                        for r in read_tsv(tmp_path / name / "pool.tsv")])
     assert tables[0] == tables[1]
     assert any(r["stage"] == "search" for r in tables[0])
+
+
+@ray.remote(num_cpus=0)
+class Barrier:
+    """Lets its callers through once `parties` of them are waiting at the same time."""
+
+    def __init__(self, parties: int):
+        self.parties, self.arrived = parties, 0
+        self.everyone = asyncio.Event()
+
+    async def wait(self) -> int:
+        self.arrived += 1
+        if self.arrived >= self.parties:
+            self.everyone.set()
+        await self.everyone.wait()
+        return self.arrived
+
+
+def trials_meeting_at(barrier):
+    """The real trial task (jobs.run_trial), entered only once every trial of the barrier
+    is running: a trial that Ray does not start while the others run holds them all."""
+    @ray.remote
+    def met(*args):
+        # Only a guard against a hang: the arrival of every trial is the event waited for.
+        ray.get(barrier.wait.remote(), timeout=300)
+        return run_trial(*args)
+    return met
+
+
+def test_eight_declared_gpus_run_eight_jobs_at_once(tmp_path):
+    """Fails if the driver keeps fewer than 8 jobs submitted with 8 GPUs declared, or
+    asks Ray for resources that let it run fewer than 8 at once: the trials meet at a
+    barrier before they train, which only 8 running at the same time pass."""
+    from petrinas.engine.runner import run_search
+
+    config = load_config("petridish_digits", [
+        *TINY, "search.seeds.cells=[1, 4]", "search.seeds.nodes=[1, 2]",  # 8 seed shapes
+        "search.max_trials=8", "search.seed_train.epochs=1", "dataset.max_train=64",
+        "resources.gpus_per_job=1", "resources.cpus_per_job=1"])
+    with local_ray(num_cpus=8, num_gpus=8):
+        barrier = Barrier.remote(8)
+        summary = run_search(config, tmp_path / "run", task=trials_meeting_at(barrier))
+        assert summary.failed == 0, "a trial waited at the barrier for others never started"
+        assert summary.trials == 8 and ray.get(barrier.wait.remote()) == 9

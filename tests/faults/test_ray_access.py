@@ -28,6 +28,10 @@ SEARCH = [*interruptible(REPO / "scripts" / "search.py"), "--quiet", "--set", *T
 CLIENT = ("import sys, ray; ray.init(address=sys.argv[1], log_to_driver=False); "
           "print('joined', ray.cluster_resources().get('CPU'))")
 GCS_LINE = re.compile(r"Ray \S+ at (\S+):(\d+) \(local instance")
+# A refused client is refused on its first try, then Ray tries again 20 times a second
+# apart (its wait for a GCS that may still be starting): a stranger here gives up after
+# 2 tries. The refusal it reports is the same.
+REFUSED_FAST = {"RAY_NUM_REDIS_GET_RETRIES": "2"}
 
 
 def machine_address() -> str:
@@ -48,8 +52,8 @@ def env_with(home: Path, **extra: str) -> dict:
 
 
 def connect(address: str, env: dict) -> subprocess.Popen:
-    """A client joining `address`, started now; `finish` waits for it. A refused client
-    takes Ray's fixed ~20 s of retries, so clients run side by side where they can."""
+    """A client joining `address`, started now; `finish` waits for it. Clients run side
+    by side where they can."""
     return subprocess.Popen([sys.executable, "-c", CLIENT, address], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -80,8 +84,9 @@ def start_search(home: Path, run_dir: Path) -> subprocess.Popen:
 
 
 def test_local_searches_refuse_strangers_and_let_their_owners_join(tmp_path):
-    """Two searches side by side (a refused client takes Ray's fixed ~20 s of retries):
-    one whose owner has no ~/.ray/auth_token yet, one whose owner has."""
+    """Two searches side by side: one whose owner has no ~/.ray/auth_token yet, one
+    whose owner has. Fails if a client without the search's token joins it, or its
+    owner cannot, or Ray's token file is not created where missing or is replaced."""
     homes = {name: tmp_path / name for name in ("fresh", "tokened", "stranger")}
     for home in homes.values():
         home.mkdir()
@@ -95,9 +100,10 @@ def test_local_searches_refuse_strangers_and_let_their_owners_join(tmp_path):
         address = {name: f"{ip}:{wait_for_gcs_port(tmp_path / f'run-{name}', search)}"
                    for name, search in searches.items()}
         strangers = {  # no token at all; a wrong token
-            "fresh": connect(address["fresh"], env_with(homes["stranger"])),
+            "fresh": connect(address["fresh"], env_with(homes["stranger"], **REFUSED_FAST)),
             "tokened": connect(address["tokened"], env_with(
-                homes["stranger"], RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="0" * 32))}
+                homes["stranger"], RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="0" * 32,
+                **REFUSED_FAST))}
         # An owner asks for token mode; the token is Ray's default, ~/.ray/auth_token.
         owners = {name: connect(address[name], env_with(homes[name], RAY_AUTH_MODE="token"))
                   for name in searches}
@@ -158,7 +164,8 @@ def test_address_joins_a_cluster_with_token_authentication(tmp_path, token_clust
     run_dir = tmp_path / "run"
     args = [*SEARCH, "--address", token_cluster, "--set", "search.max_trials=3"]
     without = subprocess.Popen([*args, "--out", str(tmp_path / "refused")],
-                               env=env_with(home), stderr=subprocess.PIPE, text=True)
+                               env=env_with(home, **REFUSED_FAST), stderr=subprocess.PIPE,
+                               text=True)
     with_token = subprocess.run([*args, "--out", str(run_dir)],
                                 env=env_with(home, RAY_AUTH_MODE="token",
                                              RAY_AUTH_TOKEN="c" * 32),
