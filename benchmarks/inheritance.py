@@ -16,10 +16,16 @@ trained weights and the child's own trial seed, four arms are trained side by si
            random non-`none` pairs, post-trained the same way
   scratch  the child's architecture from fresh weights, trained for the child's epochs
            with the child's two phase configs (search_train, then post_train)
+  scratch_total  the child's architecture from fresh weights, trained for the epochs of
+           the child's whole lineage (its seed's, every ancestor's and its own) in one
+           seed_train schedule: what the compute spent on the child would buy without
+           inheritance
   parent   the parent without growth, trained for the same two phases
 
-child − scratch is what inheritance buys, child − parent what the new node buys, and
-child − random what the |alpha| choice buys. Each difference is paired per child; its
+child − scratch is what inheritance buys per child, child − scratch_total what it buys
+per unit of compute, child − parent what the new node buys, and child − random what the
+|alpha| choice buys. The child arm finalizes the pairs the search's own child recorded
+(a child grown with search.duplicate_retries is not the top-k). Each difference is paired per child; its
 95 % interval is a bootstrap that resamples run seeds (a child's siblings share their
 run, so children are not independent draws). Accuracies are on validation (the split the
 search selects on) and test. Every arm's jobs are Ray tasks of one CPU thread each.
@@ -37,10 +43,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -49,13 +57,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-ARMS = ("child", "random", "scratch", "parent")
+ARMS = ("child", "random", "scratch", "scratch_total", "parent")
 CONTRASTS = (("child", "scratch", "inheritance (child − scratch)"),
+             ("child", "scratch_total", "inheritance at equal compute (child − scratch_total)"),
              ("child", "parent", "the new node (child − parent)"),
              ("child", "random", "the alpha choice (child − random)"))
 METRICS = ("val_top1", "test_top1")
 COLUMNS = ["seed", "trial_id", "parent_id", "arm", "val_top1", "test_top1", "epochs",
-           "macs", "search_val_top1", "first_post_val_top1", "same_pairs"]
+           "macs", "search_val_top1", "first_post_val_top1", "same_pairs", "compute_s",
+           "lineage_compute_s", "pairs"]
 BOOTSTRAP_SAMPLES = 10_000
 
 
@@ -141,15 +151,21 @@ def against(rows: Sequence[dict], other: Sequence[dict], name: str) -> str:
 
 
 def arm_means(rows: Sequence[dict]) -> str:
-    """Mean accuracy and epochs of each arm, and the child's drop into post-training."""
-    lines = ["| arm | val. acc. | test acc. | epochs |", "|:---|---:|---:|---:|"]
+    """Mean accuracy, epochs and compute of each arm (the child's with and without its
+    ancestors'), and the child's drop into post-training."""
+    lines = ["| arm | val. acc. | test acc. | epochs | compute (CPU s) |",
+             "|:---|---:|---:|---:|---:|"]
     for arm in ARMS:
         mine = [r for r in rows if r["arm"] == arm]
         if mine:
             mean = {k: np.mean([float(r[k]) for r in mine])
-                    for k in ("val_top1", "test_top1", "epochs")}
+                    for k in ("val_top1", "test_top1", "epochs", "compute_s")}
             lines.append(f"| {arm} | {mean['val_top1']:.4f} | {mean['test_top1']:.4f} | "
-                         f"{mean['epochs']:.0f} |")
+                         f"{mean['epochs']:.0f} | {mean['compute_s']:.1f} |")
+            if arm == "child":
+                total = np.mean([float(r["compute_s"]) + float(r["lineage_compute_s"])
+                                 for r in mine])
+                lines.append(f"| child with its ancestors | | | | {total:.1f} |")
     children = [r for r in rows if r["arm"] == "child"]
     if children:
         drops = [float(r["search_val_top1"]) - float(r["first_post_val_top1"])
@@ -165,14 +181,20 @@ def arm_means(rows: Sequence[dict]) -> str:
 
 # ------------------------------------------------------------------- the jobs
 
-def replay_child(config, parent_desc: dict, parent_weights: bytes, child_seed: int
+def replay_child(config, parent_desc: dict, parent_weights: bytes, child_seed: int,
+                 chosen: dict[str, list], lineage_epochs: int | None = None
                  ) -> dict[str, dict]:
-    """The four arms of one child (see the module's docstring), on one CPU thread."""
+    """The arms of one child (see the module's docstring), on one CPU thread. `chosen`:
+    the pairs the search's child recorded (notes["chosen"]): not always the top-k.
+    `lineage_epochs`: the scratch_total arm's epochs; None: no such arm. Each arm's
+    `compute_s` is the CPU seconds it took (the search phase counts for both arms that
+    finalize it); the child and random arms name their `pairs`."""
     import torch
 
     from petrinas.data import load_splits
     from petrinas.model_desc.cost import cost
     from petrinas.model_desc.desc import ModelDesc
+    from petrinas.model_desc.grow import pair_indices
     from petrinas.model_desc.model import build_model, weights_from_bytes
     from petrinas.train.pipeline import (JobContext, child_windows, finalize_child,
                                          search_phase, train_phase)
@@ -183,38 +205,52 @@ def replay_child(config, parent_desc: dict, parent_weights: bytes, child_seed: i
     splits = load_splits(config.dataset, config.seed, keep_uint8=True)
     parent = ModelDesc.from_dict(parent_desc)
     torch.manual_seed(ctx.seed)
+    started = time.process_time()
     searched = search_phase(config, parent, parent_weights, splits, ctx)
-    out, chosen = {}, {}
+    search_s = time.process_time() - started
+    recorded = pair_indices(searched.desc, chosen)
+    out, picked = {}, {}
     for arm, selection in (("child", "alpha"), ("random", "random")):
-        desc, state, notes = finalize_child(config, searched, selection, ctx.seed)
-        chosen[arm] = (desc, notes["chosen"])
+        started = time.process_time()
+        desc, state, notes = finalize_child(config, searched, selection, ctx.seed,
+                                            chosen=recorded if arm == "child" else None)
+        picked[arm] = (desc, notes["chosen"])
         model = build_model(desc)
         model.load_state_dict(state)
         post = train_phase(model, splits, search.post_train, ctx, window=windows[1])
-        out[arm] = _scores(post, [searched.result, post])
+        out[arm] = _scores(post, [searched.result, post],
+                           search_s + time.process_time() - started)
         out[arm]["first_post_val_top1"] = post.history[0].val_top1 if post.history else ""
         out[arm]["macs"] = int(cost(model, desc.input_shape)["macs"])
-    child_desc = chosen["child"][0]
-    for arm, model in (("scratch", None), ("parent", parent)):
+        out[arm]["pairs"] = json.dumps(notes["chosen"], separators=(",", ":"))
+    child_desc = picked["child"][0]
+    plans = {"scratch": (child_desc, [(search.search_train, windows[0]),
+                                      (search.post_train, windows[1])]),
+             "parent": (parent, [(search.search_train, windows[0]),
+                                 (search.post_train, windows[1])])}
+    if lineage_epochs is not None:
+        plans["scratch_total"] = (child_desc, [(replace(search.seed_train,
+                                                        epochs=lineage_epochs), None)])
+    for arm, (desc, phases) in plans.items():
         torch.manual_seed(ctx.seed)
-        net = build_model(child_desc if model is None else parent)
-        if model is not None:
+        started = time.process_time()
+        net = build_model(desc)
+        if arm == "parent":
             net.load_state_dict(weights_from_bytes(parent_weights, "parent weights"))
-        first = train_phase(net, splits, search.search_train, ctx, window=windows[0])
-        second = train_phase(net, splits, search.post_train, ctx, window=windows[1])
-        out[arm] = _scores(second, [first, second])
-        out[arm]["macs"] = int(cost(net, (child_desc if model is None else parent)
-                                    .input_shape)["macs"])
-    same = chosen["child"][1] == chosen["random"][1]
+        results = [train_phase(net, splits, phase, ctx, window=window)
+                   for phase, window in phases]
+        out[arm] = _scores(results[-1], results, time.process_time() - started)
+        out[arm]["macs"] = int(cost(net, desc.input_shape)["macs"])
+    same = picked["child"][1] == picked["random"][1]
     for arm in out:
         out[arm]["search_val_top1"] = searched.result.final["val_top1"]
         out[arm]["same_pairs"] = same
     return out
 
 
-def _scores(last, phases) -> dict:
+def _scores(last, phases, compute_s: float) -> dict:
     return {"val_top1": last.final["val_top1"], "test_top1": last.final["test_top1"],
-            "epochs": sum(len(p.history) for p in phases)}
+            "epochs": sum(len(p.history) for p in phases), "compute_s": round(compute_s, 3)}
 
 
 # ------------------------------------------------------------------- the runs
@@ -267,10 +303,28 @@ def run_searches(args: argparse.Namespace, seeds: list[int]) -> dict[int, Path]:
 def children_of(run: Path, limit: int) -> list[dict]:
     from petrinas.search.kinds import SEARCH
 
-    with open(run / "pool.tsv") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    grown = [r for r in rows if r["stage"] == SEARCH and r["status"] == "ok"]
+    grown = [r for r in read_rows(run / "pool.tsv")
+             if r["stage"] == SEARCH and r["status"] == "ok"]
     return sorted(grown, key=lambda r: r["trial_id"])[:limit]
+
+
+def lineage(rows: Sequence[dict], trial_id: str) -> tuple[int, float]:
+    """(epochs, compute_s) of `trial_id` and all its ancestors, from a run's pool rows:
+    what its whole lineage trained, back to the seed."""
+    by_id = {r["trial_id"]: r for r in rows}
+    epochs, compute = 0, 0.0
+    while trial_id:
+        row = by_id[trial_id]
+        epochs += int(row["epochs"])
+        compute += float(row["compute_s"])
+        trial_id = row["parent_id"]
+    return epochs, compute
+
+
+def recorded_pairs(run: Path, trial_id: str) -> dict[str, list]:
+    """The pairs a run's child was finalized with, as its metrics.json notes say."""
+    notes = json.loads((run / "trials" / trial_id / "metrics.json").read_text())["notes"]
+    return notes["chosen"]
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -296,6 +350,9 @@ def main(argv=None) -> int:
     runs = run_searches(args, seeds)
     path = out / "children.tsv"
     rows = read_rows(path)
+    if rows and list(rows[0]) != COLUMNS:
+        raise SystemExit(f"{path}: written by an older version of this benchmark (columns "
+                         f"{list(rows[0])}); give another --out")
     done = {(int(r["seed"]), r["trial_id"]) for r in rows}
     todo = []
     for seed, run in runs.items():
@@ -304,12 +361,19 @@ def main(argv=None) -> int:
             if (seed, child["trial_id"]) not in done:
                 todo.append((seed, config, child, run))
     if todo:
-        ray.init(num_cpus=args.jobs, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=args.jobs, include_dashboard=False,
+                 log_to_driver=False)  # "local": never a `ray start` cluster
         remote = ray.remote(num_cpus=1, max_retries=0)(replay_child)
-        pending = {remote.remote(config, read_trial_desc(run, child["parent_id"]),
-                                 (run / "trials" / child["parent_id"] / "weights.pt")
-                                 .read_bytes(), trial_seed(config.seed, child["trial_id"])):
-                   (seed, child) for seed, config, child, run in todo}
+        pending = {}
+        for seed, config, child, run in todo:
+            pool = read_rows(run / "pool.tsv")
+            epochs, _ = lineage(pool, child["trial_id"])
+            _, ancestors_s = lineage(pool, child["parent_id"])
+            ref = remote.remote(config, read_trial_desc(run, child["parent_id"]),
+                                (run / "trials" / child["parent_id"] / "weights.pt")
+                                .read_bytes(), trial_seed(config.seed, child["trial_id"]),
+                                recorded_pairs(run, child["trial_id"]), epochs)
+            pending[ref] = (seed, {**child, "lineage_compute_s": round(ancestors_s, 3)})
         new_file = not path.is_file()
         with open(path, "a", newline="") as f:
             writer = csv.DictWriter(f, COLUMNS, delimiter="\t")
@@ -320,7 +384,8 @@ def main(argv=None) -> int:
                 seed, child = pending.pop(ref)
                 for arm, scores in ray.get(ref).items():
                     row = {"seed": seed, "trial_id": child["trial_id"],
-                           "parent_id": child["parent_id"], "arm": arm, **scores}
+                           "parent_id": child["parent_id"], "arm": arm, **scores,
+                           "lineage_compute_s": child["lineage_compute_s"]}
                     writer.writerow(row)
                     rows.append({k: str(v) for k, v in row.items()})
                 f.flush()

@@ -35,7 +35,7 @@ import yaml
 from petrinas.errors import ConfigError
 
 CONFS_DIR = Path(__file__).resolve().parent.parent / "confs"
-DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "npz", "synthetic")
+DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "npz", "synthetic", "dots")
 RUN_DIR_VAR = "${run_dir}"
 
 
@@ -133,9 +133,9 @@ class DatasetConfig:
     synthetic_shape: list[int] = spec(factory=lambda: [3, 32, 32],
                                       doc="synthetic: C, H, W of the images")
     synthetic_classes: int = spec(10, lo=2, doc="synthetic: number of classes")
-    synthetic_size: int = spec(60000, lo=3, doc="synthetic: examples in all, the "
+    synthetic_size: int = spec(60000, lo=3, doc="synthetic, dots: examples in all, the "
                                "test_fraction held out for testing included")
-    synthetic_seed: int = spec(0, lo=0, doc="synthetic: seed of the generated images; "
+    synthetic_seed: int = spec(0, lo=0, doc="synthetic, dots: seed of the generated images; "
                                "not the run's seed, so the test split is the same in every "
                                "run, as for the other datasets")
 
@@ -180,6 +180,9 @@ class SearchConfig:
                                     roles=(Role.RESUMABLE, Role.EVAL_RESUMABLE))
     convex_hull_eps: float = spec(0.025, lo=0)
     l1: float = spec(0.001, lo=0, doc="weight of sum(|alpha|) in the search-phase loss")
+    alpha_lr: float = spec(0.0, lo=0, doc="the alphas' own peak learning rate in the "
+                           "search phase (same schedule); 0: search_train.lr, as the "
+                           "weights")
     seeds: SeedRanges = spec(factory=SeedRanges)
     seed_train: TrainConfig = spec(factory=TrainConfig)
     search_train: TrainConfig = spec(factory=TrainConfig)
@@ -209,10 +212,9 @@ class SearchConfig:
     candidate_affine: bool = spec(True, doc="BatchNorms of the candidate's ops learn a "
                                   "scale and shift; false: they do not (as in DARTS), so "
                                   "|alpha| alone measures an op's contribution")
-    pair_score: str = spec("alpha", choices=("alpha", "alpha_rms"),
-                           doc="how finalize ranks the candidate's pairs: |alpha|, or "
-                               "|alpha| times the RMS of the pair's op output on a "
-                               "training batch (the size of what it adds)")
+    pair_score: str = spec("alpha", doc="how finalize ranks the candidate's pairs "
+                           "(model_desc/pair_scores.py): alpha (|alpha|, the paper's), "
+                           "alpha_rms, alpha_cell, gradient or residual")
     duplicate_retries: int = spec(0, lo=0, doc="a child whose top-k pairs make a model "
                                   "the run already has tries up to this many next-best "
                                   "pair sets (one kind's last pair swapped for the next "
@@ -281,18 +283,21 @@ class Config:
         # this config was loaded and no known name holds ${run_dir}, so its own names
         # are all the copy may use.
         own = Vocabulary(ops=(self.model.seed_op, *self.model.candidate_ops),
-                         strategies=(self.search.strategy,))
+                         strategies=(self.search.strategy,),
+                         pair_scores=(self.search.pair_score,))
         return Config.from_dict(_substitute(self.to_dict(), str(run_dir)), own)
 
 
 @dataclass(frozen=True)
 class Vocabulary:
     """The names a config may use that are defined above this module: the ops (the
-    registry in petrinas/model_desc/ops.py) and the strategies (petrinas/search/
-    strategy.py). Validation checks against what it is given, so this module imports
-    neither; petrinas/config_loader.py gathers them."""
+    registry in petrinas/model_desc/ops.py), the strategies (petrinas/search/
+    strategy.py) and the pair scores (petrinas/model_desc/pair_scores.py). Validation
+    checks against what it is given, so this module imports none of them;
+    petrinas/config_loader.py gathers them."""
     ops: tuple[str, ...]         # in the registry's order (the order "did you mean" ranks)
     strategies: tuple[str, ...]  # sorted, as an error lists them
+    pair_scores: tuple[str, ...] = ("alpha",)  # sorted
 
 
 # ------------------------------------------------------------------------------ roles
@@ -529,6 +534,13 @@ def max_cost(config: Config) -> float:
     return getattr(config.search, MAX_COST_KEYS[config.search.cost])
 
 
+def _check_name(key: str, what: str, name: str, known: tuple[str, ...]) -> None:
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"{key}: unknown {what} {name!r}; known: {', '.join(known)}{hint}")
+
+
 def validate(config: Config, names: Vocabulary) -> None:
     """Checks that span several keys (single keys were checked while building); op and
     strategy names are checked against `names`."""
@@ -537,11 +549,9 @@ def validate(config: Config, names: Vocabulary) -> None:
         if len(pair) != 2 or pair[0] > pair[1] or pair[0] < (0 if key == "reductions" else 1):
             raise ConfigError(f"search.seeds.{key}: expected [min, max] with min <= max, "
                               f"got {pair}")
-    if config.search.strategy not in names.strategies:
-        close = difflib.get_close_matches(config.search.strategy, names.strategies, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(f"search.strategy: unknown strategy {config.search.strategy!r}; "
-                          f"known: {', '.join(names.strategies)}{hint}")
+    _check_name("search.strategy", "strategy", config.search.strategy, names.strategies)
+    _check_name("search.pair_score", "pair score", config.search.pair_score,
+                names.pair_scores)
     for axis, key in MAX_COST_KEYS.items():
         if axis != config.search.cost and getattr(config.search, key):
             raise ConfigError(f"search.{key} limits the {axis} axis, but search.cost is "

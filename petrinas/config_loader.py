@@ -15,13 +15,16 @@ from petrinas.config import Config, Vocabulary, read_config
 
 
 def vocabulary() -> Vocabulary:
-    """The names a config may use: the primitive ops and the registered strategies."""
+    """The names a config may use: the primitive ops, the registered strategies and
+    pair scores."""
     # Imported when called (as config.py did): the op registry loads torch, which a
     # module importing this one (compare) should not pay for until it loads a config.
     from petrinas.model_desc.ops import PRIMITIVES  # the op registry is the source of truth
+    from petrinas.model_desc.pair_scores import PAIR_SCORES
     from petrinas.search.strategy import known_strategies
 
-    return Vocabulary(ops=tuple(PRIMITIVES), strategies=tuple(known_strategies()))
+    return Vocabulary(ops=tuple(PRIMITIVES), strategies=tuple(known_strategies()),
+                      pair_scores=tuple(sorted(PAIR_SCORES)))
 
 
 def load_config(path_or_name: str | Path = "petridish_digits",

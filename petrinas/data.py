@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from petrinas import dots
 from petrinas.config import DATASETS, Config, DatasetConfig
 from petrinas.errors import DataError
 from petrinas.synthetic import synthetic_images
@@ -143,6 +144,8 @@ def dataset_info(cfg: DatasetConfig) -> DatasetInfo:
         return _npz_info(cfg)
     if cfg.name == "synthetic":
         return DatasetInfo(tuple(cfg.synthetic_shape), cfg.synthetic_classes)
+    if cfg.name == "dots":
+        return DatasetInfo((1, dots.SIZE, dots.SIZE), dots.CLASSES)
     raise _unknown_dataset(cfg.name)
 
 
@@ -195,6 +198,9 @@ def _load_source(cfg: DatasetConfig) -> _Source:
         x, y = synthetic_images(tuple(cfg.synthetic_shape), cfg.synthetic_classes,
                                 cfg.synthetic_size, cfg.synthetic_seed)
         num_classes = cfg.synthetic_classes
+    elif cfg.name == "dots":
+        x, y = dots.dots_images(cfg.synthetic_size, cfg.synthetic_seed)
+        num_classes = dots.CLASSES
     else:
         raise _unknown_dataset(cfg.name)
     return _hold_out_test(x, y, num_classes, cfg.test_fraction)

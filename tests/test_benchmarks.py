@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from petrinas.config_loader import load_config
 from support import REPO
@@ -81,14 +82,18 @@ def test_gpu_throughput_reduced_mode_runs(tmp_path):
 # ----------------------------------------------------------------- inheritance.py
 
 def test_clustered_bootstrap_resamples_runs_not_children():
-    """Two runs of 2 and 1 children: the mean is over the 3 children (5/3); resampling
-    whole runs gives means 1 (run 0 twice), 5/3 (one each) or 3 (run 1 twice), each
-    drawn a quarter, half and quarter of the time, so the 95 % interval is [1, 3]. A
-    bootstrap over children would give a narrower one."""
+    """Two runs, of nine children at +1 and one child at +3: the mean is over the ten
+    children (12/10). Resampling the two runs gives 1 (run 0 twice, a quarter of the
+    draws), 12/10 (half) or 3 (run 1 twice, a quarter), so the 95 % interval is [1, 3].
+    Resampling the ten children gives 1 + 0.2 K, K ~ Binomial(10, 0.1) the draws of the
+    +3 child: P(K = 0) = 0.35, P(K >= 3) = 0.070, P(K >= 4) = 0.013, so [1, 1.6], which is
+    what one run (its children the only units) must get.
+
+    Fails if the interval resamples children (or anything but whole runs) when there
+    are several runs."""
     bench = _benchmark("inheritance")
-    assert bench.clustered_bootstrap([[1.0, 1.0], [3.0]]) == (5 / 3, 1.0, 3.0)
-    mean, lo, hi = bench.clustered_bootstrap([[1.0, 1.0, 3.0]])  # one run: children
-    assert mean == 5 / 3 and 1.0 <= lo < 5 / 3 < hi <= 3.0
+    assert bench.clustered_bootstrap([[1.0] * 9, [3.0]]) == (1.2, 1.0, 3.0)
+    assert bench.clustered_bootstrap([[1.0] * 9 + [3.0]]) == (1.2, 1.0, 1.6)
 
 
 def test_paired_differences_are_per_child_and_per_run():
@@ -127,13 +132,73 @@ def test_inheritance_benchmark_replays_the_search_child_exactly(tmp_path):
         capture_output=True, text=True, timeout=300)
     assert code.returncode == 0, code.stderr
     arms = {r["arm"]: r for r in read_tsv(out / "children.tsv")}
-    assert sorted(arms) == ["child", "parent", "random", "scratch"]
+    assert sorted(arms) == ["child", "parent", "random", "scratch", "scratch_total"]
     child = arms["child"]
     recorded = {r["trial_id"]: r for r in read_tsv(out / "seed0" / "pool.tsv")}[
         child["trial_id"]]
     assert recorded["stage"] == "search" and recorded["parent_id"] == child["parent_id"]
     assert float(child["val_top1"]) == pytest.approx(float(recorded["val_top1"]), abs=1e-6)
     assert float(child["test_top1"]) == pytest.approx(float(recorded["test_top1"]), abs=1e-6)
-    assert {r["epochs"] for r in arms.values()} == {"2"}  # TINY: 1 search + 1 post epoch
+    notes = json.loads((out / "seed0" / "trials" / child["trial_id"] / "metrics.json")
+                       .read_text())["notes"]
+    assert json.loads(child["pairs"]) == notes["chosen"]
+    # TINY: 1 search + 1 post epoch per arm; the lineage's: the seed's 2 and the child's 2.
+    assert {a: r["epochs"] for a, r in arms.items()} == {
+        "child": "2", "random": "2", "scratch": "2", "parent": "2", "scratch_total": "4"}
+    parent = {r["trial_id"]: r for r in read_tsv(out / "seed0" / "pool.tsv")}[
+        child["parent_id"]]
+    assert float(child["lineage_compute_s"]) == float(parent["compute_s"])  # a seed parent
     assert {r["search_val_top1"] for r in arms.values()} == {child["search_val_top1"]}
     assert "| inheritance (child − scratch) | 1 (1) |" in (out / "inheritance.md").read_text()
+
+
+def test_the_child_arm_replays_the_pairs_the_child_recorded(one_thread):
+    """Fails if replay_child finalizes the top-k |alpha| pairs instead of the pairs it is
+    given (a child grown with search.duplicate_retries is not the top-k): here the
+    lowest-ranked pair of the phase is asked for, and only it is replayed."""
+    from support import TINY
+
+    from petrinas.config_loader import load_config
+    from petrinas.data import load_splits
+    from petrinas.model_desc.desc import ModelDesc
+    from petrinas.model_desc.grow import ranked_pairs
+    from petrinas.train.pipeline import JobContext, run_seed, search_phase
+
+    bench = _benchmark("inheritance")
+    config = load_config("petridish_digits", [*TINY, "model.top_k=1"])
+    parent = run_seed(config, (1, 0, 1), JobContext(seed=0, cpu_threads=1))
+    torch.manual_seed(7)
+    searched = search_phase(config, ModelDesc.from_dict(parent.desc), parent.weights,
+                            load_splits(config.dataset, config.seed, keep_uint8=True),
+                            JobContext(seed=7, cpu_threads=1))
+    last = ranked_pairs(searched.desc, searched.state)["normal"][-1]
+    worst = {"normal": [list(searched.desc.normal.candidate.pairs[last])]}
+    arms = bench.replay_child(config, parent.desc, parent.weights, 7, worst, 5)
+    assert json.loads(arms["child"]["pairs"]) == worst
+    assert arms["scratch_total"]["epochs"] == 5 and arms["scratch"]["epochs"] == 2
+
+
+def test_scratch_and_parent_arms_train_the_childs_two_phases(one_thread):
+    """replay_child in this process (one thread, as its Ray task), from an untrained seed:
+    the search phase has 1 epoch, post-training 2 and the seed phase 4, so only
+    search_train then post_train gives an arm 3 epochs (post twice 4, search twice 2,
+    seed and post 6); scratch_total trains the lineage's 7 epochs.
+
+    Fails if the scratch or parent arm trains with another phase's configuration."""
+    import torch
+
+    from petrinas.model_desc.builder import build_seed
+    from petrinas.model_desc.model import build_model, weights_to_bytes
+    from support import TINY
+
+    bench = _benchmark("inheritance")
+    config = load_config("petridish_digits", [
+        *TINY, "search.seed_train.epochs=4", "search.search_train.epochs=1",
+        "search.post_train.epochs=2", "dataset.max_train=64"])
+    parent = build_seed(config, cells=1, reductions=0, nodes=1)
+    torch.manual_seed(0)
+    weights = weights_to_bytes(build_model(parent).state_dict())
+    arms = bench.replay_child(config, parent.to_dict(), weights, child_seed=3,
+                              chosen={"normal": [[1, "sep_conv_3x3"]]}, lineage_epochs=7)
+    assert {arm: scores["epochs"] for arm, scores in arms.items()} == {
+        "child": 3, "random": 3, "scratch": 3, "parent": 3, "scratch_total": 7}

@@ -20,8 +20,8 @@ REF = {"hv_ref_cost": 1000.0, "hv_ref_error": 0.5, "hv_cost_floor": 10.0}
 def write_run(path, *, strategy="petridish", seed=0, rows=(), dataset="digits", ref=REF,
               resources=None, device="cpu", **search):
     """A finished run: config.yaml and pool.tsv. `rows`: (macs, val_top1, test_top1,
-    compute_s[, status]) in the order the results arrived (elapsed_s 1, 2, ...); a
-    "failed" row has no model, only its compute."""
+    compute_s[, status[, stage]]) in the order the results arrived (elapsed_s 1, 2, ...);
+    a "failed" or "duplicate" row has no model, only its compute."""
     path.mkdir(parents=True)
     config = {"seed": seed, "dataset": {"name": dataset, "root": ""},
               "search": {"strategy": strategy, "convex_hull_eps": 0.0, **ref, **search},
@@ -29,13 +29,14 @@ def write_run(path, *, strategy="petridish", seed=0, rows=(), dataset="digits", 
               "resources": {"max_concurrent": seed + 1, **(resources or {})}}
     (path / "config.yaml").write_text(yaml.safe_dump(config))
     lines = ["\t".join(COLUMNS)]
-    for k, (macs, val, test, compute, *status) in enumerate(rows):
+    for k, (macs, val, test, compute, *rest) in enumerate(rows):
+        status, stage = (*rest, *("ok", "seed")[len(rest):])
         row = {c: "" for c in COLUMNS}
-        row.update(trial_id=f"t{k:04d}", stage="seed", status=(status or ["ok"])[0],
+        row.update(trial_id=f"t{k:04d}", stage=stage, status=status,
                    compute_s=str(compute), elapsed_s=str(k + 1.0), device=device)
-        if row["status"] == "failed":
+        if status == "failed":
             row.update(error="TrainingError: loss became nan")
-        else:
+        elif status == "ok":
             row.update(macs=str(macs), val_top1=str(val), test_top1=str(test))
         lines.append("\t".join(row[c] for c in COLUMNS))
     (path / "pool.tsv").write_text("\n".join(lines) + "\n")
@@ -183,20 +184,24 @@ def test_the_figures_read_every_run_at_the_same_compute(tmp_path):
 
 
 def test_groups_are_paired_by_seed_whatever_their_order_and_extra_seeds(tmp_path):
-    """Group a ran seeds 2, 0, 1 (given in that order), group b seeds 3, 1, 0: the
-    pairs are seeds 0 and 1 (differences .05 and .1), and seeds 2 and 3 are named as
-    left out. Pairing by position would pair seed 2 with seed 3 too."""
+    """Group a ran seeds 2, 0, 1 (given in that order), group b seeds 3, 2, 0: the pairs
+    are seeds 0 and 2 (differences .05 and .1), and seeds 1 and 3 are named as left out.
+
+    Fails if runs are paired by position (b's seed 2 with a's seed 1: .2) or in the
+    order given."""
     dirs = [one_model(tmp_path / "a2", 2, 0.3), one_model(tmp_path / "a0", 0, 0.1),
             one_model(tmp_path / "a1", 1, 0.2),
             one_model(tmp_path / "b3", 3, 0.45, "random_search"),
-            one_model(tmp_path / "b1", 1, 0.3, "random_search"),
+            one_model(tmp_path / "b2", 2, 0.4, "random_search"),
             one_model(tmp_path / "b0", 0, 0.15, "random_search")]
     summaries = compare(dirs, tmp_path / "out")
     assert [(s.seeds, s.hv_equal) for s in summaries] == [
         ([0, 1, 2], pytest.approx([0.1, 0.2, 0.3])),
-        ([0, 1, 3], pytest.approx([0.15, 0.3, 0.45]))]
-    assert ("+0.0750 [+0.0500, +0.1000] (2 pairs; unpaired seeds left out: 2, 3)"
-            in (tmp_path / "out" / "compare.md").read_text())
+        ([0, 2, 3], pytest.approx([0.15, 0.4, 0.45]))]
+    table = (tmp_path / "out" / "compare.md").read_text().splitlines()
+    interval = next(line for line in table if line.startswith("| random_search"))
+    assert interval.split(" | ")[-1] == ("+0.0750 [+0.0500, +0.1000] (2 pairs; unpaired "
+                                         "seeds left out: 1, 3) |")
 
 
 def test_a_failed_trial_counts_the_compute_it_spent(tmp_path):
@@ -225,6 +230,27 @@ def test_compute_saved_by_duplicates_is_the_median_child_minus_what_they_paid(tm
         lines.append("\t".join(row[c] for c in COLUMNS))
     (path / "pool.tsv").write_text("\n".join(lines) + "\n")
     assert saved_by_duplicates(load_run(path).rows) == (14 - 4) + (14 - 5)
+
+
+def test_duplicates_and_their_savings_are_counted_at_equal_compute(tmp_path):
+    """p0: a seed (10 s), a child (10 s), a duplicate (4 s), then past r0's 25 s another
+    duplicate (2 s) and a child (30 s). At 25 s: one duplicate, which saved the median
+    child's 10 s less its 4 (the whole run: 2 and (20 - 4) + (20 - 2) = 34).
+
+    Fails if the duplicates or compute saved columns read the whole run."""
+    dirs = [write_run(tmp_path / "p0", rows=[
+                (100, 0.7, 0.7, 10), (10, 0.6, 0.6, 10, "ok", "search"),
+                (None, None, None, 4, "duplicate", "search"),
+                (None, None, None, 2, "duplicate", "search"),
+                (10, 0.6, 0.6, 30, "ok", "search")]),
+            write_run(tmp_path / "r0", strategy="random_search", rows=[(100, 0.8, 0.8, 25)])]
+    summaries = compare(dirs, tmp_path / "out")
+    assert (summaries[0].duplicates, summaries[0].saved_s) == ([1], [6.0])
+    assert (summaries[1].duplicates, summaries[1].saved_s) == ([0], [0.0])
+    # The table's columns: HV .3 (t1 from 10 to 100 MACs, t0 on), the picks under 55 and
+    # 100 MACs, 1 duplicate, 6 s saved, and the whole run's 56 s (in hours).
+    assert ("| petridish | 1 | 0.3000 | 40.00 | 30.00 | 30.00 | 1.0 | 6.0 | 0.016 | "
+            "(reference) |") in (tmp_path / "out" / "compare.md").read_text()
 
 
 def test_one_run_per_group_shows_no_spread_no_interval_and_warns(tmp_path, capsys):

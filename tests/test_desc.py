@@ -100,6 +100,28 @@ def test_arch_hash_changes_with_the_structure(change):
     assert changed.arch_hash() != desc.arch_hash()
 
 
+def test_arch_hash_ignores_the_reduction_cell_of_a_model_without_reductions():
+    """Fails if the hash reads a cell kind the model does not use: two identical
+    reduction-free models that differ only in their unused reduction cell would hash
+    differently, and dedup, random_selection and random_search would miss the pair."""
+    import hashlib
+
+    a = _desc(cells=3, reductions=0)
+    b = a.with_cells(a.normal, CellDesc(nodes=(NodeDesc(edges=(_edge(1, "max_pool_3x3"),)),
+                                               NodeDesc(edges=(_edge(2, "skip_connect"),)))))
+    assert a.reduce != b.reduce and a.arch_hash() == b.arch_hash()
+    # With a reduction the same difference is another model.
+    assert replace(a, reductions=1).arch_hash() != replace(b, reductions=1).arch_hash()
+    # A model stored with its normal cell in the unused slot (seeds, grown children)
+    # keeps the hash the old rule gave it, so a resumed run's recorded hashes still hold.
+    stored = a.with_cells(a.normal, a.normal)
+    data = stored.to_dict()
+    data.pop("meta")
+    old = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"))
+                         .encode()).hexdigest()[:16]
+    assert stored.arch_hash() == old == a.arch_hash()
+
+
 def test_hash_ignores_key_order():
     desc = _desc()
     data = desc.to_dict()

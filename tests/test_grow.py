@@ -15,7 +15,7 @@ from petrinas.config_loader import load_config
 from petrinas.data import load_splits
 from petrinas.model_desc import ModelDesc, build_model, build_seed
 from petrinas.model_desc.grow import (add_candidate, alphas, finalize, grow_model, l1_penalty,
-                                      random_pairs, select_pairs)
+                                      random_pairs, ranked_pairs, select_pairs)
 from petrinas.model_desc.model import weights_from_bytes
 from petrinas.model_desc.pairwise import pairwise_state
 from petrinas.train.pipeline import JobContext, run_search, run_seed
@@ -79,6 +79,27 @@ def test_add_candidate_reads_every_state(config):
     assert grown.normal.nodes == desc.normal.nodes
     with pytest.raises(ValueError, match="candidate"):
         add_candidate(grown, config.model.candidate_ops)
+
+
+def test_a_model_without_reductions_grows_only_its_normal_cell(config):
+    """Fails if growth searches, ranks, draws or records pairs for the reduction cell of
+    a model that has none (its candidate fed no cell: its pairs tied at 0 and the first
+    k by index were "chosen"), or stores anything but the normal cell there."""
+    desc = build_seed(config, cells=2, reductions=0, nodes=1)
+    torch.manual_seed(0)
+    grown = grow_model(desc, build_model(desc).state_dict(), config.model.candidate_ops)
+    assert grown.desc.normal.candidate is not None and grown.desc.reduce.candidate is None
+    assert not any(name.startswith("cells.") and ".candidate." in name and
+                   "reduce" in name for name in grown.state_dict())
+    state = _state(grown)
+    assert list(ranked_pairs(grown.desc, state)) == ["normal"]
+    assert list(select_pairs(grown.desc, state, 2)) == ["normal"]
+    assert list(random_pairs(grown.desc, 2, torch.Generator().manual_seed(0))) == ["normal"]
+    child, child_state = finalize(grown.desc, state, 2)
+    assert child.reduce == child.normal and len(child.normal.nodes[-1].edges) == 2
+    build_model(child).load_state_dict(child_state)
+    with pytest.raises(ValueError, match="cell kinds"):
+        finalize(grown.desc, state, 2, chosen={"normal": [0, 1], "reduce": [0, 1]})
 
 
 def test_grow_model_refuses_weights_that_do_not_fit_exactly(config, trained_parents):
@@ -294,6 +315,35 @@ def test_finalize_preserves_the_function(config, splits, searched, k):
     assert (want - got).abs().max().item() <= 1e-6
     # finalize works on a copy: the grown state is untouched.
     assert all(torch.equal(state[key], value) for key, value in searched.state_dict().items())
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_search_candidate_affine_reaches_the_candidate_of_the_search_phase(affine):
+    """From the config key through pipeline.search_phase (one epoch on 64 digits: only
+    the wiring is under test): the grown description says it, and the model it describes
+    has BatchNorms with or without a scale and shift in the candidate, as the trained
+    state.
+
+    Fails if search.candidate_affine does not reach the candidate the search builds."""
+    from torch import nn
+
+    from petrinas.model_desc.model import weights_to_bytes
+    from petrinas.train.pipeline import search_phase
+
+    config = load_config("petridish_digits", [
+        "model.init_channels=4", "search.search_train.epochs=1", "dataset.max_train=64",
+        f"search.candidate_affine={str(affine).lower()}"])
+    parent = build_seed(config, cells=1, reductions=0, nodes=1)
+    torch.manual_seed(0)
+    weights = weights_to_bytes(build_model(parent).state_dict())
+    few = load_splits(config.dataset, config.seed)
+    searched = search_phase(config, parent, weights, few, JobContext(seed=0))
+    grown = build_model(searched.desc)
+    grown.load_state_dict(searched.state)  # strict: the state has the same parameters
+    norms = [m for n, m in grown.named_modules()
+             if ".candidate." in n and isinstance(m, nn.BatchNorm2d)]
+    assert searched.desc.normal.candidate.affine is affine
+    assert norms and {m.affine for m in norms} == {affine}
 
 
 @pytest.mark.parametrize("init", ["inherit", "fresh"])
@@ -570,6 +620,9 @@ def test_child_is_a_grown_parent(growth_runs):
         assert run["child"].row["epochs"] == 6
         for kind, chosen in run["child"].notes["chosen"].items():
             assert all(op != "none" for _, op in chosen)
+        # A 1-cell parent has no reduction cell: nothing is chosen or stored for it.
+        assert list(run["child"].notes["chosen"]) == ["normal"]
+        assert child.reduce == child.normal
 
 
 def test_growth_beats_the_parent(growth_runs):

@@ -11,7 +11,7 @@ import pytest
 
 from petrinas.compare import saved_by_duplicates
 from petrinas.config_loader import load_config
-from petrinas.engine.jobs import run_job
+from petrinas.engine.jobs import job_function, run_job
 from petrinas.engine.runner import JobRequests
 from petrinas.model_desc.builder import build_seed
 from petrinas.report import figures
@@ -80,7 +80,7 @@ def test_the_stage_names_are_still_importable_from_strategy():
 
 @pytest.mark.parametrize("kind", list(KINDS), ids=lambda k: k.name)
 def test_a_kinds_job_takes_the_common_signature(kind):
-    job = kind.job_function()
+    job = job_function(kind)
     assert list(inspect.signature(job).parameters) == \
         ["config", "payload", "weights", "ctx", "claim"]
 

@@ -150,12 +150,17 @@ def test_failures_and_duplicates_are_counted_not_pooled(cls):
 
 def test_every_search_module_imports_without_torch_or_ray():
     """petrinas/search is the pure algorithm (tests/test_layers.py checks its imports
-    statically; this checks what importing it loads, whatever the route)."""
-    code = ("import importlib, pkgutil, sys, petrinas.search;"
+    statically; this checks what importing it loads, whatever the route), and a fresh
+    process knows every strategy there is a file for.
+
+    Fails if importing search/ loads torch or Ray, or if strategies/__init__.py does
+    not import a strategy's file."""
+    code = ("import importlib, pkgutil, sys, petrinas.search, petrinas.search.strategy as s;"
+            "known = s.known_strategies();"
             "names = [m.name for m in pkgutil.walk_packages(petrinas.search.__path__,"
             " 'petrinas.search.')];"
             "[importlib.import_module(name) for name in names];"
-            "petrinas.search.strategy.known_strategies();"
+            "assert s.known_strategies() == known, (known, s.known_strategies());"
             "assert 'torch' not in sys.modules and 'ray' not in sys.modules;"
             "print(len(names))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -156,11 +156,23 @@ def test_l1_pulls_parameters_to_zero(splits):
 
 
 def test_l1_params_inside_model_have_own_group(splits):
-    model = _model()
-    alpha = nn.Parameter(torch.tensor([1.0]))
-    model.alpha = alpha  # registered on the model: must not be in two groups
-    train(model, splits, _cfg(epochs=1, weight_decay=0.1), l1_params=[alpha], l1=0.0)
-    assert alpha.item() == 1.0  # no weight decay on the L1 group and no gradient
+    """An alpha registered on the model (in one group only, or SGD refuses it) that the
+    L1 term moves: its values are bit for bit the same with weight decay 0 and 0.1,
+    while the weights are not.
+
+    Fails if weight decay reaches the L1 group."""
+    few = {name: dataclasses.replace(data, x=data.x[:128], y=data.y[:128], indices=None)
+           for name, data in splits.items()}  # two steps: enough to move every weight
+    out = {}
+    for decay in (0.0, 0.1):
+        model = _model()
+        model.alpha = nn.Parameter(torch.tensor([1.0, -0.5]))
+        train(model, few, _cfg(epochs=1, weight_decay=decay), l1_params=[model.alpha],
+              l1=0.01, extra_params_lr=0.1)
+        out[decay] = model
+    assert not torch.equal(out[0.0].alpha, torch.tensor([1.0, -0.5]))  # it had a gradient
+    assert torch.equal(out[0.1].alpha, out[0.0].alpha)
+    assert not torch.equal(out[0.1].head.weight, out[0.0].head.weight)
 
 
 def test_aux_head_is_used(splits):

@@ -10,6 +10,7 @@ comes back as the trial's error.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -66,7 +67,14 @@ _trial_task = ray.remote(run_trial)
 def run_job(kind: JobKind, config: Config, payload: dict, weights: bytes | None, ctx,
             claim):
     """What a trial of `kind` runs: the job its declaration names."""
-    return kind.job_function()(config, payload, weights, ctx, claim)
+    return job_function(kind)(config, payload, weights, ctx, claim)
+
+
+def job_function(kind: JobKind) -> Callable:
+    """The function a kind's `job` ("module:function") names, imported on first use (in
+    the Ray worker). Here, not in search/kinds.py: the search imports nothing by name."""
+    module, _, name = kind.job.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _claimer(registry, trial_id: str, parent_id: str = ""):

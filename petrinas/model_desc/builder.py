@@ -47,11 +47,15 @@ def build_random(config: Config, macro: tuple[int, int, int], cells: dict) -> Mo
         return CellDesc(nodes=tuple(NodeDesc(edges=tuple(EdgeDesc(int(i), OpDesc(str(op)))
                                                          for i, op in node))
                                     for node in nodes))
+    normal = cell(cells["normal"])
+    # Without reduction cells the drawn reduction cell is never run: stored as a copy of
+    # the normal cell, as seeds and growth store it (the strategy still draws it, so its
+    # random stream, and a resumed run's, is what it was).
     return ModelDesc(cells=n_cells, reductions=reductions,
                      init_channels=config.model.init_channels,
                      stem_multiplier=config.model.stem_multiplier,
                      num_classes=info.num_classes, input_shape=tuple(info.input_shape),
-                     normal=cell(cells["normal"]), reduce=cell(cells["reduce"]),
+                     normal=normal, reduce=cell(cells["reduce"]) if reductions else normal,
                      aux_head=config.model.aux_head, meta={"random": True})
 
 

@@ -24,6 +24,7 @@ from petrinas.errors import InputError, UntrustedFileError
 from petrinas.fileio import write_text_atomic
 
 FORMAT_VERSION = 1
+CELL_KINDS = ("normal", "reduce")
 # libyaml's safe loader where PyYAML has it: the same safe subset of YAML, ten times
 # faster (a long search reads a parent's description for every child).
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -131,6 +132,13 @@ class ModelDesc:
     def reduction_indices(self) -> list[int]:
         return reduction_indices(self.cells, self.reductions)
 
+    @property
+    def used_kinds(self) -> tuple[str, ...]:
+        """The cell kinds some cell of the model is built from. A model without
+        reduction cells never runs its reduction cell: growth neither searches nor
+        records anything for it, and `arch_hash` ignores it."""
+        return CELL_KINDS if self.reductions else ("normal",)
+
     def cell_desc(self, index: int) -> CellDesc:
         return self.reduce if index in self.reduction_indices else self.normal
 
@@ -193,9 +201,15 @@ class ModelDesc:
         return cls.from_dict(data)
 
     def arch_hash(self) -> str:
-        """Stable hash of the structure (not of `meta`), to spot duplicate architectures."""
+        """Stable hash of the structure (not of `meta`), to spot duplicate architectures.
+
+        A cell kind the model does not use counts as a copy of the normal cell (what
+        seeds and growth store there), so two models that differ only there hash the
+        same, and a model stored that way keeps the hash it always had."""
         data = self.to_dict()
         data.pop("meta")
+        if "reduce" not in self.used_kinds:
+            data["reduce"] = data["normal"]
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

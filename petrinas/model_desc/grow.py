@@ -18,15 +18,15 @@ import torch
 from torch import nn
 
 from petrinas.model_desc.candidate import pair_state
-from petrinas.model_desc.desc import CandidateDesc, CellDesc, EdgeDesc, ModelDesc, NodeDesc, OpDesc
+from petrinas.model_desc.desc import (CELL_KINDS, CandidateDesc, CellDesc, EdgeDesc,
+                                      ModelDesc, NodeDesc, OpDesc)
 from petrinas.model_desc.model import CellNetwork, build_model
-
-CELL_KINDS = ("normal", "reduce")
 
 
 def add_candidate(desc: ModelDesc, candidate_ops: Sequence[str], affine: bool = True
                   ) -> ModelDesc:
-    """The description with a candidate node in each cell type, reading every state.
+    """The description with a candidate node in each cell kind the model uses (a model
+    without reduction cells gets none in its unused reduction cell), reading every state.
 
     `affine=False` builds the candidate's ops with BatchNorms that learn no scale (as
     DARTS searches): an op's output then has unit scale whatever its weights, so its
@@ -38,7 +38,9 @@ def add_candidate(desc: ModelDesc, candidate_ops: Sequence[str], affine: bool = 
         return replace(cell, candidate=CandidateDesc(inputs=tuple(range(cell.n_states)),
                                                      ops=tuple(candidate_ops),
                                                      affine=affine))
-    return desc.with_cells(grow(desc.normal), grow(desc.reduce))
+    used = desc.used_kinds
+    return desc.with_cells(*(grow(getattr(desc, kind)) if kind in used
+                             else getattr(desc, kind) for kind in CELL_KINDS))
 
 
 def grow_model(parent: ModelDesc, parent_state: dict[str, torch.Tensor],
@@ -68,29 +70,29 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
 
 
 def select_pairs(desc: ModelDesc, state: dict[str, torch.Tensor], k: int, *,
-                 scale: dict[int, torch.Tensor] | None = None) -> dict[str, list[int]]:
-    """Per cell kind, the indices into candidate.pairs of the top-k |alpha|, summed over
-    the cells of that kind (every cell of a kind grows the same node); never `none`.
-    With `scale` (per cell index, a factor per pair: `pair_scale.pair_output_rms`), each
-    cell's |alpha| is weighed by it: the size of what the pair added to that cell."""
+                 scores: dict[int, torch.Tensor] | None = None) -> dict[str, list[int]]:
+    """Per cell kind the model uses, the indices into candidate.pairs of the k best
+    pairs, never `none`: by |alpha|, or by `scores` (per cell index, a score per pair:
+    pair_scores.py), summed over the cells of that kind (every cell of a kind grows the
+    same node)."""
     return {kind: sorted(ranked[:k])
-            for kind, ranked in ranked_pairs(desc, state, scale=scale).items()}
+            for kind, ranked in ranked_pairs(desc, state, scores=scores).items()}
 
 
 def ranked_pairs(desc: ModelDesc, state: dict[str, torch.Tensor], *,
-                 scale: dict[int, torch.Tensor] | None = None) -> dict[str, list[int]]:
-    """Per cell kind, the non-`none` pairs' indices, best first, as `select_pairs` ranks
-    them (ties: the smaller index first)."""
+                 scores: dict[int, torch.Tensor] | None = None) -> dict[str, list[int]]:
+    """Per cell kind the model uses, the non-`none` pairs' indices, best first, as
+    `select_pairs` ranks them (ties: the smaller index first)."""
     ranked = {}
-    for kind in CELL_KINDS:
+    for kind in desc.used_kinds:
         cand = getattr(desc, kind).candidate
-        score = torch.zeros(len(cand.pairs), dtype=torch.float64)
+        total = torch.zeros(len(cand.pairs), dtype=torch.float64)
         for i in range(desc.cells):
             if _is_kind(desc, i, kind):
-                score += state[f"cells.{i}.candidate.alpha"].detach().double().abs() \
-                    * (1.0 if scale is None else scale[i])
+                total += (state[f"cells.{i}.candidate.alpha"].detach().double().abs()
+                          if scores is None else scores[i].double())
         usable = [m for m, (_, op) in enumerate(cand.pairs) if op != "none"]
-        ranked[kind] = sorted(usable, key=lambda m: (-float(score[m]), m))
+        ranked[kind] = sorted(usable, key=lambda m: (-float(total[m]), m))
     return ranked
 
 
@@ -108,15 +110,31 @@ def next_best_choices(ranked: dict[str, list[int]], k: int) -> Iterator[dict[str
 
 
 def random_pairs(desc: ModelDesc, k: int, rng: torch.Generator) -> dict[str, list[int]]:
-    """Per cell kind, k indices into candidate.pairs drawn uniformly without replacement
-    among the non-`none` pairs: the random-selection baseline of `select_pairs`."""
+    """Per cell kind the model uses, k indices into candidate.pairs drawn uniformly
+    without replacement among the non-`none` pairs: the random-selection baseline of
+    `select_pairs`."""
     chosen = {}
-    for kind in CELL_KINDS:
+    for kind in desc.used_kinds:
         usable = [m for m, (_, op) in enumerate(getattr(desc, kind).candidate.pairs)
                   if op != "none"]
         order = torch.randperm(len(usable), generator=rng).tolist()
         chosen[kind] = sorted(usable[i] for i in order[:k])
     return chosen
+
+
+def pair_indices(desc: ModelDesc, chosen: dict[str, list]) -> dict[str, list[int]]:
+    """The indices into each kind's candidate.pairs of the (input, op) pairs `chosen`
+    names, as a child's notes record them ({"normal": [[1, "sep_conv_3x3"], ...]}): the
+    inverse of what a search job writes, to finalize a recorded child again."""
+    out = {}
+    for kind, pairs in chosen.items():
+        known = getattr(desc, kind).candidate.pairs
+        try:
+            out[kind] = sorted(known.index((int(i), str(op))) for i, op in pairs)
+        except ValueError:
+            raise ValueError(f"{kind} pairs {pairs} are not all pairs of the candidate "
+                             f"({known})") from None
+    return out
 
 
 def _is_kind(desc: ModelDesc, index: int, kind: str) -> bool:
@@ -141,14 +159,19 @@ def finalize(desc: ModelDesc, state: dict[str, torch.Tensor], k: int, *,
     if init not in FINALIZE_INITS:
         raise ValueError(f"init must be one of {FINALIZE_INITS}, got {init!r}")
     chosen = select_pairs(desc, state, k) if chosen is None else chosen
+    if set(chosen) != set(desc.used_kinds):
+        raise ValueError(f"pairs chosen for cell kinds {sorted(chosen)}, the model uses "
+                         f"{sorted(desc.used_kinds)}")
     cells = {}
-    for kind in CELL_KINDS:
+    for kind in desc.used_kinds:
         cell = getattr(desc, kind)
         pairs = cell.candidate.pairs
         node = NodeDesc(edges=tuple(EdgeDesc(pairs[m][0], OpDesc(pairs[m][1]))
                                     for m in chosen[kind]))
         cells[kind] = CellDesc(nodes=cell.nodes + (node,))
-    new_desc = desc.with_cells(cells["normal"], cells["reduce"])
+    # An unused reduction cell is stored as a copy of the normal cell, as seeds store it:
+    # the model never runs it, and a description stays valid (both kinds, equal nodes).
+    new_desc = desc.with_cells(cells["normal"], cells.get("reduce", cells["normal"]))
     # Everything but the candidate is carried over; its chosen pairs' weights are sliced
     # out of its grouped ops into the new node's edges.
     new_state = {key: value for key, value in state.items() if not _is_candidate_key(key)}

@@ -8,7 +8,8 @@ What differs between kinds is read from its declaration, nowhere else:
   when it inherits them;
 - the Ray task (engine/jobs.py) receives the declaration itself (plain, picklable
   data), so a worker needs no registry, and calls the kind's `job`, a reference
-  resolved in the worker, so that this module stays free of torch and ray;
+  the engine resolves in the worker, so that this module stays free of torch, ray and
+  any import by name (tests/test_layers.py refuses importlib in search/);
 - the run log names the trial with `describe`;
 - compare.py counts what the duplicates of a kind with `counts_savings` saved;
 - the figures (report/figures.py) draw its models in its place of the declared order,
@@ -22,7 +23,6 @@ function.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -53,11 +53,6 @@ class JobKind:
     @property
     def legend_label(self) -> str:
         return self.label or self.name
-
-    def job_function(self) -> Callable:
-        """The job this kind runs, imported on first use (in the Ray worker)."""
-        module, _, name = self.job.partition(":")
-        return getattr(importlib.import_module(module), name)
 
     def payload(self, spec) -> dict:
         """The spec's fields that this kind's job reads, as plain data (a tuple as a

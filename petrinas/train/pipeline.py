@@ -42,14 +42,14 @@ from petrinas.model_desc.desc import ModelDesc
 from petrinas.model_desc.grow import (alphas, finalize, grow_model, next_best_choices,
                                       random_pairs, ranked_pairs, select_pairs)
 from petrinas.model_desc.model import build_model, weights_from_bytes, weights_to_bytes
-from petrinas.model_desc.pair_scale import pair_output_rms
+from petrinas.model_desc.pair_scores import Evidence, get_score
 from petrinas.search.rows import TrialOutput
 from petrinas.train.memory import MemoryGuard
 from petrinas.train.trainer import TrainResult, Window, train
 
-# search.pair_score=alpha_rms measures the pairs' output size on the first examples of
-# the train split (in order: every trial measures on the same ones), in one batch.
-RMS_EXAMPLES = 256
+# A pair score that reads data (pair_scores.py) measures on the first examples of the
+# train split (in order: every trial measures on the same ones), in one batch.
+SCORE_EXAMPLES = 256
 
 # claim(arch_hash) -> the trial id that already owns the architecture, or None (ours now)
 Claim = Callable[[str], "str | None"]
@@ -143,7 +143,7 @@ class Searched:
     desc: ModelDesc
     state: dict[str, torch.Tensor]
     result: TrainResult
-    scale: dict[int, torch.Tensor] | None = None  # search.pair_score=alpha_rms: per cell
+    scores: dict[int, torch.Tensor] | None = None  # per cell (None: |alpha|, from state)
 
 
 def search_phase(config: Config, parent: ModelDesc, parent_weights: bytes,
@@ -153,14 +153,22 @@ def search_phase(config: Config, parent: ModelDesc, parent_weights: bytes,
                        config.model.candidate_ops, config.search.candidate_affine)
     result = train_phase(grown, splits, config.search.search_train, ctx,
                          l1_params=alphas(grown), l1=config.search.l1,
+                         extra_params_lr=config.search.alpha_lr or None,
                          window=child_windows(config)[0])
     state = {k: v.detach().cpu() for k, v in grown.state_dict().items()}
-    scale = None
-    if config.search.pair_score == "alpha_rms":  # after the state: it moves BatchNorms
-        train = splits["train"]
-        x = train.batch(slice(0, min(len(train), RMS_EXAMPLES)))
-        scale = pair_output_rms(grown, x.to(next(grown.parameters()).device))
-    return Searched(grown.desc, state, result, scale)
+    scores = None
+    if config.search.pair_score != "alpha":  # after the state: measuring moves BatchNorms
+        evidence = Evidence(grown, score_batch(splits["train"], grown))
+        scores = get_score(config.search.pair_score).fn(evidence)
+    return Searched(grown.desc, state, result, scores)
+
+
+def score_batch(train: TensorData, model: torch.nn.Module
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch a data-reading pair score measures on, on the model's device."""
+    index = slice(0, min(len(train), SCORE_EXAMPLES))
+    device = next(model.parameters()).device
+    return train.batch(index).to(device), train.y[index].to(device)
 
 
 def finalize_child(config: Config, searched: Searched, selection: str, seed: int, *,
@@ -220,7 +228,7 @@ def _next_new_child(config: Config, searched: Searched, claim: Claim
     """The child of the first of the next-best pair sets (`search.duplicate_retries` of
     them) whose model the run does not have yet, now claimed; None if every one is
     taken. Only finalize is repeated: the search phase is the one already paid for."""
-    ranked = ranked_pairs(searched.desc, searched.state, scale=searched.scale)
+    ranked = ranked_pairs(searched.desc, searched.state, scores=searched.scores)
     choices = next_best_choices(ranked, config.model.top_k)
     for retry, chosen in enumerate(islice(choices, config.search.duplicate_retries), 1):
         desc, state, notes = finalize_child(config, searched, "alpha", 0, chosen=chosen)
@@ -231,7 +239,7 @@ def _next_new_child(config: Config, searched: Searched, claim: Claim
 
 def _choose(searched: Searched, k: int, selection: str, seed: int) -> dict[str, list[int]]:
     if selection == "alpha":
-        return select_pairs(searched.desc, searched.state, k, scale=searched.scale)
+        return select_pairs(searched.desc, searched.state, k, scores=searched.scores)
     if selection == "random":
         return random_pairs(searched.desc, k, torch.Generator().manual_seed(seed))
     raise ValueError(f"unknown selection {selection!r}")
