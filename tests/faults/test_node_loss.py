@@ -56,8 +56,8 @@ def test_worker_node_removed_mid_job(tmp_path, two_nodes):
     # still waiting for one would need no retry). An event, not a guess at start-up time.
     wait_for(lambda: trials_running(under=raylet_pid(worker)), "the worker node's job runs")
     running_at_removal = in_flight(tmp_path / "run")
+    removed_at = time.time()   # an order of events: a retry starts after the removal
     cluster.remove_node(worker)
-    removed_at = time.time()
     thread.join(timeout=600)                  # a guard against a hang only
     assert not thread.is_alive()
 
