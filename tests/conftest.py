@@ -6,9 +6,6 @@ processes can make a step 50x slower). torch is imported lazily so that test fil
 must run without torch (the hull, the strategy) are unaffected.
 """
 
-import os
-from pathlib import Path
-
 import pytest
 
 
@@ -24,16 +21,28 @@ def one_thread():
         torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def shared_ray():
-    """One local Ray instance for a module's in-process searches: each search would
-    otherwise start (and stop) its own, a few seconds apiece. Searches find it up and
-    use it as it is (jobs.ray_session). Its workers can import the test modules (tests/
-    goes on the PYTHONPATH they inherit), so a job kind a test declares runs there."""
-    from support import local_ray
+@pytest.fixture(scope="session")
+def _shared_ray_instance():
+    from support import SharedRay
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PYTHONPATH", os.pathsep.join(
-            [str(Path(__file__).resolve().parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
-        with local_ray(num_cpus=2, num_gpus=0):
-            yield
+    shared = SharedRay()
+    yield shared
+    shared.close()
+
+
+@pytest.fixture(scope="module")
+def shared_ray(_shared_ray_instance):
+    """The local Ray instance shared by the in-process searches of every module that
+    asks for it (support.SharedRay: 2 CPUs, no GPU): each search would otherwise start
+    (and stop) its own, a few seconds apiece, and its workers would import torch again.
+    Searches find it up and use it as it is (jobs.ray_session). A test that needs a Ray
+    of its own stops it first (support.local_ray, stop_ray); the next test that asks
+    for it finds it started again (_shared_ray_kept_up)."""
+    _shared_ray_instance.ensure()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _shared_ray_kept_up(request):
+    if "shared_ray" in request.fixturenames:
+        request.getfixturevalue("_shared_ray_instance").ensure()

@@ -5,20 +5,26 @@ Importable from every test folder: pytest puts tests/ on sys.path for its confte
 
 import csv
 import hashlib
+import os
 import pickle
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from petrinas.report.progress import Progress
+
 REPO = Path(__file__).resolve().parent.parent
+# Figures are drawn at the first result and at the end (plot_interval_s: not again in
+# between): each drawing costs the driver a second or more of CPU.
 TINY = ["search.seeds.cells=[1, 2]", "search.seeds.reductions=[0, 0]",
         "search.seeds.nodes=[1, 1]", "search.seed_train.epochs=2",
         "search.search_train.epochs=1", "search.post_train.epochs=1",
         "model.candidate_ops=[sep_conv_3x3, max_pool_3x3, skip_connect, none]",
-        "model.init_channels=4", "search.plot_interval_s=0", "dataset.max_train=300"]
+        "model.init_channels=4", "search.plot_interval_s=3600", "dataset.max_train=300"]
 # CIFAR-shaped synthetic data, small enough for a smoke test (GPU tests, benchmarks).
 SYNTHETIC_SMALL = ["dataset.name=synthetic", "dataset.synthetic_shape=[3, 32, 32]",
                    "dataset.synthetic_size=1200", "dataset.root="]
@@ -26,10 +32,26 @@ NUMERIC = ("cells", "reductions", "nodes", "macs", "params", "latency_ms", "val_
            "test_top1", "train_top1", "epochs", "examples", "compute_s", "elapsed_s")
 
 
+class ManualClock:
+    """A clock that moves only when the test says so (seconds, as time.monotonic's):
+    what a product part measures time on, injected through its constructor."""
+
+    def __init__(self, now: float = 0.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @contextmanager
 def local_ray(num_cpus: int, num_gpus: int) -> Iterator[None]:
-    """A local Ray instance with `num_gpus` GPUs declared (real or not), for the block."""
+    """A local Ray instance with `num_gpus` GPUs declared (real or not), for the block;
+    the shared instance (SharedRay) is stopped first, if it is up."""
     import ray
+    stop_ray()
     # "local": a new instance even where another process's Ray (a `ray start`, another
     # test run on the machine) left its address file, which a plain ray.init() joins,
     # refusing num_cpus/num_gpus ("When connecting to an existing cluster ...").
@@ -64,6 +86,132 @@ def grown_paper_model(config):
     desc = build_seed(config, cells=5, reductions=2, nodes=2)
     torch.manual_seed(0)
     return grow_model(desc, build_model(desc).state_dict(), config.model.candidate_ops)
+
+
+def stop_ray() -> None:
+    """Stop the Ray instance this process has joined, if any (the shared one): before a
+    test starts a Ray of its own (ray.init refuses a second one) or runs a search that
+    must start its own (a search uses an instance it finds up)."""
+    import ray
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+class SharedRay:
+    """One local Ray instance (2 CPUs, no GPU, tests/ importable by its workers) for the
+    in-process searches of every module that asks for it (conftest.shared_ray): started
+    when first needed, and again after a test that needed its own stopped it. A Ray
+    start costs seconds, and its worker processes import torch once for all the trials
+    they run; so the searches of several modules share them."""
+
+    def __init__(self):
+        self.address: str | None = None
+
+    def ensure(self) -> None:
+        import ray
+        if ray.is_initialized() and \
+                ray.get_runtime_context().gcs_address == self.address:
+            return
+        stop_ray()
+        # Workers inherit the environment of the process that starts Ray: with tests/
+        # on their path, a kind or task declared in a test module runs there.
+        before = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(__file__).resolve().parent), *filter(None, [before])])
+        try:
+            ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False,
+                     log_to_driver=False)
+        finally:
+            if before is None:
+                os.environ.pop("PYTHONPATH")
+            else:
+                os.environ["PYTHONPATH"] = before
+        self.address = ray.get_runtime_context().gcs_address
+
+    def close(self) -> None:
+        import ray
+        if self.address and ray.is_initialized() and \
+                ray.get_runtime_context().gcs_address == self.address:
+            ray.shutdown()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc (each thread's list of the children it
+    started): a walk down from one process, cheap beside a scan of all of /proc."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")
+        except OSError:   # it ended while we looked
+            continue
+        for thread in threads:
+            try:
+                with open(f"/proc/{parent}/task/{thread}/children") as f:
+                    children = [int(child) for child in f.read().split()]
+            except OSError:
+                continue
+            found += children
+            todo += children
+    return found
+
+
+def _title(pid: int) -> str:
+    """The first word of a process's command line ('' if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[0].decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def trials_running(under: int | None = None) -> list[int]:
+    """The Ray worker processes running a trial now (Ray titles a worker "ray::<task>"
+    while it runs one: the event "the job has started", not a guess of how long start-up
+    takes), among the descendants of process `under`: by default this test process,
+    whose Ray instances and cluster nodes are its children, so that another user's Ray
+    on the same machine is not counted; a node's raylet pid for the trials on that node
+    (raylet_pid)."""
+    from petrinas.engine.jobs import run_trial
+
+    title = f"ray::{run_trial.__name__}"
+    return sorted(pid for pid in _descendants(os.getpid() if under is None else under)
+                  if _title(pid) == title)
+
+
+def raylet_pid(node) -> int:
+    """The raylet process of a ray.cluster_utils node (its workers are its children)."""
+    from ray._private import ray_constants
+    return node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+
+
+def wait_for(condition, what: str, guard_s: float = 300.0, poll_s: float = 0.1) -> None:
+    """Until `condition()` holds: an event, however long it takes on this machine.
+    `guard_s` only turns a hang into a failure naming `what`; it is no bound on speed."""
+    for _ in range(int(guard_s / poll_s)):
+        if condition():
+            return
+        time.sleep(poll_s)
+    raise AssertionError(f"never happened: {what}")
+
+
+class Ticks(Progress):
+    """A Progress for run_search that records the status of every pass of the loop (the
+    loop ticks its status line once a pass): the test's count of loop passes."""
+
+    def __init__(self):
+        super().__init__(enabled=False)
+        self.seen = []
+
+    def update(self, status) -> None:
+        self.seen.append(status)
+
+    def after(self, passes: int, start: int | None = None) -> list:
+        """Waits until the loop has passed `passes` more times (after pass `start`,
+        default now) and returns the statuses of those passes."""
+        start = len(self.seen) if start is None else start
+        wait_for(lambda: len(self.seen) >= start + passes, f"{passes} passes of the loop")
+        return self.seen[start:start + passes]
 
 
 def read_tsv(path: Path) -> list[dict]:

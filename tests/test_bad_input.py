@@ -102,8 +102,15 @@ CASES = [
 ]
 
 
+# Refused only once the Ray cluster is asked what it has: they use the suite's shared
+# instance (2 CPUs, no GPU), as a search started from a notebook would use one up.
+ON_RAY = {"more GPUs per job than the cluster has", "more memory per job than the cluster has"}
+
+
 @pytest.mark.parametrize("case,args,words", CASES, ids=[c[0] for c in CASES])
-def test_bad_search_input(case, args, words, tmp_path, capsys):
+def test_bad_search_input(case, args, words, tmp_path, capsys, request):
+    if case in ON_RAY:
+        request.getfixturevalue("shared_ray")
     out = tmp_path / "run"
     argv = args(tmp_path) if callable(args) else args
     code = search_main(["--out", str(out), "--quiet", *argv])
@@ -126,7 +133,8 @@ def test_bad_eval_input(tmp_path, capsys):
 def test_the_script_itself_exits_2_with_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "search.py"), "--out", str(tmp_path / "r"),
-         "--set", "search.max_trails=5"], capture_output=True, text=True, timeout=120)
+         "--set", "search.max_trails=5"], capture_output=True, text=True,
+        timeout=600)  # only a guard against a hang
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: unknown config key search.max_trails "
                                      "(did you mean search.max_trials?)")
@@ -150,7 +158,7 @@ def test_export_refuses_set_in_one_line_naming_it(tmp_path):
     """`--set` changes a config, and an exported model is fixed by its trained weights."""
     result = subprocess.run([sys.executable, "-m", "petrinas", "export", "--set",
                              "eval.init_channels=8", str(tmp_path)], capture_output=True,
-                            text=True, timeout=120, cwd=REPO)
+                            text=True, timeout=600, cwd=REPO)  # a hang guard only
     assert result.returncode == 2
     assert result.stderr == ("error: petrinas export: unknown option --set (its options: "
                              "--out; see --help)\n")

@@ -4,11 +4,11 @@ worker needs no registry that knows it (looked up by name there, it would be ref
 an unknown kind).
 
 The worker imports this module to find the kind's job: Ray's workers inherit the
-environment of the process that starts Ray, so tests/ goes on PYTHONPATH before it does.
+environment of the process that starts Ray, so tests/ goes on PYTHONPATH before it does
+(the suite's shared instance, support.SharedRay).
 """
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -16,9 +16,7 @@ from petrinas.config_loader import load_config
 from petrinas.engine.jobs import RayExecutor
 from petrinas.search.kinds import KINDS, JobKind
 from petrinas.search.rows import TrialOutput
-from support import TINY, local_ray
-
-TESTS = Path(__file__).resolve().parent
+from support import TINY
 
 
 def echo_job(config, payload, weights, ctx, claim) -> TrialOutput:
@@ -31,16 +29,8 @@ def echo_job(config, payload, weights, ctx, claim) -> TrialOutput:
 ECHO = JobKind("echo", job=f"{__name__}:echo_job", spec_fields=("macro",))
 
 
-@pytest.fixture(scope="module")
-def ray_with_tests_importable():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PYTHONPATH", os.pathsep.join(
-            [str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]))
-        with local_ray(num_cpus=1, num_gpus=0):
-            yield
-
-
-def test_a_kind_declared_in_a_test_runs_as_a_ray_task(ray_with_tests_importable):
+def test_a_kind_declared_in_a_test_runs_as_a_ray_task(shared_ray):
+    """The suite's shared Ray instance puts tests/ on its workers' path (SharedRay)."""
     assert "echo" not in KINDS
     executor = RayExecutor(load_config("petridish_digits", TINY))  # no deduplication
     executor.submit("t0000", ECHO, {"macro": [1, 0, 1]}, seed=5, weights_key="p",

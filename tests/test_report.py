@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from petrinas.report.writers import FigureWriter, FrontierTables, GalleryFolders
     HypervolumeTable, PoolTable, TensorBoardWriter
 from petrinas.report.writers.gallery import sync_folders
 from petrinas.search.rows import COLUMNS
-from support import read_tsv
+from support import ManualClock, read_tsv
 
 
 def _row(trial_id: str, macs: int, val: float, *, stage: str = "search",
@@ -143,14 +142,14 @@ def test_sync_folders_copies_only_what_changed_and_prunes(tmp_path: Path):
 # ----------------------------------------------------------------------- reporter
 
 def _reporter(run_dir: Path, interval: float = 3600.0, drawn: list | None = None,
-              hv_ref=(1e9, 0.8)) -> Reporter:
+              hv_ref=(1e9, 0.8), clock=None) -> Reporter:
     def draw(folder: Path, snapshot) -> None:
         if drawn is not None:
             drawn.append(sorted(r["trial_id"] for r in snapshot.rows))
     return Reporter(ReportState(0.1, hypervolume=HypervolumeLog(hv_ref)), [
         PoolTable(run_dir), HypervolumeTable(run_dir), FrontierTables(run_dir),
         GalleryFolders(run_dir), TensorBoardWriter(run_dir),
-        FigureWriter(run_dir, draw, interval)])
+        FigureWriter(run_dir, draw, interval, clock=clock or ManualClock())])
 
 
 def test_start_add_finish_write_tables_gallery_and_hypervolume(tmp_path: Path):
@@ -191,13 +190,14 @@ def test_start_add_finish_write_tables_gallery_and_hypervolume(tmp_path: Path):
 
 
 def test_figures_are_throttled_off_the_loop_and_drawn_at_the_end(tmp_path: Path):
+    """Fails if the reporter draws on every result within the interval, or not in full
+    at the end. The interval is measured on a clock that does not move here."""
     drawn: list = []
     reporter = _reporter(tmp_path, interval=3600.0, drawn=drawn)
     rows = _example_rows()
     reporter.start(rows[:2])
-    deadline = time.time() + 10
-    while not drawn and time.time() < deadline:   # the first drawing, on its thread
-        time.sleep(0.01)
+    [figure_writer] = [w for w in reporter.writers if isinstance(w, FigureWriter)]
+    figure_writer._drawing.join()                 # the first drawing, on its thread
     assert drawn == [["t0000", "t0003"]]
     for row in rows[2:]:
         reporter.add(row)

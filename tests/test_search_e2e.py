@@ -1,38 +1,31 @@
 """End-to-end searches on digits: real local Ray, real training, real files."""
 
+import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
+import ray
 
 from petrinas import load_model
 from petrinas.cli import search_main
 from petrinas.config_loader import load_config
 from petrinas.data import load_dataset
 from petrinas.model_desc import ModelDesc
+from petrinas.engine.jobs import run_trial
 from petrinas.engine.store import history
-from support import REPO, TINY, local_ray, read_events, read_tsv
+from support import REPO, TINY, ManualClock, local_ray, read_events, read_tsv
 
 CONTRACT_COLUMNS = ["trial_id", "parent_id", "stage", "cells", "reductions", "nodes", "macs",
                     "params", "val_top1", "test_top1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_with_eight_gpus():
-    """One local Ray instance (8 CPUs, 8 GPUs declared) for the module's searches: each
-    search would otherwise start its own, a few seconds apiece, and the 8-GPU test
-    needs one that declares them."""
-    with local_ray(num_cpus=8, num_gpus=8):
-        yield
+# The module's searches share the suite's Ray instance (2 CPUs); the 8-GPU test starts
+# one of its own (last in the file: the shared one is not started again after it).
+pytestmark = pytest.mark.usefixtures("shared_ray")
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(tmp_path_factory, shared_ray):
     out = tmp_path_factory.mktemp("search") / "run"
     code = search_main(["--out", str(out), "--quiet", "--set", "search.max_trials=6", *TINY])
     assert code == 0
@@ -160,30 +153,12 @@ def test_bad_config_key_exits_2_and_writes_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_eight_declared_gpus_run_eight_jobs_at_once(tmp_path):
-    from petrinas.engine.runner import run_search
-
-    config = load_config("petridish_digits", [
-        *TINY, "search.seeds.cells=[1, 4]", "search.seeds.nodes=[1, 2]",
-        "search.max_trials=8", "search.seed_train.epochs=3",
-        "resources.gpus_per_job=1", "resources.cpus_per_job=1"])
-    summary = run_search(config, tmp_path / "run")
-    assert summary.trials == 8 and summary.failed == 0
-    spans = []
-    for trial in (tmp_path / "run" / "trials").iterdir():
-        notes = json.loads((trial / "metrics.json").read_text())["notes"]
-        spans.append((notes["started_at"], notes["finished_at"]))
-    latest_start = max(start for start, _ in spans)
-    earliest_end = min(end for _, end in spans)
-    assert latest_start < earliest_end, "all 8 jobs were running at one moment"
-
-
 def test_max_hours_stops_and_a_larger_budget_resumes(tmp_path):
     """The time budget is a hard stop: the seeds still training are cancelled but stay
     in flight, and a resume with a larger budget trains them under their ids.
 
-    The budget is read from a clock the test controls: it jumps past the 7.2 s budget
-    as soon as both seeds are journaled as submitted. The runner acts on a stop found
+    The budget is read from a clock the test controls, not the machine's: it stands at
+    0 and jumps past the 7.2 s budget as soon as both seeds are journaled as submitted. The runner acts on a stop found
     while it submits before it waits for any result, so both seeds are cut short
     however fast this machine trains them."""
     from petrinas.engine.runner import run_search
@@ -197,19 +172,19 @@ def test_max_hours_stops_and_a_larger_budget_resumes(tmp_path):
         if not jumped and journal.is_file() and \
                 journal.read_text().count('"event":"submit"') == 2:
             jumped.append(7.5)
-        return time.monotonic() + sum(jumped)
+        return sum(jumped)
 
     config = [*TINY, "search.max_trials=3", "dataset.max_train=64"]
     short = run_search(load_config("petridish_digits", [*config, "search.max_hours=0.002"]),
                        run, clock=clock)
     assert short.finish_reason == "max_hours"
-    assert 7.2 <= short.elapsed_s < 10.0
+    assert short.elapsed_s == 7.5                           # the clock's, to the second
     assert (short.trials, short.pool) == (2, 0)              # both seeds were cut short
     events = [(r["event"], r["trial_id"]) for r in history(run)]
     assert events == [("submit", "t0000"), ("submit", "t0001")]  # no result, no cancel
 
     resumed = run_search(load_config("petridish_digits", [*config, "search.max_hours=1"]),
-                         run)
+                         run, clock=ManualClock())   # time stands still: 7.5 s of 3600
     assert resumed.finish_reason == "max_trials" and resumed.pool == 3
     submitted = [r["trial_id"] for r in history(run) if r["event"] == "submit"]
     assert submitted == ["t0000", "t0001", "t0002"]          # the seeds kept their ids
@@ -232,7 +207,7 @@ def test_the_compute_budget_drains_and_can_grow_on_resume_not_shrink(tmp_path):
     rows = read_tsv(run / "pool.tsv")
     spent = sum(float(r["compute_s"]) for r in rows)
     # 3.6 ms is less than any trial's CPU time: the first seed to finish reaches it; the
-    # other one was already running (8 CPUs here) and finishes into the pool. No child.
+    # other one was already running (2 slots here) and finishes into the pool. No child.
     assert len(rows) == 2 and spent >= 0.0036
     with pytest.raises(ConfigError, match="search.max_compute_hours=5e-07"):
         run_search(load_config("petridish_digits", [
@@ -294,3 +269,47 @@ def test_one_slot_and_a_fixed_seed_reproduce_a_search(tmp_path):
                        for r in read_tsv(tmp_path / name / "pool.tsv")])
     assert tables[0] == tables[1]
     assert any(r["stage"] == "search" for r in tables[0])
+
+
+@ray.remote(num_cpus=0)
+class Barrier:
+    """Lets its callers through once `parties` of them are waiting at the same time."""
+
+    def __init__(self, parties: int):
+        self.parties, self.arrived = parties, 0
+        self.everyone = asyncio.Event()
+
+    async def wait(self) -> int:
+        self.arrived += 1
+        if self.arrived >= self.parties:
+            self.everyone.set()
+        await self.everyone.wait()
+        return self.arrived
+
+
+def trials_meeting_at(barrier):
+    """The real trial task (jobs.run_trial), entered only once every trial of the barrier
+    is running: a trial that Ray does not start while the others run holds them all."""
+    @ray.remote
+    def met(*args):
+        # Only a guard against a hang: the arrival of every trial is the event waited for.
+        ray.get(barrier.wait.remote(), timeout=300)
+        return run_trial(*args)
+    return met
+
+
+def test_eight_declared_gpus_run_eight_jobs_at_once(tmp_path):
+    """Fails if the driver keeps fewer than 8 jobs submitted with 8 GPUs declared, or
+    asks Ray for resources that let it run fewer than 8 at once: the trials meet at a
+    barrier before they train, which only 8 running at the same time pass."""
+    from petrinas.engine.runner import run_search
+
+    config = load_config("petridish_digits", [
+        *TINY, "search.seeds.cells=[1, 4]", "search.seeds.nodes=[1, 2]",  # 8 seed shapes
+        "search.max_trials=8", "search.seed_train.epochs=1", "dataset.max_train=64",
+        "resources.gpus_per_job=1", "resources.cpus_per_job=1"])
+    with local_ray(num_cpus=8, num_gpus=8):
+        barrier = Barrier.remote(8)
+        summary = run_search(config, tmp_path / "run", task=trials_meeting_at(barrier))
+        assert summary.failed == 0, "a trial waited at the barrier for others never started"
+        assert summary.trials == 8 and ray.get(barrier.wait.remote()) == 9

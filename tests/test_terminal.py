@@ -10,7 +10,7 @@ import sys
 import time
 
 from petrinas.cli import search_main
-from support import REPO, TINY, interruptible
+from support import REPO, TINY, interruptible, stop_ray
 
 SEARCH = [*interruptible(REPO / "scripts" / "search.py"), "--set", *TINY]
 HEADER = re.compile(r"search \S+/run: 3 trials or 1:00:00, strategy petridish, 2 seed shapes")
@@ -38,7 +38,9 @@ def test_a_search_prints_only_its_own_lines(tmp_path):
 
 
 def test_verbose_shows_rays_lines_too(tmp_path, capfd):
-    """In-process (capfd sees descriptor 2 as the terminal would)."""
+    """In-process (capfd sees descriptor 2 as the terminal would), on a Ray instance
+    of its own: the suite's shared one is stopped first, if it is up."""
+    stop_ray()
     code = search_main(["--set", *TINY, "resources.gpus_per_job=64", "--out",
                         str(tmp_path / "run"), "--verbose"])
     err = capfd.readouterr().err

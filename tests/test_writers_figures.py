@@ -5,13 +5,13 @@ end; a figure that fails to draw does not stop the stage."""
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from petrinas.report import figures
 from petrinas.report.hypervolume_log import HypervolumeLog
 from petrinas.report.state import ReportState
 from petrinas.report.writers import FigureWriter
+from support import ManualClock
 from test_report import _example_rows, _failed
 
 FILES = [f"{name}.{ext}" for name in ("frontier", "hypervolume", "pool", "seeds")
@@ -35,9 +35,10 @@ def _drawn(folder: Path) -> dict[str, int]:
 
 
 def _settle(writer: FigureWriter) -> None:
-    """Wait for the drawing under way, if any (it runs on its own thread)."""
+    """Wait for the drawing under way, if any (it runs on its own thread): however long
+    it takes (pytest's timeout is the guard against a hang)."""
     if writer._drawing is not None:
-        writer._drawing.join(60)
+        writer._drawing.join()
 
 
 def _state(rows) -> ReportState:
@@ -48,9 +49,11 @@ def _state(rows) -> ReportState:
 
 
 def test_figures_are_drawn_at_start_not_within_the_interval_and_at_the_end(tmp_path):
+    """Fails if a result within the interval redraws, or the end does not. The interval
+    is measured on a clock that does not move here."""
     rows = _example_rows()
     state, draw = _state(rows[:2]), Counted()
-    writer = FigureWriter(tmp_path, draw, plot_interval_s=3600)
+    writer = FigureWriter(tmp_path, draw, plot_interval_s=3600, clock=ManualClock())
     writer.on_start(state)
     _settle(writer)
     assert sorted(_drawn(tmp_path)) == FILES and draw.calls == 1
@@ -66,15 +69,23 @@ def test_figures_are_drawn_at_start_not_within_the_interval_and_at_the_end(tmp_p
 
 
 def test_figures_are_rewritten_once_the_interval_has_passed(tmp_path: Path):
+    """Fails if a result is not redrawn once the interval has passed on the writer's
+    clock (or is redrawn before): the clock is the test's, moved by hand."""
     rows = _example_rows()
     state, draw = _state(rows[:2]), Counted()
-    writer = FigureWriter(tmp_path, draw, plot_interval_s=0.2)
+    clock = ManualClock()
+    writer = FigureWriter(tmp_path, draw, plot_interval_s=2.0, clock=clock)
     writer.on_start(state)
     _settle(writer)
     first = _drawn(tmp_path)
-    time.sleep(0.25)
+    clock.advance(1.0)
     state.ingest(rows[2])
     writer.on_result(rows[2], state)
+    _settle(writer)
+    assert draw.calls == 1                          # 1 s of 2: not yet
+    clock.advance(1.0)
+    state.ingest(rows[3])
+    writer.on_result(rows[3], state)
     _settle(writer)
     assert draw.calls == 2
     assert all(_drawn(tmp_path)[name] > first[name] for name in FILES)

@@ -37,10 +37,10 @@ log = logging.getLogger(__name__)
 WEIGHT_CACHE_SIZE = 16
 
 
-@ray.remote
-def _trial_task(kind: JobKind, config: Config, payload: dict, weights: bytes | None,
-                seed: int, want_gpu: bool, cpu_threads: int, claim_as: tuple | None):
-    """Runs in a Ray worker. Explicit imports: a worker needs no set-up step. `kind` is
+def run_trial(kind: JobKind, config: Config, payload: dict, weights: bytes | None,
+              seed: int, want_gpu: bool, cpu_threads: int, claim_as: tuple | None):
+    """A trial, in a Ray worker (the body of the task below; a task that wraps the real
+    job, a test's, calls it). Explicit imports: a worker needs no set-up step. `kind` is
     the declaration itself, not its name: a kind declared anywhere (a test's, a
     script's) runs without the worker knowing any registry of kinds."""
     from petrinas.train import pipeline
@@ -59,6 +59,10 @@ def _trial_task(kind: JobKind, config: Config, payload: dict, weights: bytes | N
         raise
     output.notes["node_id"] = ray.get_runtime_context().get_node_id()
     return output
+
+
+# The worker process is titled "ray::run_trial" while it runs one.
+_trial_task = ray.remote(run_trial)
 
 
 def run_job(kind: JobKind, config: Config, payload: dict, weights: bytes | None, ctx,

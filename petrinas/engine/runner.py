@@ -267,10 +267,11 @@ class TrialLoop:
 
 def run_search(config: Config, run_dir: str | Path, *, address: str | None = None,
                overwrite: bool = False, progress: Progress | None = None,
-               verbose: bool = False, clock: Callable[[], float] = time.monotonic
-               ) -> SearchSummary:
+               verbose: bool = False, clock: Callable[[], float] = time.monotonic,
+               task=None) -> SearchSummary:
     """Run (or resume) the search of `config` in `run_dir`; returns when it is finished.
-    `clock` is what `search.max_hours` is measured on (monotonic seconds)."""
+    `clock` is what `search.max_hours` is measured on (monotonic seconds); `task`, the
+    Ray task a trial runs (run_stage)."""
     check_data(config)
     config = with_reference_point(config)
     ray_options = RayOptions(address, verbose)
@@ -285,7 +286,7 @@ def run_search(config: Config, run_dir: str | Path, *, address: str | None = Non
                 reason = run_stage(config, store, strategy, reporter,
                                    JobRequests(store.dir), budget=Budget.from_config(config),
                                    dedup=True, ray_options=ray_options, progress=progress,
-                                   header=lambda: _search_header(config, store))
+                                   header=lambda: _search_header(config, store), task=task)
                 summary = reporter.finish()
             log.info("search finished (%s) after %.0fs", reason, store.elapsed())
             return SearchSummary(run_dir=store.dir, trials=len(store.specs),
@@ -389,8 +390,8 @@ def run_stage(config: Config, store: RunStore, strategy: Strategy, reporter: Rep
     Ray is started (or joined) only when there is work left; its own log lines go to
     `logs/ray.log` in the run directory; `header` is printed through `progress` once
     there is (the status line is one of the reporter's writers). `task` replaces the
-    training job (a stand-in with its signature, for benchmarks of the driver). Returns
-    the finish reason."""
+    training job: a Ray task with jobs.run_trial's signature (a stand-in, for benchmarks
+    of the driver; or one that wraps run_trial, for a test). Returns the finish reason."""
     in_flight = store.replay(strategy)
     for trial_id in store.mark_lost(strategy):
         log.warning("%s: its files are gone; marked lost, the run goes on without it",

@@ -12,11 +12,12 @@ from ray.cluster_utils import Cluster
 from petrinas.config_loader import load_config
 from petrinas.engine.runner import run_search
 from petrinas.engine.store import history
-from support import TINY
+from support import TINY, raylet_pid, stop_ray, trials_running, wait_for
 
 
 @pytest.fixture
 def two_nodes():
+    stop_ray()   # the suite's shared instance, if up: this test joins its own cluster
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     worker = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
@@ -39,6 +40,8 @@ def running(run_dir) -> int:
 
 
 def test_worker_node_removed_mid_job(tmp_path, two_nodes):
+    """Fails if a job lost with its node is not retried on the surviving node (a failed
+    trial, or a search that never ends)."""
     cluster, worker = two_nodes
     worker_id = worker.node_id
     config = load_config("petridish_digits", [
@@ -48,17 +51,14 @@ def test_worker_node_removed_mid_job(tmp_path, two_nodes):
     thread = threading.Thread(
         target=lambda: outcome.update(summary=run_search(config, tmp_path / "run")))
     thread.start()
-    deadline = time.time() + 120
-    while running(tmp_path / "run") < 2 and time.time() < deadline:
-        time.sleep(0.05)
-    assert running(tmp_path / "run") == 2, "both nodes busy before the removal"
-    # Well inside the jobs (each seed trains for 10 s or more), and long enough for both
-    # to have started on their nodes: a task still waiting would not need a retry.
-    time.sleep(5.0)
+    wait_for(lambda: running(tmp_path / "run") == 2, "both nodes busy before the removal")
+    # Inside the job on the worker node: it has started in its worker process (a task
+    # still waiting for one would need no retry). An event, not a guess at start-up time.
+    wait_for(lambda: trials_running(under=raylet_pid(worker)), "the worker node's job runs")
     running_at_removal = in_flight(tmp_path / "run")
+    removed_at = time.time()   # an order of events: a retry starts after the removal
     cluster.remove_node(worker)
-    removed_at = time.time()
-    thread.join(timeout=300)
+    thread.join(timeout=600)                  # a guard against a hang only
     assert not thread.is_alive()
 
     summary = outcome["summary"]

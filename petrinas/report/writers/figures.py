@@ -29,10 +29,12 @@ JOIN_TIMEOUT_S = 60.0
 
 class FigureWriter(Writer):
     def __init__(self, stage_dir: Path, draw: Callable[[Path, Snapshot], None],
-                 plot_interval_s: float):
+                 plot_interval_s: float, clock: Callable[[], float] = time.monotonic):
+        """`clock`: seconds from a monotonic clock; the interval is measured on it."""
         self.dir = Path(stage_dir)
         self.draw = draw
         self.plot_interval_s = plot_interval_s
+        self._clock = clock
         self._last_plot: float | None = None
         self._drawing: threading.Thread | None = None
 
@@ -63,10 +65,10 @@ class FigureWriter(Writer):
         if not state.pool_size:
             return
         due = (self._last_plot is None
-               or time.monotonic() - self._last_plot >= self.plot_interval_s)
+               or self._clock() - self._last_plot >= self.plot_interval_s)
         if not due or (self._drawing is not None and self._drawing.is_alive()):
             return
-        self._last_plot = time.monotonic()
+        self._last_plot = self._clock()
         self._drawing = threading.Thread(target=self._draw, args=(state.snapshot(),),
                                          name="petrinas-figures", daemon=False)
         self._drawing.start()
@@ -78,4 +80,4 @@ class FigureWriter(Writer):
             log.warning("figures not written: %s", exc)
         except Exception as exc:  # matplotlib raises many types; all mean "no figure"
             log.warning("plotting failed (the run goes on): %s: %s", type(exc).__name__, exc)
-        self._last_plot = time.monotonic()
+        self._last_plot = self._clock()
