@@ -8,7 +8,7 @@
 
 For each run seed, an ordinary search of the config (`scripts/search.py`, resumable) runs
 until it has grown `--children` children. Then, for each grown child, from its parent's
-trained weights and the child's own trial seed, four arms are trained side by side:
+trained weights and the child's own trial seed, five arms are trained side by side:
 
   child    the parent grown, search phase, top-k |alpha| pairs finalized, post-trained:
            what the search does (retrained here, so every arm runs in the same process)

@@ -373,6 +373,8 @@ def analyse(phases: dict[str, list[dict]], values: list[dict]) -> dict:
 
 def _ci(triple: tuple[float, float, float], digits: int = 3) -> str:
     mean, lo, hi = triple
+    if not np.isfinite(mean):   # not measured (a variant has one search phase: no stability)
+        return "–"
     return f"{mean:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
@@ -382,6 +384,10 @@ def report(analysis: dict, meta: dict) -> str:
              f"seeds per pair, value = the one-pair child's validation accuracy", "",
              "| parent | parent val. | pairs | between-pair sd | noise sd | ratio |",
              "|:---|---:|---:|---:|---:|---:|"]
+    if meta.get("variants"):
+        lines[1:1] = ["Variants (scores marked [NAME]): " + "; ".join(
+            f"{name} = {sets.replace(',', ', ')}" for name, _, sets in
+            (v.partition(":") for v in meta["variants"])), ""]
     for name, p in parents.items():
         sp = p["spread"]
         lines.append(f"| {name} | {meta['parent_val'].get(name, float('nan')):.4f} | "
@@ -410,7 +416,7 @@ def report(analysis: dict, meta: dict) -> str:
                      f"{_ci(q['rho_state'], 2)} | "
                      f"{_ci(q['gain1'], 4)} | {_ci(q['regret1'], 4)} | {_ci(q['gain3'], 4)} | "
                      f"{_ci(q['regret3'], 4)} | {_ci(q['stability'], 2)} | "
-                     f"{q['overlap3'][0]:.2f} |")
+                     f"{q['overlap3'][0]:.2f} |".replace("nan", "–"))
     chance = np.mean([3 / p["pairs"] for p in parents.values()]) if parents else float("nan")
     lines += ["", f"Top-3 overlap by chance: {chance:.2f}. Gains and regrets are in "
                   f"validation accuracy; the oracle is the best pairs by their measured value "
@@ -595,6 +601,7 @@ def main(argv=None) -> int:
                   for n in parents}
     analysis = analyse({n: [references[n], phases[(n, 1)]] for n in parents}, store.values)
     meta["parent_val"] = {n: trained[n]["final"]["val_top1"] for n in parents}
+    meta["variants"] = args.variant   # reported, so a table names what each [NAME] set
     text = report(analysis, meta)
     (store.out / "pair_value.md").write_text(text)
     print(f"\nwall time {(time.perf_counter() - jobs.started) / 60:.1f} min\n\n{text}")

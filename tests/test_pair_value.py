@@ -115,4 +115,6 @@ def test_a_tiny_benchmark_runs_and_resumes_without_redoing_anything(tmp_path):
                              capture_output=True, text=True, timeout=600)
     assert variant.returncode == 0, variant.stderr[-3000:]
     assert "variant phase" in variant.stdout and "  child " not in variant.stdout
-    assert "| alpha[fast] |" in (out / "pair_value.md").read_text()
+    with_variant = (out / "pair_value.md").read_text()
+    assert "| alpha[fast] |" in with_variant
+    assert "Variants (scores marked [NAME]): fast = search.alpha_lr=0.5" in with_variant
