@@ -5,6 +5,7 @@ Importable from every test folder: pytest puts tests/ on sys.path for its confte
 
 import csv
 import hashlib
+import importlib.util
 import os
 import pickle
 import sys
@@ -30,6 +31,17 @@ SYNTHETIC_SMALL = ["dataset.name=synthetic", "dataset.synthetic_shape=[3, 32, 32
                    "dataset.synthetic_size=1200", "dataset.root="]
 NUMERIC = ("cells", "reductions", "nodes", "macs", "params", "latency_ms", "val_top1",
            "test_top1", "train_top1", "epochs", "examples", "compute_s", "elapsed_s")
+
+
+def load_script(path: Path):
+    """A script that is no package module (a benchmark, .ci/versions.py), imported from
+    its file under its stem's name; registered in sys.modules, where its dataclasses
+    look their module up."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 class ManualClock:

@@ -2,7 +2,6 @@
 row, through Ray with a declared GPU), its row arithmetic and table on recorded numbers,
 and its projection of the paper search's GPU-hours."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,14 +11,11 @@ import pytest
 import torch
 
 from petrinas.config_loader import load_config
-from support import REPO
+from support import REPO, load_script
 
 
 def _benchmark(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "benchmarks" / f"{name}.py")
 
 
 def test_projection_of_the_paper_search():

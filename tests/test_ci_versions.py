@@ -1,17 +1,13 @@
 """`.ci/versions.py`: the line CI prints of the versions it tested, and the README check."""
 
-import importlib.util
 import subprocess
 import sys
 
-from support import REPO
+from support import REPO, load_script
 
 
 def _versions():
-    spec = importlib.util.spec_from_file_location("ci_versions", REPO / ".ci" / "versions.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / ".ci" / "versions.py")
 
 
 def test_the_line_names_the_installed_versions():

@@ -2,7 +2,6 @@
 descriptions build weigh (a child one node more than its parent, not a multiple of it),
 and the folders a killed run left behind are removed by the next run, and only those."""
 
-import importlib.util
 import os
 import random
 import subprocess
@@ -13,16 +12,12 @@ import pytest
 from petrinas.model_desc import build_model
 from petrinas.model_desc.desc import ModelDesc
 from petrinas.search.kinds import KINDS
-from support import REPO
+from support import REPO, load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location(
-        "driver_scale", REPO / "benchmarks" / "driver_scale.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "benchmarks" / "driver_scale.py")
 
 
 def state_dict_values(desc: dict) -> int:

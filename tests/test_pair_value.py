@@ -1,22 +1,16 @@
 """benchmarks/pair_value.py: its statistics by hand, and a tiny run that resumes."""
 
-import importlib.util
 import math
 import subprocess
 import sys
 
 import pytest
 
-from support import REPO, read_tsv
+from support import REPO, load_script, read_tsv
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "pair_value", REPO / "benchmarks" / "pair_value.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "benchmarks" / "pair_value.py")
 
 
 bench = _bench()

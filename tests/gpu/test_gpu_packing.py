@@ -1,22 +1,17 @@
 """Two jobs packed on one GPU through Ray, each training with CUDA graphs: the
 throughput benchmark's own row, at a small size."""
 
-import importlib.util
 
 import pytest
 import torch
 
-from support import REPO, local_ray
+from support import REPO, load_script, local_ray
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def _benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "gpu_throughput", REPO / "benchmarks" / "gpu_throughput.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "benchmarks" / "gpu_throughput.py")
 
 
 def test_two_graphed_jobs_share_one_gpu():
