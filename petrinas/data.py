@@ -23,6 +23,7 @@ Nothing is ever downloaded: a missing dataset is a `DataError` naming what is mi
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,9 +290,28 @@ def _require_root(cfg: DatasetConfig) -> Path:
 
 
 def _load_digits() -> tuple[np.ndarray, np.ndarray, int]:
-    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
-    digits = load_digits()
-    return digits.images[:, None].astype(np.float32), digits.target.astype(np.int64), 10
+    """scikit-learn's 8x8 digits, from the file it ships (no download). Read directly:
+    importing scikit-learn for it takes 1.8 s, paid by the driver and again by every Ray
+    worker's first trial; its loader stays the fallback where the file has moved."""
+    csv = _sklearn_file("datasets", "data", "digits.csv.gz")
+    if csv is None:
+        from sklearn.datasets import load_digits
+        digits = load_digits()
+        return digits.images[:, None].astype(np.float32), digits.target.astype(np.int64), 10
+    # load_digits's own reading: 64 pixel columns then the label, one row per image
+    rows = np.loadtxt(csv, delimiter=",")
+    return (rows[:, :-1].reshape(-1, 1, 8, 8).astype(np.float32),
+            rows[:, -1].astype(np.int64), 10)
+
+
+def _sklearn_file(*parts: str) -> Path | None:
+    """A data file inside the installed scikit-learn, found without importing it."""
+    spec = importlib.util.find_spec("sklearn")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder).joinpath(*parts)
+        if path.is_file():
+            return path
+    return None
 
 
 def _load_cifar(cfg: DatasetConfig) -> _Source:

@@ -74,6 +74,35 @@ def test_rows_are_raw_digits_normalized_with_pool_stats(digits_seed0):
         assert torch.equal(split.y, torch.from_numpy(digits.target)[split.indices])
 
 
+@pytest.mark.parametrize("source", ["the file scikit-learn ships", "its loader"])
+def test_digits_are_scikit_learns_whichever_way_they_are_read(source, monkeypatch):
+    """Fails if the file read directly (or the fallback where it has moved) gives other
+    images, labels or dtypes than scikit-learn's own load_digits."""
+    from sklearn.datasets import load_digits
+    from petrinas import data
+    if source == "its loader":
+        monkeypatch.setattr(data, "_sklearn_file", lambda *parts: None)
+    x, y, classes = data._load_digits()
+    digits = load_digits()
+    assert classes == 10 and x.dtype == np.float32 and y.dtype == np.int64
+    assert np.array_equal(x, digits.images[:, None]) and np.array_equal(y, digits.target)
+
+
+def test_digits_load_without_importing_scikit_learn():
+    """Fails if loading digits imports scikit-learn (1.8 s of every search's start and
+    of every Ray worker's first trial). In a fresh interpreter: this one has it."""
+    import subprocess
+    import sys
+    code = ("import sys; from petrinas.config import DatasetConfig; "
+            "from petrinas.data import load_splits; "
+            "load_splits(DatasetConfig(name='digits'), seed=0); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
 def test_load_dataset_equals_load_splits(digits_seed0):
     test = load_dataset("digits", split="test")
     assert torch.equal(test.x, digits_seed0["test"].x)
