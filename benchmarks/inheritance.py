@@ -337,13 +337,48 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def replay(todo: list, path: Path, rows: list[dict]) -> None:
+    """Each child's arms (replay_child) as Ray jobs of one CPU; each child's rows appended
+    to children.tsv (and to `rows`) the moment its job ends."""
     import ray
 
-    from petrinas.config_loader import load_config
     from petrinas.engine.runner import trial_seed
     from petrinas.engine.store import read_trial_desc
+
+    remote = ray.remote(num_cpus=1, max_retries=0)(replay_child)
+    pending = {}
+    for seed, config, child, run in todo:
+        pool = read_rows(run / "pool.tsv")
+        epochs, _ = lineage(pool, child["trial_id"])
+        _, ancestors_s = lineage(pool, child["parent_id"])
+        ref = remote.remote(config, read_trial_desc(run, child["parent_id"]),
+                            (run / "trials" / child["parent_id"] / "weights.pt")
+                            .read_bytes(), trial_seed(config.seed, child["trial_id"]),
+                            recorded_pairs(run, child["trial_id"]), epochs)
+        pending[ref] = (seed, {**child, "lineage_compute_s": round(ancestors_s, 3)})
+    new_file = not path.is_file()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS, delimiter="\t")
+        if new_file:
+            writer.writeheader()
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            seed, child = pending.pop(ref)
+            for arm, scores in ray.get(ref).items():
+                row = {"seed": seed, "trial_id": child["trial_id"],
+                       "parent_id": child["parent_id"], "arm": arm, **scores,
+                       "lineage_compute_s": child["lineage_compute_s"]}
+                writer.writerow(row)
+                rows.append({k: str(v) for k, v in row.items()})
+            f.flush()
+            print(f"  seed {seed} {child['trial_id']}: done ({len(pending)} left)",
+                  flush=True)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from petrinas.config_loader import load_config
+    from petrinas.engine.jobs import jobs_ray
 
     seeds = [int(s) for s in args.seeds.split(",") if s]
     out = Path(args.out)
@@ -364,37 +399,8 @@ def main(argv=None) -> int:
             if (seed, child["trial_id"]) not in done:
                 todo.append((seed, config, child, run))
     if todo:
-        ray.init(address="local", num_cpus=args.jobs, include_dashboard=False,
-                 log_to_driver=False)  # "local": never a `ray start` cluster
-        remote = ray.remote(num_cpus=1, max_retries=0)(replay_child)
-        pending = {}
-        for seed, config, child, run in todo:
-            pool = read_rows(run / "pool.tsv")
-            epochs, _ = lineage(pool, child["trial_id"])
-            _, ancestors_s = lineage(pool, child["parent_id"])
-            ref = remote.remote(config, read_trial_desc(run, child["parent_id"]),
-                                (run / "trials" / child["parent_id"] / "weights.pt")
-                                .read_bytes(), trial_seed(config.seed, child["trial_id"]),
-                                recorded_pairs(run, child["trial_id"]), epochs)
-            pending[ref] = (seed, {**child, "lineage_compute_s": round(ancestors_s, 3)})
-        new_file = not path.is_file()
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, COLUMNS, delimiter="\t")
-            if new_file:
-                writer.writeheader()
-            while pending:
-                [ref], _ = ray.wait(list(pending), num_returns=1)
-                seed, child = pending.pop(ref)
-                for arm, scores in ray.get(ref).items():
-                    row = {"seed": seed, "trial_id": child["trial_id"],
-                           "parent_id": child["parent_id"], "arm": arm, **scores,
-                           "lineage_compute_s": child["lineage_compute_s"]}
-                    writer.writerow(row)
-                    rows.append({k: str(v) for k, v in row.items()})
-                f.flush()
-                print(f"  seed {seed} {child['trial_id']}: done ({len(pending)} left)",
-                      flush=True)
-        ray.shutdown()
+        with jobs_ray(args.jobs):
+            replay(todo, path, rows)
     text = (f"{args.conf}, run seeds {args.seeds}, {args.children} children per run"
             + (f", --set {' '.join(args.overrides)}" if args.overrides else "")
             + (f", arms with --replay-set {' '.join(args.replay)}" if args.replay else "")

@@ -39,6 +39,7 @@ them. Each job is a Ray task on one CPU thread.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import sys
@@ -497,18 +498,20 @@ class Store:
 
 
 class Jobs:
-    """Ray tasks of one CPU thread each; Ray starts with the first (a finished
-    benchmark's rerun only reports)."""
+    """Ray tasks of one CPU thread each, on the Ray instance that jobs_ray gives; Ray
+    starts with the first job (a finished benchmark's rerun only reports)."""
 
     def __init__(self, cpus: int):
         self.cpus, self.started = cpus, time.perf_counter()
+        self._ray = contextlib.ExitStack()
 
     def submit(self, fn, *args):
         import ray
 
+        from petrinas.engine.jobs import jobs_ray
+
         if not ray.is_initialized():
-            ray.init(address="local", num_cpus=self.cpus, include_dashboard=False,
-                     log_to_driver=False)  # "local": never a `ray start` cluster
+            self._ray.enter_context(jobs_ray(self.cpus))
         return ray.remote(num_cpus=1, max_retries=0)(fn).remote(*args)
 
     def wait_all(self, jobs: dict, what: str, keep) -> None:
@@ -525,10 +528,8 @@ class Jobs:
                   f"{(time.perf_counter() - self.started) / 60:.1f} min)", flush=True)
 
     def close(self) -> None:
-        import ray
-
-        if ray.is_initialized():
-            ray.shutdown()
+        """Shuts down the Ray instance the first job started, if it did."""
+        self._ray.close()
 
 
 def ensure(store: Store, jobs: Jobs, wanted: dict, what: str) -> dict:

@@ -126,10 +126,11 @@ class SharedRay:
             return
         stop_ray()
         # Workers inherit the environment of the process that starts Ray: with tests/
-        # on their path, a kind or task declared in a test module runs there.
+        # and benchmarks/ on their path, a kind or task declared in a test module or a
+        # benchmark script (imported by load_script under its own name) runs there.
         before = os.environ.get("PYTHONPATH")
         os.environ["PYTHONPATH"] = os.pathsep.join(
-            [str(Path(__file__).resolve().parent), *filter(None, [before])])
+            [str(REPO / "tests"), str(REPO / "benchmarks"), *filter(None, [before])])
         try:
             ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False,
                      log_to_driver=False)

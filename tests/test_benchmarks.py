@@ -194,17 +194,17 @@ def test_against_pairs_each_arm_with_the_same_arm_of_another_benchmark():
                          "-0.0500 [-0.0500, -0.0500] |"]  # arms without a pair: no row
 
 
+@pytest.mark.usefixtures("shared_ray")
 def test_inheritance_benchmark_replays_the_search_child_exactly(tmp_path):
-    """The reduced benchmark (one run, one child): the child arm retrains the run's own
-    child bit for bit (same seed, one thread), and every arm trains the same epochs."""
+    """The reduced benchmark (one run, one child), by the script's main in this process:
+    its search is search.py's (a process of its own, as always), its replay a job on the
+    suite's Ray instance. The child arm retrains the run's own child bit for bit (same
+    seed, one thread), and every arm trains the same epochs."""
     from support import TINY, read_tsv
 
     out = tmp_path / "inh"
-    code = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "inheritance.py"), "--seeds", "0",
-         "--children", "1", "--jobs", "1", "--out", str(out), "--set", *TINY],
-        capture_output=True, text=True, timeout=300)
-    assert code.returncode == 0, code.stderr
+    assert _benchmark("inheritance").main(["--seeds", "0", "--children", "1", "--jobs", "1",
+                                           "--out", str(out), "--set", *TINY]) == 0
     arms = {r["arm"]: r for r in read_tsv(out / "children.tsv")}
     assert sorted(arms) == ["child", "parent", "random", "scratch", "scratch_total"]
     child = arms["child"]

@@ -1,8 +1,6 @@
 """benchmarks/pair_value.py: its statistics by hand, and a tiny run that resumes."""
 
 import math
-import subprocess
-import sys
 
 import pytest
 
@@ -76,39 +74,37 @@ def test_within_a_state_averages_each_states_correlation():
     assert math.isnan(bench.within_groups(scores, values, [0, 0, 1, 1, 2, 2]))
 
 
-def test_a_tiny_benchmark_runs_and_resumes_without_redoing_anything(tmp_path):
-    """One parent, 3 pairs, 2 post-training seeds: every job's result is on disk, and
+@pytest.mark.usefixtures("shared_ray")
+def test_a_tiny_benchmark_runs_and_resumes_without_redoing_anything(tmp_path, capsys):
+    """One parent, 3 pairs, 2 post-training seeds, run by the script's main in this
+    process (its jobs on the suite's Ray instance): every job's result is on disk, and
     the same command again trains nothing and writes the same report. Fails if a
     finished job is not found again (a rerun would retrain it) or a result is kept
     only in memory until the end."""
     out = tmp_path / "pv"
-    command = [sys.executable, str(REPO / "benchmarks" / "pair_value.py"),
-               "--parents", "1,0,1@1", "--pairs", "3", "--post-seeds", "2", "--jobs", "1",
+    command = ["--parents", "1,0,1@1", "--pairs", "3", "--post-seeds", "2", "--jobs", "1",
                "--out", str(out), "--set", "search.search_train.epochs=1",
                "search.post_train.epochs=1", "model.init_channels=4",
                "dataset.max_train=200", "model.candidate_ops=[sep_conv_3x3, max_pool_3x3, "
                "skip_connect, none]"]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert bench.main(command) == 0
     rows = read_tsv(out / "values.tsv")
     assert len(rows) == 6 and {r["post_seed"] for r in rows} == {"0", "1"}
     assert len({r["pair"] for r in rows}) == 3
     assert (out / "phases" / "c1r0n1e1" / "s1" / "done.json").is_file()
     report = (out / "pair_value.md").read_text()
     assert "| residual |" in report and "Between-pair sd / noise sd" in report
-    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "done (" not in again.stdout          # no job ran again
+    capsys.readouterr()
+    assert bench.main(command) == 0
+    assert "done (" not in capsys.readouterr().out          # no job ran again
     assert len(read_tsv(out / "values.tsv")) == 6
     assert (out / "pair_value.md").read_text() == report
-    other = subprocess.run([*command[:-1], "dataset.max_train=100"], capture_output=True,
-                           text=True, timeout=600)
-    assert other.returncode != 0 and "other settings" in other.stderr
+    with pytest.raises(SystemExit, match="other settings"):
+        bench.main([*command[:-1], "dataset.max_train=100"])
     # A variant phase added to the finished benchmark: only it runs, scored as [fast].
-    variant = subprocess.run([*command, "--variant", "fast:search.alpha_lr=0.5"],
-                             capture_output=True, text=True, timeout=600)
-    assert variant.returncode == 0, variant.stderr[-3000:]
-    assert "variant phase" in variant.stdout and "  child " not in variant.stdout
+    assert bench.main([*command, "--variant", "fast:search.alpha_lr=0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "variant phase" in printed and "  child " not in printed
     with_variant = (out / "pair_value.md").read_text()
     assert "| alpha[fast] |" in with_variant
     assert "Variants (scores marked [NAME]): fast = search.alpha_lr=0.5" in with_variant

@@ -222,6 +222,22 @@ def ray_session(options: RayOptions, log_path: Path) -> Iterator[None]:
             ray.shutdown()
 
 
+@contextmanager
+def jobs_ray(num_cpus: int) -> Iterator[None]:
+    """Ray for a benchmark's own jobs: the instance this process has joined already (a
+    notebook's, a test's), used as it is, else a local one of `num_cpus` CPUs ("local":
+    never a `ray start` cluster found on the machine), shut down after."""
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+             log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 def _init(address: str | None) -> None:
     common = dict(logging_level=logging.INFO, log_to_driver=False, configure_logging=True)
     if address:

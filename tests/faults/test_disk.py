@@ -3,12 +3,11 @@ the search cleanly (exit 2, one line) and leaves it resumable: with space again,
 same command finishes it and keeps every result it had."""
 
 import subprocess
-import sys
 
 import pytest
 
 from petrinas.cli import search_main
-from support import REPO, TINY, read_tsv
+from support import TINY, read_tsv
 
 
 def test_unwritable_run_directory_exits_2(tmp_path, capsys):
@@ -31,22 +30,23 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)])
 
 
-def test_a_full_disk_stops_cleanly_and_the_run_resumes(small_disk):
+@pytest.mark.usefixtures("shared_ray")
+def test_a_full_disk_stops_cleanly_and_the_run_resumes(small_disk, capsys):
+    """In this process, on the suite's Ray instance (the code from the command line on,
+    as `search.py` runs it; test_bad_input checks the script's own exit code). Fails if
+    a full disk ends the search other than in exit 2 with one line saying to resume, or
+    if the resumed run loses, changes or lacks a result."""
     out = small_disk / "run"
-    cmd = [sys.executable, str(REPO / "scripts" / "search.py"), "--out", str(out), "--quiet",
-           "--set", "search.max_trials=8", *TINY]
-    # timeout (both runs): only a guard against a hang.
-    full = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert full.returncode == 2, full.stderr[-2000:]
-    message = full.stderr.strip()
+    args = ["--out", str(out), "--quiet", "--set", "search.max_trials=8", *TINY]
+    assert search_main(args) == 2
+    message = capsys.readouterr().err.strip()
     assert message.startswith("error: cannot write") and "No space left" in message
     assert "\n" not in message and "run the same command to resume" in message
     before = {r["trial_id"]: r for r in read_tsv(out / "pool.tsv")}
     assert 0 < len(before) < 8, "the disk filled up mid-run"
 
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
-    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert search_main(args) == 0, capsys.readouterr().err[-2000:]
     after = {r["trial_id"]: r for r in read_tsv(out / "pool.tsv")}
     assert len(after) == 8 and all(r["status"] in ("ok", "duplicate") for r in after.values())
     for trial_id, row in before.items():
