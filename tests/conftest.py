@@ -36,13 +36,25 @@ def shared_ray(_shared_ray_instance):
     asks for it (support.SharedRay: 2 CPUs, no GPU): each search would otherwise start
     (and stop) its own, a few seconds apiece, and its workers would import torch again.
     Searches find it up and use it as it is (jobs.ray_session). A test that needs a Ray
-    of its own stops it first (support.local_ray, stop_ray); the next test that asks
-    for it finds it started again (_shared_ray_kept_up)."""
+    of its own is marked `own_ray`, which stops it first; the next test that asks for it
+    finds it started again (_shared_ray_kept_up)."""
     _shared_ray_instance.ensure()
     yield
 
 
 @pytest.fixture(autouse=True)
 def _shared_ray_kept_up(request):
-    if "shared_ray" in request.fixturenames:
+    """A test marked `own_ray` (a Ray instance of its own: declared GPUs, a Cluster, or
+    none at all) finds the shared instance stopped; one that asks for it finds it up."""
+    if request.node.get_closest_marker("own_ray"):
+        from support import stop_ray
+        stop_ray()
+    elif "shared_ray" in request.fixturenames:
         request.getfixturevalue("_shared_ray_instance").ensure()
+
+
+def pytest_collection_modifyitems(items):
+    """The tests marked `own_ray` run after all the others (in their order): each one
+    stops the shared instance, and the next test that wants it would start it again, a
+    few seconds and two workers importing torch again (with pytest-xdist, per worker)."""
+    items.sort(key=lambda item: item.get_closest_marker("own_ray") is not None)

@@ -172,15 +172,6 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def no_ray_here():
-    """No Ray instance up in this process: the address is checked only where a stage
-    would join a cluster, and a Ray already up (the suite's shared instance, left by an
-    earlier module) is used as it is, so with one up these tests would check nothing."""
-    from support import stop_ray
-    stop_ray()
-
-
 def test_an_address_with_nothing_listening_exits_2_before_writing_anything(tmp_path):
     """Fails if --address is not tried before the run folder is written (config.yaml,
     pool.tsv, journal were there), or if the command waits on ray.init, which retries an
@@ -199,8 +190,12 @@ def test_an_address_with_nothing_listening_exits_2_before_writing_anything(tmp_p
     assert not out.exists()
 
 
+# The tests below are marked own_ray, no Ray instance up in this process: the address is
+# checked only where a stage would join a cluster, and a Ray already up (the suite's
+# shared instance) is used as it is, so with one up these tests would check nothing.
+@pytest.mark.own_ray
 def test_an_address_with_nothing_listening_leaves_an_existing_folder_untouched(
-        tmp_path, capsys, no_ray_here):
+        tmp_path, capsys):
     """An --out folder that exists already (made by the user, or a run to resume) is not
     removed on a refusal, so nothing may be written into it first. Fails if the address
     is tried only where Ray is started (config.yaml, the journal and logs/ were there)."""
@@ -212,7 +207,8 @@ def test_an_address_with_nothing_listening_leaves_an_existing_folder_untouched(
     assert list(out.iterdir()) == []
 
 
-def test_an_address_that_never_answers_is_given_up_after_the_connect_timeout(no_ray_here):
+@pytest.mark.own_ray
+def test_an_address_that_never_answers_is_given_up_after_the_connect_timeout():
     """A host that drops the connection (a firewall, a listener whose backlog is full)
     is given up after the product's own connect timeout, not Ray's endless retries.
     Fails if the probe has no timeout (it would wait for the kernel's, minutes) or if
@@ -234,7 +230,8 @@ def test_an_address_that_never_answers_is_given_up_after_the_connect_timeout(no_
                 RayOptions(address).check_reachable(timeout_s=0.5)
 
 
-def test_a_malformed_address_is_named(monkeypatch, no_ray_here):
+@pytest.mark.own_ray
+def test_a_malformed_address_is_named(monkeypatch):
     """Fails if a port that is not a number reaches ray.init (or the socket call)."""
     from petrinas.engine.jobs import RayOptions
     from petrinas.errors import InputError

@@ -46,6 +46,9 @@ SEARCH = [sys.executable, "-c", CHECKED, str(REPO / "scripts" / "search.py"), "-
           "--set", *TINY, "search.max_trials=6", "resources.max_concurrent=2"]
 INTERRUPTED = "\ninterrupted: run the same command to resume\n"
 WAIT_S = 240   # guards the suite against a hang; every wait below ends on an event
+# PETRINAS_CTRL_C_REPEAT=N runs the every-moment test N times over (a fresh run each):
+# the check that it is not flaky (docs/development.md)
+REPEAT = int(os.environ.get("PETRINAS_CTRL_C_REPEAT", "1"))
 
 
 def journal(run: Path) -> list[dict]:
@@ -111,7 +114,8 @@ def interrupt_when(run: Path, event: Callable[[Path, Mark], bool], moment: str) 
 
 
 @pytest.mark.usefixtures("shared_ray")
-def test_ctrl_c_at_every_moment_exits_130_and_the_run_resumes(tmp_path, capsys):
+@pytest.mark.parametrize("attempt", range(1, REPEAT + 1), ids=lambda k: f"{k}of{REPEAT}")
+def test_ctrl_c_at_every_moment_exits_130_and_the_run_resumes(tmp_path, capsys, attempt):
     """Fails if any interrupt ends other than in exit 130 with the one line (the abort:
     134, 'Aborted', a stack trace; a thread of ours alive at exit), or if the run does
     not finish when resumed (the same command, in this process, to the end)."""

@@ -298,6 +298,7 @@ def trials_meeting_at(barrier):
     return met
 
 
+@pytest.mark.own_ray
 def test_eight_declared_gpus_run_eight_jobs_at_once(tmp_path):
     """Fails if the driver keeps fewer than 8 jobs submitted with 8 GPUs declared, or
     asks Ray for resources that let it run fewer than 8 at once: the trials meet at a

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from petrinas.cli import search_main
-from support import REPO, TINY, interruptible, stop_ray
+from support import REPO, TINY, interruptible
 
 SEARCH = [*interruptible(REPO / "scripts" / "search.py"), "--set", *TINY]
 HEADER = re.compile(r"search \S+/run: 3 trials or 1:00:00, strategy petridish, 2 seed shapes")
@@ -40,10 +40,10 @@ def test_a_search_prints_only_its_own_lines(tmp_path):
     assert "Started a local Ray instance" in (out / "logs" / "ray.log").read_text()
 
 
+@pytest.mark.own_ray
 def test_verbose_shows_rays_lines_too(tmp_path, capfd):
     """In-process (capfd sees descriptor 2 as the terminal would), on a Ray instance
-    of its own: the suite's shared one is stopped first, if it is up."""
-    stop_ray()
+    of its own (own_ray: the suite's shared one is stopped first)."""
     code = search_main(["--set", *TINY, "resources.gpus_per_job=64", "--out",
                         str(tmp_path / "run"), "--verbose"])
     err = capfd.readouterr().err

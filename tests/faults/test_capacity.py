@@ -10,8 +10,11 @@ from ray.cluster_utils import Cluster
 
 from petrinas.config_loader import load_config
 from petrinas.engine.runner import run_search
-from support import TINY, Ticks, raylet_pid, stop_ray, trials_running, wait_for
+from support import TINY, Ticks, raylet_pid, trials_running, wait_for
 from test_node_loss import in_flight
+
+# A cluster of their own: the suite's shared instance is stopped first (conftest).
+pytestmark = pytest.mark.own_ray
 
 # Seeds of some seconds: the second node must join and start its job while the first
 # node's seed still trains. The moments the test acts on are events (a job started in
@@ -22,7 +25,6 @@ SLOW = [*TINY, "search.seed_train.epochs=40", "dataset.max_train=256",
 
 @pytest.fixture
 def cluster():
-    stop_ray()   # the suite's shared instance, if up: this test joins its own cluster
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     yield cluster
     ray.shutdown()

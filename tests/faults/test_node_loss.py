@@ -12,12 +12,14 @@ from ray.cluster_utils import Cluster
 from petrinas.config_loader import load_config
 from petrinas.engine.runner import run_search
 from petrinas.engine.store import history
-from support import TINY, raylet_pid, stop_ray, trials_running, wait_for
+from support import TINY, raylet_pid, trials_running, wait_for
+
+# A cluster of their own: the suite's shared instance is stopped first (conftest).
+pytestmark = pytest.mark.own_ray
 
 
 @pytest.fixture
 def two_nodes():
-    stop_ray()   # the suite's shared instance, if up: this test joins its own cluster
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     worker = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()

@@ -7,7 +7,9 @@ import torch
 
 from support import REPO, load_script, local_ray
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+# own_ray: one GPU declared on a Ray instance of their own (conftest)
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+              pytest.mark.own_ray]
 
 
 def _benchmark():

@@ -10,7 +10,9 @@ import torch
 from petrinas.config_loader import load_config
 from support import SYNTHETIC_SMALL, TINY, local_ray, read_tsv
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+# own_ray: one GPU declared on a Ray instance of their own (conftest)
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+              pytest.mark.own_ray]
 PHASES = ("seed_train", "search_train", "post_train")
 
 
