@@ -101,14 +101,16 @@ def search_main(argv: Sequence[str] | None = None) -> int:
 def _search(argv: Sequence[str] | None) -> None:
     from petrinas.config_loader import load_config
     from petrinas.report.progress import Progress
-    from petrinas.engine.runner import run_search
 
     args = search_parser().parse_args(argv)
     config = load_config(args.conf, args.overrides)
+    # Only now: the runner brings torch, Ray and matplotlib (2.5 s), which a bad option
+    # or config key need not wait for.
+    from petrinas.engine.runner import budget_warnings, run_search
+
     out = Path(args.out or Path("runs") / config.name)
     config = config.with_run_dir(out)
     progress = Progress(enabled=not args.quiet)
-    from petrinas.engine.runner import budget_warnings
     for warning in budget_warnings(config):
         progress.warn(warning)
     summary = run_search(config, out, address=args.address, overwrite=args.overwrite,

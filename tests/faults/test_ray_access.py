@@ -77,9 +77,11 @@ def wait_for_gcs_port(run_dir: Path, search: subprocess.Popen) -> int:
 
 
 def start_search(home: Path, run_dir: Path) -> subprocess.Popen:
-    """A search long enough to outlive the checks; it is interrupted at the end."""
+    """A search long enough to outlive the checks; it is interrupted at the end. One job
+    at a time: the two searches' training would only slow the clients' joining."""
     return subprocess.Popen([*SEARCH, "--out", str(run_dir), "--set", "search.max_trials=400",
-                             "search.max_hours=0.1"], env=env_with(home),
+                             "search.max_hours=0.1", "resources.max_concurrent=1"],
+                            env=env_with(home),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
