@@ -18,8 +18,8 @@ from pathlib import Path
 
 # The packages a reader of the README cares about, then the extras' dependencies.
 PACKAGES = ["torch", "torchvision", "ray", "numpy", "matplotlib", "scikit-learn",
-            "PyYAML", "Pillow", "overrides", "tensorboard", "pytest", "hypothesis",
-            "tensorwatch", "tornado", "pandas"]
+            "PyYAML", "Pillow", "overrides", "tensorboard", "pytest", "pytest-xdist",
+            "hypothesis", "tensorwatch", "tornado", "pandas"]
 MARK = "Tested with:"  # the README line starts with it
 LINE = re.compile(rf"^{re.escape(MARK)} .*$", re.M)
 

@@ -15,6 +15,7 @@ import io
 import re
 import runpy
 import shlex
+import subprocess
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -61,7 +62,7 @@ def commands(page: Path) -> list[str]:
                 found.append(line[2:])  # (an error example is checked below)
     for span in INLINE.findall(_prose(text)):
         span = " ".join(span.split())
-        if span.split(" ", 1)[0] in COMMAND_WORDS:
+        if (_words(span) or [""])[0] in COMMAND_WORDS:   # VAR=value command too
             found.append(span)
     out = []
     for line in found:
@@ -103,6 +104,22 @@ def ray_options(sub: str) -> frozenset[str]:
     from ray.scripts.scripts import cli
     assert sub in cli.commands, f"ray has no command {sub!r}"
     return frozenset(o for p in cli.commands[sub].params for o in p.opts)
+
+
+@lru_cache(maxsize=None)
+def pytest_options() -> dict[str, bool]:
+    """pytest's options, its plugins' included (`pytest --help`), each with whether it
+    takes a value (`-k EXPRESSION`, `--dist=distmode`)."""
+    shown = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True,
+                           text=True, cwd=REPO, timeout=120).stdout
+    found = {}
+    for line in shown.splitlines():
+        if line.startswith("  -"):
+            for alias in line.strip().split("  ")[0].split(", "):
+                option = re.fullmatch(r"(-{1,2}[\w-]+)(?:[ =](\S+))?", alias)
+                if option:
+                    found[option.group(1)] = option.group(2) is not None
+    return found
 
 
 @lru_cache(maxsize=None)
@@ -155,8 +172,15 @@ def check_command(command: str) -> None:
         else:
             assert options <= {"--help"}, command
     elif head == "pytest":
-        for word in words[1:]:
-            if not word.startswith("-"):
+        known = pytest_options()
+        rest = iter(words[1:])
+        for word in rest:
+            if word.startswith("-"):
+                name = word.split("=", 1)[0]
+                assert name in known, f"{command}: pytest has no option {name}"
+                if known[name] and "=" not in word:
+                    next(rest, None)   # the option's value
+            else:
                 assert (REPO / word.split("::")[0]).exists(), f"{command}: no {word}"
     elif head == "pip":
         for word in words:
@@ -198,7 +222,8 @@ def test_the_check_catches_a_wrong_option_key_and_config():
                 "python scripts/search.py --set search.max_trails=5",
                 "python scripts/search.py --conf no_such_conf",
                 "python scripts/no_such.py", "petrinas no_such_command",
-                "pip install -e .[no_such_extra]", "ray start --no-such-flag"):
+                "pip install -e .[no_such_extra]", "ray start --no-such-flag",
+                "pytest --no-such-flag", "pytest -k x tests/no_such_test.py"):
         with pytest.raises(AssertionError):
             check_command(bad)
 
