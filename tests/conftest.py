@@ -54,7 +54,9 @@ def _shared_ray_kept_up(request):
 
 
 def pytest_collection_modifyitems(items):
-    """The tests marked `own_ray` run after all the others (in their order): each one
+    """The tests marked `own_ray` run before all the others (in their order): each one
     stops the shared instance, and the next test that wants it would start it again, a
-    few seconds and two workers importing torch again (with pytest-xdist, per worker)."""
-    items.sort(key=lambda item: item.get_closest_marker("own_ray") is not None)
+    few seconds and two workers importing torch again. First, not last: several are
+    long (8 declared GPUs, the Clusters), and with pytest-xdist a long test started late
+    leaves the other worker idle at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("own_ray") is None)
