@@ -104,8 +104,8 @@ def _search(argv: Sequence[str] | None) -> None:
 
     args = search_parser().parse_args(argv)
     config = load_config(args.conf, args.overrides)
-    # Only now: the runner brings torch, Ray and matplotlib (2.5 s), which a bad option
-    # or config key need not wait for.
+    # Only now: the runner brings Ray and matplotlib, which a bad option or config value
+    # need not wait for (torch came with the config's op registry).
     from petrinas.engine.runner import budget_warnings, run_search
 
     out = Path(args.out or Path("runs") / config.name)
